@@ -1,0 +1,17 @@
+//! The zonal orchestrator API (an Exoscale API v2 subset): typed model,
+//! request signing, and a client with retries, operation polling and metrics.
+//! Nothing here knows about Kubernetes.
+
+pub mod client;
+pub mod credentials;
+pub mod error;
+pub mod metrics;
+pub mod model;
+pub mod retry;
+pub mod signing;
+
+pub use client::{Client, ClientConfig, RotateAction};
+pub use credentials::{CredentialSource, Credentials};
+pub use error::{Error, Result};
+pub use metrics::ClientMetrics;
+pub use retry::RetryPolicy;
