@@ -105,8 +105,7 @@ impl Client {
         credentials: CredentialSource,
         metrics: Option<ClientMetrics>,
     ) -> Result<Self> {
-        // reqwest is built without a default crypto provider; ring is ours.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::install_crypto_provider();
         let http = reqwest::Client::builder()
             .user_agent(config.user_agent.clone())
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))

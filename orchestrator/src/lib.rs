@@ -15,3 +15,9 @@ pub use credentials::{CredentialSource, Credentials};
 pub use error::{Error, Result};
 pub use metrics::ClientMetrics;
 pub use retry::RetryPolicy;
+
+/// Makes ring rustls' process-wide crypto provider: reqwest is built without
+/// one so that aws-lc's C build stays out of the tree. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

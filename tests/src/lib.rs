@@ -1,1 +1,67 @@
-//! placeholder
+//! Support for end-to-end tests: start the real binaries on port 0, wait for
+//! conditions with bounded retries, and clean up every process started.
+
+pub mod proxy;
+pub mod zone;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The directory holding the workspace's built binaries (`target/debug`),
+/// overridable with `SKS_BIN_DIR`.
+pub fn bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("SKS_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // Test executables live in target/<profile>/deps.
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().and_then(|deps| deps.parent()).expect("target/<profile>").to_path_buf()
+}
+
+/// Path of binary `name`, failing with a hint when it was not built.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} not found: build the binaries first (cargo build --workspace --bins)", path.display());
+    path
+}
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `sks-e2e-<label>-<random>`.
+    pub fn new(label: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("sks-e2e-{label}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("creating temp dir");
+        TempDir(dir)
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `check` until it returns `Some`, at most `timeout`; panics naming `what` otherwise.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(20);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(250));
+    }
+}

@@ -1,1 +1,205 @@
-fn main() {}
+//! `sks-zone`: the local zone. An orchestrator API server (the Exoscale API v2
+//! subset of orchestrator-api.md) with its state on disk, for tests and local
+//! runs. It is a stand-in for a real zone, not part of the product.
+
+mod app;
+mod catalog;
+mod handlers;
+mod http;
+mod ipam;
+mod lifecycle;
+mod pki;
+mod seed;
+mod store;
+mod world;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+
+use crate::app::{App, Config};
+
+/// The local zone: an orchestrator API (Exoscale API v2 subset) with state on disk.
+///
+/// Every request but `GET /v2/zone` must carry an EXO2-HMAC-SHA256 signature.
+/// Dev credentials are created in the state directory at first start.
+#[derive(Debug, Parser)]
+#[command(name = "sks-zone", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the chosen address is printed).
+    #[arg(long, env = "SKS_ZONE_LISTEN", default_value = "127.0.0.1:8480")]
+    listen: SocketAddr,
+
+    /// Directory holding the state database and the dev credentials.
+    #[arg(long, env = "SKS_ZONE_STATE_DIR", default_value = ".local/zone")]
+    state_dir: PathBuf,
+
+    /// Zone served (repeatable); the first also answers on the bare `/v2` prefix.
+    #[arg(long = "zone", env = "SKS_ZONE_NAMES", value_delimiter = ',', default_value = "ch-gva-2")]
+    zones: Vec<String>,
+
+    /// How long every operation stays `pending`, in milliseconds (0: operations return `success` at once).
+    #[arg(long, default_value_t = 0)]
+    operation_delay_ms: u64,
+
+    /// How long new instances stay `starting` before `running`, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    instance_boot_delay_ms: u64,
+
+    /// Base URL clients use to reach this zone (default: http://<listen address>).
+    #[arg(long)]
+    public_url: Option<String>,
+
+    /// API server URL reported as every cluster's endpoint (and used in kubeconfigs).
+    #[arg(long)]
+    cluster_endpoint: Option<String>,
+
+    /// Create an SKS cluster and a nodepool at start unless a cluster of that name exists.
+    #[arg(long)]
+    seed: bool,
+
+    /// Name of the seeded cluster.
+    #[arg(long, default_value = "demo")]
+    seed_cluster: String,
+
+    /// Name of the seeded nodepool.
+    #[arg(long, default_value = "workers")]
+    seed_nodepool: String,
+
+    /// Size of the seeded nodepool.
+    #[arg(long, default_value_t = 3)]
+    seed_size: i64,
+
+    /// Accept this API key (with --api-secret) in addition to the dev credentials.
+    #[arg(long, env = "SKS_ZONE_API_KEY", requires = "api_secret")]
+    api_key: Option<String>,
+
+    /// Secret of --api-key.
+    #[arg(long, env = "SKS_ZONE_API_SECRET", hide_env_values = true, requires = "api_key")]
+    api_secret: Option<String>,
+
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(run(args))
+}
+
+/// Dev credentials in the orchestrator crate's credentials-file format, so
+/// `EXOSCALE_API_CREDENTIALS_FILE` can point straight at them.
+fn dev_credentials(state_dir: &Path) -> anyhow::Result<(PathBuf, String, String, bool)> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct File {
+        api_key: String,
+        api_secret: String,
+    }
+    let path = state_dir.join("credentials.json");
+    if let Ok(bytes) = std::fs::read(&path) {
+        let f: File = serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        return Ok((path, f.api_key, f.api_secret, false));
+    }
+    let key = format!("EXO{}", uuid::Uuid::new_v4().simple());
+    let secret = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, rand::random::<[u8; 32]>());
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&File { api_key: key.clone(), api_secret: secret.clone() })?)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    }
+    std::fs::rename(&tmp, &path)?;
+    Ok((path, key, secret, true))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let (cred_path, key, secret, created) = dev_credentials(&args.state_dir)?;
+    let mut keys = BTreeMap::from([(key.clone(), secret)]);
+    if let (Some(k), Some(s)) = (&args.api_key, &args.api_secret) {
+        keys.insert(k.clone(), s.clone());
+    }
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+    let config = Config {
+        zones: args.zones.clone(),
+        public_url: public_url.clone(),
+        operation_delay: Duration::from_millis(args.operation_delay_ms),
+        boot_delay: Duration::from_millis(args.instance_boot_delay_ms),
+        cluster_endpoint: args.cluster_endpoint.clone(),
+    };
+    let store = store::Store::open(&args.state_dir.join("zone.redb"))?;
+    let app = Arc::new(App::new(config, store, keys)?);
+    if args.seed {
+        seed::ensure(&app, &args.seed_cluster, &args.seed_nodepool, args.seed_size)?;
+    }
+    tokio::spawn(tick_loop(app.clone()));
+
+    let zone = &args.zones[0];
+    println!("sks-zone listening on {public_url} (zones: {})", args.zones.join(", "));
+    println!(
+        "{} dev credentials in {} (API key {key}). Use them with:",
+        if created { "created" } else { "using" },
+        cred_path.display()
+    );
+    println!(
+        "  export EXOSCALE_API_ENDPOINT={public_url}/v2 EXOSCALE_API_ZONE={zone} EXOSCALE_API_CREDENTIALS_FILE={}",
+        std::fs::canonicalize(&cred_path).unwrap_or(cred_path.clone()).display()
+    );
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+
+    axum::serve(listener, http::router(app)).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+/// Completes due operations and boots instances, a few times a second.
+async fn tick_loop(app: Arc<App>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(50));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        interval.tick().await;
+        let now = lifecycle::now_ms();
+        let due = app.read(|w| {
+            w.zones.values().any(|z| {
+                z.operations
+                    .values()
+                    .any(|o| o.op.state == orchestrator::model::OperationState::Pending && o.due_ms <= now)
+                    || z.instances.values().any(|i| i.ready_at_ms.is_some_and(|t| t <= now))
+            })
+        });
+        if due {
+            let _ = app.write(|tx| Ok(lifecycle::tick(tx, &app.config, now)));
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -139,9 +139,9 @@ pub struct InstanceType {
     /// Virtual CPUs.
     #[serde(default)]
     pub cpus: i64,
-    /// GPUs.
-    #[serde(default)]
-    pub gpus: i64,
+    /// GPUs (absent when there are none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<i64>,
     /// Memory in bytes.
     #[serde(default)]
     pub memory: i64,

@@ -1,0 +1,162 @@
+//! The HTTP front: zone prefixes, signature checks, validation against the
+//! OpenAPI spec, and dispatch by operation id. Routing *is* the spec: a path
+//! the spec does not describe does not exist here.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use exo_openapi::{Spec, Violation};
+use orchestrator::signing;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::app::{ApiError, ApiResult, App};
+use crate::handlers;
+
+/// One validated API call, ready for its handler.
+pub struct Call {
+    /// Zone the call is for.
+    pub zone: String,
+    /// The spec's operationId.
+    pub operation: String,
+    /// Path parameters by name.
+    pub params: Vec<(String, String)>,
+    /// Decoded query pairs.
+    pub query: Vec<(String, String)>,
+    /// The JSON body, if one was sent.
+    pub body: Option<serde_json::Value>,
+}
+
+impl Call {
+    /// A path parameter as sent.
+    pub fn param(&self, name: &str) -> &str {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).unwrap_or_default()
+    }
+
+    /// A path parameter that is an id; `kind` names the resource in a 404.
+    pub fn id(&self, name: &str, kind: &str) -> ApiResult<Uuid> {
+        let raw = self.param(name);
+        Uuid::parse_str(raw).map_err(|_| ApiError::not_found(kind, raw))
+    }
+
+    /// A query parameter.
+    pub fn query(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// The body as `T`; the spec check already ran, so failures are rare.
+    pub fn body<T: DeserializeOwned>(&self) -> ApiResult<T> {
+        let value = self.body.clone().unwrap_or(serde_json::Value::Object(Default::default()));
+        serde_json::from_value(value).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
+    }
+}
+
+/// The zone's HTTP service.
+pub fn router(app: Arc<App>) -> Router {
+    Router::new().fallback(handle).with_state(app)
+}
+
+/// Splits `/<zone>/v2/...` or `/v2/...` (the first zone) into zone and API path.
+fn split_zone<'p>(app: &App, path: &'p str) -> Option<(String, &'p str)> {
+    if let Some(rest) = path.strip_prefix("/v2") {
+        return Some((app.config.zones[0].clone(), rest));
+    }
+    let rest = path.strip_prefix('/')?;
+    let (zone, rest) = rest.split_once('/')?;
+    let api = rest.strip_prefix("v2")?;
+    app.config.zones.iter().any(|z| z == zone).then(|| (zone.to_owned(), api))
+}
+
+fn violations(what: &str, v: Vec<Violation>) -> String {
+    let list: Vec<String> = v.iter().map(ToString::to_string).collect();
+    format!("invalid {what}: {}", list.join("; "))
+}
+
+async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let path = uri.path();
+    let Some((zone, api_path)) = split_zone(&app, path) else {
+        return ApiError { status: StatusCode::NOT_FOUND, message: format!("no such endpoint: {method} {path}") }
+            .into_response();
+    };
+    let query: Vec<(String, String)> =
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+    match prepare(&app, &method, path, api_path, zone, query, &headers, &body) {
+        Ok(call) => {
+            let result = tokio::task::block_in_place(|| handlers::dispatch(&app, &call));
+            match result {
+                Ok(value) => axum::Json(value).into_response(),
+                Err(e) => {
+                    tracing::debug!(operation = call.operation, status = %e.status, message = %e.message, "request refused");
+                    e.into_response()
+                }
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn prepare(
+    app: &App,
+    method: &Method,
+    path: &str,
+    api_path: &str,
+    zone: String,
+    query: Vec<(String, String)>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<Call> {
+    let spec = Spec::embedded();
+    let Some(op) = spec.operation(method.as_str(), api_path) else {
+        return Err(ApiError { status: StatusCode::NOT_FOUND, message: format!("no such endpoint: {method} {path}") });
+    };
+    authenticate(app, op.id, method, path, &query, headers, body)?;
+    if let Err(v) = op.validate_path_params() {
+        // An id that is not even a UUID names nothing that exists.
+        if v.iter().all(|v| v.message.contains("uuid")) {
+            return Err(ApiError { status: StatusCode::NOT_FOUND, message: violations("path", v) });
+        }
+        return Err(ApiError::bad_request(violations("path", v)));
+    }
+    op.validate_query(&query).map_err(|v| ApiError::bad_request(violations("query", v)))?;
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(
+            serde_json::from_slice::<serde_json::Value>(body)
+                .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?,
+        )
+    };
+    op.validate_request_body(body.as_ref()).map_err(|v| ApiError::bad_request(violations("request body", v)))?;
+    Ok(Call { zone, operation: op.id.to_owned(), params: op.path_params.clone(), query, body })
+}
+
+/// Checks the EXO2 signature; `GET /zone` may come unsigned (it reveals nothing).
+fn authenticate(
+    app: &App,
+    operation: &str,
+    method: &Method,
+    path: &str,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> ApiResult<()> {
+    let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let Some(header) = header else {
+        if operation == "list-zones" {
+            return Ok(());
+        }
+        return Err(ApiError::forbidden("missing Authorization header: requests must be signed with EXO2-HMAC-SHA256"));
+    };
+    let auth = signing::parse_authorization(header).map_err(|e| ApiError::forbidden(e.to_string()))?;
+    let Some(secret) = app.keys.get(&auth.credential) else {
+        return Err(ApiError::forbidden(format!("unknown API key {}", auth.credential)));
+    };
+    let req = signing::Request { method: method.as_str(), path, query, body };
+    signing::verify(&auth, secret, &req, jiff::Timestamp::now().as_second())
+        .map_err(|e| ApiError::forbidden(format!("invalid signature for key {}: {e}", auth.credential)))
+}

@@ -1,0 +1,187 @@
+//! A running `sks-zone` process.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use orchestrator::{Client, ClientConfig, CredentialSource, Credentials, RetryPolicy};
+
+use crate::{TempDir, bin};
+
+/// API key every test zone accepts.
+pub const TEST_KEY: &str = "EXOtestkey";
+/// Its secret.
+pub const TEST_SECRET: &str = "test-secret-do-not-log";
+
+/// Options of a test zone.
+#[derive(Debug, Clone, Default)]
+pub struct ZoneOptions {
+    /// `--operation-delay-ms`.
+    pub operation_delay_ms: u64,
+    /// `--instance-boot-delay-ms` (default 0 here: instances run at once).
+    pub boot_delay_ms: u64,
+    /// `--seed`.
+    pub seed: bool,
+    /// Extra arguments.
+    pub extra: Vec<String>,
+}
+
+/// A running `sks-zone` with its own state directory; killed on drop.
+pub struct Zone {
+    child: Option<Child>,
+    /// Base URL, e.g. `http://127.0.0.1:41234`.
+    pub url: String,
+    options: ZoneOptions,
+    state: TempDir,
+}
+
+fn spawn(state: &Path, options: &ZoneOptions, listen: &str) -> (Child, String) {
+    let mut cmd = Command::new(bin("sks-zone"));
+    cmd.args(["--listen", listen, "--state-dir"])
+        .arg(state)
+        .args(["--api-key", TEST_KEY, "--api-secret", TEST_SECRET])
+        .args(["--operation-delay-ms", &options.operation_delay_ms.to_string()])
+        .args(["--instance-boot-delay-ms", &options.boot_delay_ms.to_string()])
+        .args(&options.extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if options.seed {
+        cmd.arg("--seed");
+    }
+    let mut child = cmd.spawn().expect("starting sks-zone");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        // Keep draining so the zone never blocks on a full pipe.
+        for _ in lines {}
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).expect("sks-zone did not report its address within 30 s");
+    let url = first
+        .strip_prefix("sks-zone listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line from sks-zone: {first:?}"))
+        .to_owned();
+    (child, url)
+}
+
+impl Zone {
+    /// Starts a zone on a free port with a fresh state directory.
+    pub fn start(options: ZoneOptions) -> Zone {
+        let state = TempDir::new("zone");
+        let (child, url) = spawn(state.path(), &options, "127.0.0.1:0");
+        Zone { child: Some(child), url, options, state }
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
+    }
+
+    /// The bootstrap endpoint, `<url>/v2`.
+    pub fn endpoint(&self) -> String {
+        format!("{}/v2", self.url)
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            for _ in 0..100 {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the zone again on the same address and state directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let listen = self.url.trim_start_matches("http://").to_owned();
+        let (child, url) = spawn(self.state.path(), &self.options, &listen);
+        assert_eq!(url, self.url);
+        self.child = Some(child);
+    }
+
+    /// Client settings for this zone with fast retries and polling.
+    pub fn client_config(&self) -> ClientConfig {
+        ClientConfig {
+            endpoint: self.endpoint(),
+            zone: Some("ch-gva-2".to_owned()),
+            request_timeout: Duration::from_secs(10),
+            retry: RetryPolicy {
+                max_retries: 3,
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(200),
+            },
+            operation_poll_interval: Duration::from_millis(20),
+            operation_timeout: Duration::from_secs(20),
+            ..ClientConfig::default()
+        }
+    }
+
+    /// A client of this zone signing with the test key.
+    pub async fn client(&self) -> Client {
+        client_for(self.client_config()).await
+    }
+}
+
+/// A client with the test key for `config`.
+pub async fn client_for(config: ClientConfig) -> Client {
+    let creds = CredentialSource::Static(Credentials::new(TEST_KEY, TEST_SECRET).expect("test credentials"));
+    Client::connect(config, creds, None).await.expect("connecting to sks-zone")
+}
+
+impl Drop for Zone {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Sends one request signed with the test key (or `key`/`secret`) and an
+/// expiry `expires_in` seconds away; returns status and JSON body.
+pub async fn signed_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    credentials: Option<(&str, &str)>,
+    expires_in: i64,
+) -> (u16, serde_json::Value) {
+    orchestrator::install_crypto_provider();
+    let (key, secret) = credentials.unwrap_or((TEST_KEY, TEST_SECRET));
+    let body = body.unwrap_or("");
+    let url = url::Url::parse(&format!("{base}{path}")).expect("request URL");
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let expires = jiff::Timestamp::now().as_second() + expires_in;
+    let req = orchestrator::signing::Request { method, path: url.path(), query: &query, body: body.as_bytes() };
+    let auth = orchestrator::signing::authorization(key, secret, &req, expires);
+    let mut builder = reqwest::Client::new()
+        .request(method.parse().expect("method"), url)
+        .header("authorization", auth)
+        .body(body.to_owned());
+    if !body.is_empty() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let resp = builder.send().await.expect("sending request");
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await.expect("reading body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
