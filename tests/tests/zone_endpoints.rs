@@ -417,3 +417,35 @@ async fn client_switches_to_the_zone_endpoint() {
     let err = gva.switch_zone("nowhere").await.unwrap_err().to_string();
     assert!(err.contains("known: [\"ch-gva-2\", \"de-fra-1\"]"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfigs_are_read_by_kubectl() {
+    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let c = zone.client().await;
+    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
+    let req = KubeconfigRequest {
+        user: "bob \"the\" admin".into(),
+        groups: vec!["system:masters".into(), "ops".into()],
+        ttl: None,
+    };
+    let kubeconfig = c.generate_sks_cluster_kubeconfig(cluster.id, &req).await.unwrap();
+    let dir = sks_e2e::TempDir::new("kubeconfig");
+    let path = dir.path().join("config");
+    std::fs::write(&path, &kubeconfig).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["config", "view", "--raw", "-o", "json", "--kubeconfig"])
+        .arg(&path)
+        .output()
+        .expect("running kubectl");
+    assert!(out.status.success(), "kubectl rejected the kubeconfig: {}", String::from_utf8_lossy(&out.stderr));
+    let view: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view["clusters"][0]["cluster"]["server"], cluster.endpoint.unwrap());
+    assert_eq!(view["users"][0]["name"], "bob \"the\" admin");
+    assert_eq!(view["current-context"], view["contexts"][0]["name"]);
+    let ca = c.get_sks_cluster_authority_cert(cluster.id, Authority::ControlPlane).await.unwrap();
+    use base64::Engine as _;
+    let ca_data = base64::engine::general_purpose::STANDARD
+        .decode(view["clusters"][0]["cluster"]["certificate-authority-data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(String::from_utf8(ca_data).unwrap(), ca, "the kubeconfig trusts the control-plane CA");
+}

@@ -8,7 +8,6 @@ mod handlers;
 mod http;
 mod ipam;
 mod lifecycle;
-mod pki;
 mod seed;
 mod store;
 mod world;

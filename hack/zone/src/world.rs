@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::pki::CertificateAuthority;
+use sks_pki::CertificateAuthority;
 
 /// An instance and the bookkeeping the zone needs about it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,8 +18,8 @@ use crate::app::{ApiError, ApiResult, App};
 use crate::catalog;
 use crate::http::Call;
 use crate::lifecycle;
-use crate::pki::CertificateAuthority;
 use crate::world::{ClusterPki, ClusterRec, Completion, NodepoolRec, Target, Tx, World};
+use sks_pki::CertificateAuthority;
 
 /// The longest kubeconfig certificate the zone issues, as SKS does.
 pub const MAX_KUBECONFIG_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -263,7 +263,7 @@ pub fn kubeconfig(app: &App, call: &Call) -> ApiResult<Value> {
         .map_err(|e| ApiError::internal(format!("issuing the client certificate: {e}")))?;
     let name = rec.cluster.spec.name.clone().unwrap_or_else(|| id.to_string());
     let server = rec.cluster.endpoint.clone().unwrap_or_default();
-    let yaml = crate::pki::render_kubeconfig(&name, &server, &ca.cert_pem, &req.user, &cert);
+    let yaml = sks_pki::render_kubeconfig(&name, &server, &ca.cert_pem, &req.user, &cert);
     json(KubeconfigResponse { kubeconfig: B64.encode(yaml) })
 }
 
