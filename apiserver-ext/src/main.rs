@@ -1,1 +1,195 @@
-fn main() {}
+//! `sks-apiserver`: serves the SKS group (`sks.exoscale.net`) as an aggregated API.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use sks_apiserver::resources::metadata::FileStore;
+use sks_apiserver::resources::nodepool::NodePools;
+use sks_apiserver::rest::authn::{Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
+use sks_apiserver::rest::authz::{AccessReviewer, Authorizer};
+use sks_apiserver::rest::handler::{ApiServer, ServerConfig};
+use sks_apiserver::rest::kube_auth::{KubeReviewer, follow_authentication_configmap};
+use sks_apiserver::rest::metrics::ServerMetrics;
+use sks_apiserver::rest::storage::Storage;
+use sks_apiserver::rest::tls::{ClientTrust, ServingCertFiles, server_config};
+use uuid::Uuid;
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.trim().split_at(s.trim().find(|c: char| !c.is_ascii_digit()).unwrap_or(s.trim().len()));
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a duration like 10s, 500ms or 5m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    }
+}
+
+/// Aggregated API server for SKS: nodepools (and later the cluster, upgrades,
+/// kubeconfig requests) of one cluster as Kubernetes resources.
+///
+/// Orchestrator access comes from the Exoscale CCM's variables:
+/// EXOSCALE_API_ENDPOINT, EXOSCALE_API_ZONE, and EXOSCALE_API_KEY/EXOSCALE_API_SECRET
+/// or EXOSCALE_API_CREDENTIALS_FILE (re-read when it changes).
+#[derive(Debug, Parser)]
+#[command(name = "sks-apiserver", version)]
+struct Args {
+    /// Address to serve HTTPS on (port 0 picks a free port; the address is printed).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Serving certificate (PEM), reloaded when it changes.
+    #[arg(long)]
+    tls_cert_file: PathBuf,
+    /// Serving key (PEM), reloaded when it changes.
+    #[arg(long)]
+    tls_private_key_file: PathBuf,
+    /// CA of x509 client certificates (CN = user, O = groups); else taken from the cluster.
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// CA of the front-proxy client certificate; else taken from the cluster.
+    #[arg(long)]
+    requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names allowed for the front-proxy certificate (empty: any signed by its CA).
+    #[arg(long, value_delimiter = ',')]
+    requestheader_allowed_names: Vec<String>,
+    /// Headers naming the user.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-User")]
+    requestheader_username_headers: Vec<String>,
+    /// Headers naming the groups.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Group")]
+    requestheader_group_headers: Vec<String>,
+    /// Prefixes of headers carrying extra user attributes.
+    #[arg(long, value_delimiter = ',', default_value = "X-Remote-Extra-")]
+    requestheader_extra_headers_prefix: Vec<String>,
+    /// Headers naming the user's UID (none by default, as in k8s.io/apiserver).
+    #[arg(long, value_delimiter = ',')]
+    requestheader_uid_headers: Vec<String>,
+    /// Kubeconfig of the cluster: enables TokenReview, SubjectAccessReview and the
+    /// authentication ConfigMap. Without it only system:masters may use the API.
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// How long token reviews are cached.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    authentication_token_webhook_cache_ttl: Duration,
+    /// How long allowed access reviews are cached.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    authorization_webhook_cache_authorized_ttl: Duration,
+    /// How long denied access reviews are cached.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    authorization_webhook_cache_unauthorized_ttl: Duration,
+    /// ID of the SKS cluster served.
+    #[arg(long, env = "SKS_CLUSTER_ID")]
+    cluster_id: Uuid,
+    /// How often the nodepool cache is refreshed from the orchestrator (and after every write).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    refresh_interval: Duration,
+    /// File keeping annotations, finalizers and generations (single replica).
+    #[arg(long, default_value = "sks-apiserver-metadata.json")]
+    metadata_file: PathBuf,
+    /// Interval of watch bookmarks.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    bookmark_interval: Duration,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+}
+
+fn read(path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
+    path.as_ref().map(|p| std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))).transpose()
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    orchestrator::install_crypto_provider();
+    let flags = AuthnConfig {
+        client_ca_pem: read(&args.client_ca_file)?,
+        request_header: read(&args.requestheader_client_ca_file)?.map(|ca| RequestHeaderConfig {
+            client_ca_pem: ca,
+            allowed_names: args.requestheader_allowed_names.clone(),
+            username_headers: args.requestheader_username_headers.clone(),
+            group_headers: args.requestheader_group_headers.clone(),
+            extra_prefixes: args.requestheader_extra_headers_prefix.clone(),
+            uid_headers: args.requestheader_uid_headers.clone(),
+        }),
+    };
+    let kube = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig =
+                kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+            Some(kube::Client::try_from(config)?)
+        }
+        None => None,
+    };
+    let reviewer = kube.clone().map(KubeReviewer::new);
+    let trust = ClientTrust::default();
+    let authn = Arc::new(Authenticator::new(
+        flags.clone(),
+        trust.clone(),
+        reviewer.clone().map(|r| Arc::new(r) as Arc<dyn TokenReviewer>),
+        args.authentication_token_webhook_cache_ttl,
+    )?);
+    let authz = Arc::new(Authorizer::new(
+        reviewer.map(|r| Arc::new(r) as Arc<dyn AccessReviewer>),
+        args.authorization_webhook_cache_authorized_ttl,
+        args.authorization_webhook_cache_unauthorized_ttl,
+    ));
+    if let Some(client) = kube.clone() {
+        tokio::spawn(follow_authentication_configmap(client, authn.clone(), flags, Duration::from_secs(10)));
+    }
+
+    let registry = prometheus::Registry::new();
+    let orchestrator_metrics = orchestrator::ClientMetrics::register(&registry)?;
+    let client = orchestrator::Client::connect(
+        orchestrator::ClientConfig::from_env(),
+        orchestrator::CredentialSource::from_env()?,
+        Some(orchestrator_metrics),
+    )
+    .await
+    .context("connecting to the orchestrator")?;
+    let store = Arc::new(FileStore::new(&args.metadata_file));
+    let nodepools = Arc::new(NodePools::new(client, args.cluster_id, store, None));
+    tokio::spawn(nodepools.clone().run(args.refresh_interval));
+
+    let storages: Vec<Arc<dyn Storage>> = vec![nodepools];
+    let config = ServerConfig { bookmark_interval: args.bookmark_interval, ..ServerConfig::default() };
+    let metrics = ServerMetrics::new(registry)?;
+    let extra = vec![sks_apiserver::resources::nodepool::def::eviction_schema()];
+    let api = Arc::new(ApiServer::new(storages, authn, authz, metrics, config, extra));
+
+    let tls = server_config(
+        ServingCertFiles { cert: args.tls_cert_file.clone(), key: args.tls_private_key_file.clone() },
+        trust,
+    )?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    println!("sks-apiserver listening on https://{}", listener.local_addr()?);
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    sks_apiserver::rest::server::serve(listener, tls, api, shutdown()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+}

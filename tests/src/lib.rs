@@ -1,6 +1,8 @@
 //! Support for end-to-end tests: start the real binaries on port 0, wait for
 //! conditions with bounded retries, and clean up every process started.
 
+pub mod apiserver;
+pub mod pki;
 pub mod proxy;
 pub mod zone;
 

@@ -1,0 +1,5 @@
+//! Orchestrator-backed storages, one per kind.
+
+pub mod errors;
+pub mod metadata;
+pub mod nodepool;

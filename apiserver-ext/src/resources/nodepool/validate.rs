@@ -1,0 +1,208 @@
+//! NodePool validation: every problem becomes a 422 cause with its field path.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::convert::{InstanceTypes, NodePoolSpec};
+use crate::rest::status::Cause;
+
+/// Disk size when the spec sets none.
+pub const DEFAULT_DISK_SIZE: i64 = 50;
+/// Most nodes an anti-affinity group can hold.
+pub const MAX_ANTI_AFFINITY_REPLICAS: i64 = 8;
+/// Least memory of a node's instance type.
+pub const MIN_MEMORY_BYTES: i64 = 2 << 30;
+
+/// Whether `s` is a DNS-1123 label.
+pub fn is_dns1123_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+}
+
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns1123_label));
+    name_ok && prefix_ok
+}
+
+/// Validates a NodePool's name and spec against what the orchestrator accepts.
+pub fn validate(name: &str, spec: &NodePoolSpec, types: &InstanceTypes) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if !is_dns1123_label(name) {
+        causes.push(Cause::invalid(
+            "metadata.name",
+            &json!(name),
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc'), at most 63 characters",
+        ));
+    }
+    let replicas = spec.replicas.unwrap_or(0);
+    if replicas < 0 {
+        causes.push(Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0"));
+    }
+    let aag = spec.anti_affinity_groups.as_ref().is_some_and(|g| !g.is_empty());
+    if aag && replicas > MAX_ANTI_AFFINITY_REPLICAS {
+        causes.push(Cause::invalid(
+            "spec.replicas",
+            &json!(replicas),
+            format!("must be at most {MAX_ANTI_AFFINITY_REPLICAS} when spec.antiAffinityGroups is set"),
+        ));
+    }
+    match spec.instance_type.as_deref() {
+        None | Some("") => causes.push(Cause::required("spec.instanceType")),
+        Some(t) => match types.by_name(t) {
+            None if !types.is_empty() => {
+                let known: Vec<String> = types.names();
+                let known: Vec<&str> = known.iter().map(String::as_str).collect();
+                causes.push(Cause::not_supported("spec.instanceType", &json!(t), &known));
+            }
+            Some(it) if it.memory < MIN_MEMORY_BYTES => causes.push(Cause::invalid(
+                "spec.instanceType",
+                &json!(t),
+                format!("nodes need at least 2 GiB of memory; {t} has {} MiB", it.memory >> 20),
+            )),
+            _ => {}
+        },
+    }
+    if let Some(d) = spec.disk_size
+        && !(20..=51200).contains(&d)
+    {
+        causes.push(Cause::invalid("spec.diskSize", &json!(d), "must be between 20 and 51200 (GiB)"));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in spec.taints.iter().flatten().enumerate() {
+        let field = |f: &str| format!("spec.taints[{i}].{f}");
+        if !is_label_key(&t.key) {
+            causes.push(Cause::invalid(&field("key"), &json!(t.key), "must be a valid label key (an optional DNS subdomain prefix and '/', then a name of at most 63 alphanumeric, '-', '_' or '.' characters)"));
+        } else if !seen.insert(t.key.clone()) {
+            causes.push(Cause::invalid(&field("key"), &json!(t.key), "taint keys must be unique"));
+        }
+        if t.value.is_empty() || t.value.chars().count() > 255 {
+            causes.push(Cause::invalid(&field("value"), &json!(t.value), "must be 1 to 255 characters"));
+        }
+        if !matches!(t.effect.as_str(), "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            causes.push(Cause::not_supported(
+                &field("effect"),
+                &json!(t.effect),
+                &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            ));
+        }
+    }
+    for (field, list) in [
+        ("spec.antiAffinityGroups", &spec.anti_affinity_groups),
+        ("spec.securityGroups", &spec.security_groups),
+        ("spec.privateNetworks", &spec.private_networks),
+    ] {
+        for (i, id) in list.iter().flatten().enumerate() {
+            if Uuid::parse_str(id).is_err() {
+                causes.push(Cause::invalid(&format!("{field}[{i}]"), &json!(id), "must be a UUID"));
+            }
+        }
+    }
+    if let Some(d) = &spec.deploy_target
+        && Uuid::parse_str(d).is_err()
+    {
+        causes.push(Cause::invalid("spec.deployTarget", &json!(d), "must be a UUID"));
+    }
+    if let Some(p) = &spec.instance_prefix
+        && (p.is_empty() || p.len() > 30 || !is_dns1123_label(p))
+    {
+        causes.push(Cause::invalid(
+            "spec.instancePrefix",
+            &json!(p),
+            "must be a lowercase RFC 1123 label of 1 to 30 characters",
+        ));
+    }
+    if let Some(d) = &spec.description
+        && d.chars().count() > 255
+    {
+        causes.push(Cause::invalid(
+            "spec.description",
+            &Value::String(format!("{}...", d.chars().take(20).collect::<String>())),
+            "must be at most 255 characters",
+        ));
+    }
+    if let Some(p) = &spec.public_ip_assignment
+        && !matches!(p.as_str(), "inet4" | "dual")
+    {
+        causes.push(Cause::not_supported("spec.publicIpAssignment", &json!(p), &["dual", "inet4"]));
+    }
+    causes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orchestrator::model::{InstanceType, InstanceTypeFamily, InstanceTypeSize};
+
+    fn types() -> InstanceTypes {
+        let t = |size: InstanceTypeSize, mem: i64| InstanceType {
+            id: Uuid::new_v4(),
+            family: InstanceTypeFamily::Standard,
+            size,
+            cpus: 2,
+            gpus: None,
+            memory: mem,
+            authorized: Some(true),
+            zones: None,
+        };
+        InstanceTypes::new(vec![t(InstanceTypeSize::Medium, 4 << 30), t(InstanceTypeSize::Tiny, 1 << 30)])
+    }
+
+    fn fields(causes: &[Cause]) -> Vec<&str> {
+        causes.iter().map(|c| c.field.as_str()).collect()
+    }
+
+    #[test]
+    fn a_good_spec_passes() {
+        let spec =
+            NodePoolSpec { replicas: Some(3), instance_type: Some("standard.medium".into()), ..Default::default() };
+        assert!(validate("workers", &spec, &types()).is_empty());
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let spec = NodePoolSpec {
+            replicas: Some(9),
+            instance_type: Some("standard.tiny".into()),
+            disk_size: Some(10),
+            anti_affinity_groups: Some(vec![Uuid::new_v4().to_string(), "nope".into()]),
+            taints: Some(vec![
+                super::super::convert::Taint { key: "ok".into(), value: "".into(), effect: "Sometimes".into() },
+                super::super::convert::Taint { key: "-bad".into(), value: "v".into(), effect: "NoSchedule".into() },
+            ]),
+            public_ip_assignment: Some("ipv6".into()),
+            ..Default::default()
+        };
+        let causes = validate("Bad_Name", &spec, &types());
+        assert_eq!(
+            fields(&causes),
+            vec![
+                "metadata.name",
+                "spec.replicas",
+                "spec.instanceType",
+                "spec.diskSize",
+                "spec.taints[0].value",
+                "spec.taints[0].effect",
+                "spec.taints[1].key",
+                "spec.antiAffinityGroups[1]",
+                "spec.publicIpAssignment"
+            ]
+        );
+        assert!(causes[2].message.contains("at least 2 GiB"), "{}", causes[2].message);
+        let unknown =
+            validate("x", &NodePoolSpec { instance_type: Some("huge.thing".into()), ..Default::default() }, &types());
+        assert_eq!(unknown[0].reason, "FieldValueNotSupported");
+        assert!(validate("x", &NodePoolSpec::default(), &types()).iter().any(|c| c.reason == "FieldValueRequired"));
+    }
+}

@@ -1,0 +1,309 @@
+//! An object cache with a resourceVersion sequence, a bounded event history
+//! and a fan-out of events to watchers.
+//!
+//! resourceVersions are `epoch << 40 | counter`. The epoch is random per
+//! process (or 0 for a single long-lived store), so a resourceVersion issued by
+//! another replica or before a restart is recognised as foreign and answered
+//! with 410 Expired: clients then relist instead of silently missing events.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+const COUNTER_BITS: u32 = 40;
+
+/// What happened to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    /// It appeared.
+    Added,
+    /// It changed.
+    Modified,
+    /// It is gone.
+    Deleted,
+}
+
+impl EventType {
+    /// The watch event `type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, with the object before it (for selector transitions).
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventType,
+    /// The object after the change (for deletes: its last state, with the delete's RV).
+    pub object: Arc<Value>,
+    /// The object before the change.
+    pub previous: Option<Arc<Value>>,
+    /// The change's resourceVersion.
+    pub rv: u64,
+}
+
+/// Key of an object: namespace ("" when cluster-scoped) and name.
+pub type Key = (String, String);
+
+/// Why a watch cannot start from a resourceVersion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired(pub String);
+
+struct Inner {
+    objects: BTreeMap<Key, Arc<Value>>,
+    counter: u64,
+    history: VecDeque<Arc<Event>>,
+}
+
+/// The cache. Cheap to share behind an `Arc`.
+pub struct ObjectCache {
+    epoch: u64,
+    history_limit: usize,
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Arc<Event>>,
+}
+
+/// The key of `obj` from its metadata.
+pub fn key_of(obj: &Value) -> Key {
+    let meta = &obj["metadata"];
+    (meta["namespace"].as_str().unwrap_or("").to_owned(), meta["name"].as_str().unwrap_or("").to_owned())
+}
+
+/// The object's resourceVersion as a number (0 when absent or foreign-looking).
+pub fn rv_of(obj: &Value) -> u64 {
+    obj["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Whether two objects differ in anything but their resourceVersion.
+fn same_but_rv(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+impl ObjectCache {
+    /// A cache whose resourceVersions carry `epoch` (use `random_epoch()` for
+    /// replicated or restartable servers), keeping `history_limit` events for watch resumption.
+    pub fn new(epoch: u64, history_limit: usize) -> Self {
+        let (events, _) = broadcast::channel(history_limit.max(16));
+        ObjectCache {
+            epoch: epoch & ((1 << (63 - COUNTER_BITS)) - 1),
+            history_limit,
+            inner: Mutex::new(Inner { objects: BTreeMap::new(), counter: 0, history: VecDeque::new() }),
+            events,
+        }
+    }
+
+    /// A random non-zero epoch.
+    pub fn random_epoch() -> u64 {
+        rand::random_range(1..(1u64 << (63 - COUNTER_BITS)))
+    }
+
+    fn rv(&self, counter: u64) -> u64 {
+        (self.epoch << COUNTER_BITS) | counter
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current resourceVersion (of the last change, or the start).
+    pub fn current_rv(&self) -> u64 {
+        self.rv(self.lock().counter)
+    }
+
+    /// One object.
+    pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Every object, in key order, and the resourceVersion they are current at.
+    pub fn snapshot(&self) -> (Vec<Arc<Value>>, u64) {
+        let inner = self.lock();
+        (inner.objects.values().cloned().collect(), self.rv(inner.counter))
+    }
+
+    /// Number of objects.
+    pub fn len(&self) -> usize {
+        self.lock().objects.len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn record(&self, inner: &mut Inner, kind: EventType, object: Arc<Value>, previous: Option<Arc<Value>>, rv: u64) {
+        let event = Arc::new(Event { kind, object, previous, rv });
+        inner.history.push_back(event.clone());
+        while inner.history.len() > self.history_limit {
+            inner.history.pop_front();
+        }
+        // No receivers is fine: nobody is watching.
+        let _ = self.events.send(event);
+    }
+
+    /// Stores `obj` with a new resourceVersion and announces it; an object
+    /// equal to the stored one (resourceVersion aside) is left as it is.
+    pub fn upsert(&self, obj: Value) -> Arc<Value> {
+        let mut inner = self.lock();
+        self.upsert_locked(&mut inner, obj)
+    }
+
+    fn upsert_locked(&self, inner: &mut Inner, mut obj: Value) -> Arc<Value> {
+        let key = key_of(&obj);
+        let previous = inner.objects.get(&key).cloned();
+        if let Some(prev) = &previous
+            && same_but_rv(prev, &obj)
+        {
+            return prev.clone();
+        }
+        inner.counter += 1;
+        let rv = self.rv(inner.counter);
+        obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let obj = Arc::new(obj);
+        inner.objects.insert(key, obj.clone());
+        let kind = if previous.is_some() { EventType::Modified } else { EventType::Added };
+        self.record(inner, kind, obj.clone(), previous, rv);
+        obj
+    }
+
+    /// Stores `obj` only if the stored object still has `expected_rv`
+    /// (`None`: only if absent); the compare-and-swap behind updates.
+    /// On failure, returns the stored object, if any.
+    pub fn upsert_if(&self, obj: Value, expected_rv: Option<u64>) -> Result<Arc<Value>, Option<Arc<Value>>> {
+        let key = key_of(&obj);
+        let mut inner = self.lock();
+        let current = inner.objects.get(&key).cloned();
+        let ok = match (&current, expected_rv) {
+            (None, None) => true,
+            (Some(c), Some(rv)) => rv_of(c) == rv,
+            _ => false,
+        };
+        if !ok {
+            return Err(current);
+        }
+        Ok(self.upsert_locked(&mut inner, obj))
+    }
+
+    /// Removes an object and announces its deletion with a new resourceVersion.
+    pub fn remove(&self, key: &Key) -> Option<Arc<Value>> {
+        let mut inner = self.lock();
+        let previous = inner.objects.remove(key)?;
+        inner.counter += 1;
+        let rv = self.rv(inner.counter);
+        let mut last = (*previous).clone();
+        last["metadata"]["resourceVersion"] = Value::String(rv.to_string());
+        let last = Arc::new(last);
+        self.record(&mut inner, EventType::Deleted, last.clone(), Some(previous), rv);
+        Some(last)
+    }
+
+    /// Events after `rv` and a receiver of later ones, without gap or overlap.
+    /// `rv` of another epoch, older than the history, or newer than now is Expired.
+    pub fn subscribe_after(&self, rv: u64) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), Expired> {
+        let inner = self.lock();
+        let current = self.rv(inner.counter);
+        if rv >> COUNTER_BITS != self.epoch {
+            return Err(Expired(format!("too old resource version: {rv} ({current})")));
+        }
+        if rv > current {
+            return Err(Expired(format!("too large resource version: {rv}, current: {current}")));
+        }
+        let oldest_kept = inner.history.front().map(|e| e.rv).unwrap_or(current + 1);
+        // Every event after `rv` must still be in the history.
+        if rv < current && rv + 1 < oldest_kept {
+            return Err(Expired(format!("too old resource version: {rv} ({current})")));
+        }
+        let backlog = inner.history.iter().filter(|e| e.rv > rv).cloned().collect();
+        Ok((backlog, self.events.subscribe()))
+    }
+
+    /// The current objects and a receiver of every later event.
+    pub fn subscribe_now(&self) -> (Vec<Arc<Value>>, u64, broadcast::Receiver<Arc<Event>>) {
+        let inner = self.lock();
+        (inner.objects.values().cloned().collect(), self.rv(inner.counter), self.events.subscribe())
+    }
+
+    /// A resourceVersion a watcher may be told it has seen (a bookmark): the
+    /// current one, but only when `rx` has nothing pending, so no queued event
+    /// is skipped by a client resuming from it.
+    pub fn bookmark_rv(&self, rx: &broadcast::Receiver<Arc<Event>>) -> Option<u64> {
+        let inner = self.lock();
+        rx.is_empty().then(|| self.rv(inner.counter))
+    }
+
+    /// Whether `rv` was issued by this cache.
+    pub fn owns(&self, rv: u64) -> bool {
+        rv >> COUNTER_BITS == self.epoch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(name: &str, v: i64) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"v": v}})
+    }
+
+    #[test]
+    fn rvs_increase_and_identical_writes_are_no_ops() {
+        let c = ObjectCache::new(7, 100);
+        let a = c.upsert(obj("a", 1));
+        let a2 = c.upsert(obj("a", 1));
+        assert_eq!(rv_of(&a), rv_of(&a2), "an identical write is not a change");
+        let b = c.upsert(obj("a", 2));
+        assert!(rv_of(&b) > rv_of(&a));
+        assert_eq!(c.current_rv(), rv_of(&b));
+        assert_eq!(rv_of(&a) >> 40, 7);
+    }
+
+    #[test]
+    fn subscribe_after_replays_exactly_the_missed_events() {
+        let c = ObjectCache::new(1, 100);
+        let first = rv_of(&c.upsert(obj("a", 1)));
+        c.upsert(obj("b", 1));
+        c.remove(&("".into(), "a".into()));
+        let (backlog, _rx) = c.subscribe_after(first).unwrap();
+        let kinds: Vec<_> = backlog.iter().map(|e| (e.kind, key_of(&e.object).1)).collect();
+        assert_eq!(kinds, vec![(EventType::Added, "b".to_string()), (EventType::Deleted, "a".to_string())]);
+    }
+
+    #[test]
+    fn foreign_old_and_future_rvs_expire() {
+        let c = ObjectCache::new(1, 2);
+        let first = rv_of(&c.upsert(obj("a", 1)));
+        for i in 2..6 {
+            c.upsert(obj("a", i));
+        }
+        assert!(c.subscribe_after(first).is_err(), "history no longer covers it");
+        assert!(c.subscribe_after(c.current_rv() - 1).is_ok());
+        assert!(c.subscribe_after(c.current_rv()).is_ok());
+        let other = ObjectCache::new(2, 10);
+        assert!(other.subscribe_after(c.current_rv()).is_err(), "another epoch's rv");
+        assert!(c.subscribe_after(c.current_rv() + 5).is_err());
+    }
+
+    #[test]
+    fn compare_and_swap() {
+        let c = ObjectCache::new(1, 10);
+        let a = c.upsert_if(obj("a", 1), None).unwrap();
+        assert!(c.upsert_if(obj("a", 2), None).is_err(), "already exists");
+        assert!(c.upsert_if(obj("a", 2), Some(rv_of(&a) + 1)).is_err(), "stale");
+        assert!(c.upsert_if(obj("a", 2), Some(rv_of(&a))).is_ok());
+    }
+}

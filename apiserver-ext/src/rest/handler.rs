@@ -1,0 +1,777 @@
+//! The request pipeline: route, authenticate, authorize, then serve discovery,
+//! OpenAPI, health, metrics, or a resource verb through its storage.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt as _;
+use rustls_pki_types::CertificateDer;
+use serde_json::{Map, Value, json};
+
+use super::authn::{Authenticator, AuthnError, UserInfo};
+use super::authz::{Attributes, Authorizer};
+use super::body::{ResponseBody, full, stream};
+use super::cache::{Key, rv_of};
+use super::discovery;
+use super::metrics::ServerMetrics;
+use super::openapi;
+use super::patch;
+use super::request::{FieldValidation, Query, ResourcePath, Route, WriteOptions, route, verb};
+use super::resource::ResourceDef;
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::{ApiError, ApiResult, success_status};
+use super::storage::{Context, DeleteOptions, Storage};
+use super::table::{Format, negotiate, partial_metadata, table};
+use super::watch::{self, Filter, Start, WatchParams};
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Title of the OpenAPI documents.
+    pub title: String,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Interval of watch bookmarks.
+    pub bookmark_interval: Duration,
+    /// Longest watch; a random share of it is used when the client sets none, as kube-apiserver does.
+    pub max_watch_timeout: Duration,
+    /// `/version` answer.
+    pub version: Value,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            title: "sks-apiserver".into(),
+            max_body_bytes: 3 << 20,
+            bookmark_interval: Duration::from_secs(60),
+            max_watch_timeout: Duration::from_secs(1800),
+            version: json!({"major": "1", "minor": "33", "gitVersion": concat!("v", env!("CARGO_PKG_VERSION")), "platform": "linux/amd64"}),
+        }
+    }
+}
+
+struct Docs {
+    v2: Bytes,
+    v2_etag: String,
+    v3: BTreeMap<(String, String), (Bytes, String)>,
+    schemas: Map<String, Value>,
+}
+
+/// The API server: storages plus the generic machinery around them.
+pub struct ApiServer {
+    storages: Vec<Arc<dyn Storage>>,
+    defs: Vec<Arc<ResourceDef>>,
+    authn: Arc<Authenticator>,
+    authz: Arc<Authorizer>,
+    /// The server's metrics.
+    pub metrics: ServerMetrics,
+    config: ServerConfig,
+    docs: Docs,
+}
+
+/// Why `/readyz` fails, if it does.
+type Readiness = Option<String>;
+
+fn json_response(code: StatusCode, value: &Value, content_type: &'static str) -> Response<ResponseBody> {
+    let bytes = serde_json::to_vec(value).expect("responses serialise");
+    let mut resp = Response::new(full(bytes));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+fn ok(value: &Value) -> Response<ResponseBody> {
+    json_response(StatusCode::OK, value, "application/json")
+}
+
+fn error_response(e: &ApiError) -> Response<ResponseBody> {
+    let mut resp = json_response(
+        StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &e.to_status(),
+        "application/json",
+    );
+    if let Some(secs) = e.retry_after {
+        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
+}
+
+fn text(code: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = code;
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    resp
+}
+
+/// Labels of a finished request for metrics.
+struct Outcome {
+    verb: String,
+    resource: String,
+    response: Response<ResponseBody>,
+}
+
+impl ApiServer {
+    /// A server over `storages`, authenticating with `authn` and authorizing with `authz`.
+    pub fn new(
+        storages: Vec<Arc<dyn Storage>>,
+        authn: Arc<Authenticator>,
+        authz: Arc<Authorizer>,
+        metrics: ServerMetrics,
+        config: ServerConfig,
+        extra_schemas: openapi::ExtraSchemas,
+    ) -> Self {
+        let defs: Vec<Arc<ResourceDef>> = storages.iter().map(|s| Arc::new(s.def().clone())).collect();
+        let refs: Vec<&ResourceDef> = defs.iter().map(|d| d.as_ref()).collect();
+        let v2 = openapi::v2_document(&refs, &extra_schemas, &config.title);
+        let v2_bytes = Bytes::from(serde_json::to_vec(&v2).expect("documents serialise"));
+        let v2_etag = format!("\"{}\"", &openapi::hash(&v2)[..32]);
+        let mut v3 = BTreeMap::new();
+        let mut schemas = Map::new();
+        for (group, versions) in discovery::groups(&refs) {
+            for version in versions {
+                let mine: Vec<&ResourceDef> =
+                    refs.iter().copied().filter(|d| d.group == group && d.version == version).collect();
+                let doc = openapi::v3_document(&mine, &extra_schemas, &config.title);
+                schemas.extend(openapi::schemas_of(&doc));
+                let hash = openapi::hash(&doc);
+                v3.insert(
+                    (group.clone(), version),
+                    (Bytes::from(serde_json::to_vec(&doc).expect("documents serialise")), hash),
+                );
+            }
+        }
+        ApiServer { storages, defs, authn, authz, metrics, config, docs: Docs { v2: v2_bytes, v2_etag, v3, schemas } }
+    }
+
+    fn defs(&self) -> Vec<&ResourceDef> {
+        self.defs.iter().map(|d| d.as_ref()).collect()
+    }
+
+    fn storage(&self, p: &ResourcePath) -> Option<(&Arc<dyn Storage>, &Arc<ResourceDef>)> {
+        self.storages
+            .iter()
+            .zip(self.defs.iter())
+            .find(|(_, d)| d.group == p.group && d.version == p.version && d.plural == p.resource)
+    }
+
+    fn readiness(&self) -> Readiness {
+        let waiting: Vec<&str> = self.storages.iter().filter(|s| !s.ready()).map(|s| s.def().plural).collect();
+        (!waiting.is_empty()).then(|| format!("caches not synced: {}", waiting.join(", ")))
+    }
+
+    /// Serves one request from a client whose TLS certificate chain is `peer`.
+    pub async fn handle<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
+        peer: &[CertificateDer<'static>],
+    ) -> Response<ResponseBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let started = Instant::now();
+        let outcome = self.dispatch(req, peer).await;
+        let code = outcome.response.status().as_u16().to_string();
+        self.metrics.requests.with_label_values(&[&outcome.verb, &outcome.resource, &code]).inc();
+        self.metrics
+            .latency
+            .with_label_values(&[&outcome.verb, &outcome.resource])
+            .observe(started.elapsed().as_secs_f64());
+        outcome.response
+    }
+
+    async fn dispatch<B>(self: &Arc<Self>, req: Request<B>, peer: &[CertificateDer<'static>]) -> Outcome
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let route = route(parts.uri.path());
+        let query = Query::parse(parts.uri.query());
+        let simple = |verb: &str, response| Outcome { verb: verb.into(), resource: String::new(), response };
+        if let Route::Health(probe) = &route {
+            return simple("get", self.health(probe, &query));
+        }
+        let user = match self.authn.authenticate(peer, &parts.headers).await {
+            Ok(Some(user)) => user,
+            Ok(None) => return simple("", error_response(&ApiError::unauthorized("Unauthorized"))),
+            Err(AuthnError::Unauthorized(why)) => {
+                tracing::debug!(reason = %why, "authentication failed");
+                return simple("", error_response(&ApiError::unauthorized("Unauthorized")));
+            }
+            Err(AuthnError::Unavailable(why)) => {
+                return simple(
+                    "",
+                    error_response(&ApiError::unavailable(format!("authentication unavailable: {why}"))),
+                );
+            }
+        };
+        match route {
+            Route::Resource(path) => self.resource(parts.method, parts.headers, path, query, body, user).await,
+            Route::Metrics => {
+                let attrs = Attributes { verb: "get".into(), path: "/metrics".into(), ..Default::default() };
+                if let Err(e) = self.check(&user, &attrs, None).await {
+                    return simple("get", error_response(&e));
+                }
+                simple("get", text(StatusCode::OK, self.metrics.encode()))
+            }
+            // Discovery, OpenAPI and version are public to authenticated users, as
+            // system:discovery and system:public-info-viewer grant them.
+            other => simple("get", self.non_resource(other, &parts.headers, &query, &parts.uri)),
+        }
+    }
+
+    fn health(&self, probe: &str, query: &Query) -> Response<ResponseBody> {
+        let failure = if probe == "readyz" { self.readiness() } else { None };
+        let verbose = query.get("verbose").is_some();
+        match failure {
+            None if verbose => text(StatusCode::OK, format!("[+]ping ok\n[+]caches ok\n{probe} check passed\n")),
+            None => text(StatusCode::OK, "ok".into()),
+            Some(why) => text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("[+]ping ok\n[-]caches failed: {why}\n{probe} check failed\n"),
+            ),
+        }
+    }
+
+    fn non_resource(
+        &self,
+        route: Route,
+        headers: &HeaderMap,
+        query: &Query,
+        uri: &http::Uri,
+    ) -> Response<ResponseBody> {
+        let defs = self.defs();
+        match route {
+            Route::Version => ok(&self.config.version),
+            Route::CoreVersions => {
+                let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+                ok(&discovery::core_versions(&defs, host))
+            }
+            Route::Groups => ok(&discovery::group_list(&defs)),
+            Route::Group(g) => match discovery::group(&defs, &g) {
+                Some(doc) => ok(&doc),
+                None => error_response(&ApiError::no_route()),
+            },
+            Route::Resources(g, v) => match discovery::resource_list(&defs, &g, &v) {
+                Some(doc) => ok(&doc),
+                None => error_response(&ApiError::no_route()),
+            },
+            Route::OpenApiV2 => {
+                if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(self.docs.v2_etag.as_str())
+                {
+                    let mut resp = text(StatusCode::NOT_MODIFIED, String::new());
+                    resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&self.docs.v2_etag).expect("etag"));
+                    return resp;
+                }
+                let mut resp = Response::new(full(self.docs.v2.clone()));
+                resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&self.docs.v2_etag).expect("etag"));
+                resp
+            }
+            Route::OpenApiV3Root => {
+                let paths: Map<String, Value> = self
+                    .docs
+                    .v3
+                    .iter()
+                    .map(|((g, v), (_, hash))| {
+                        let key = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+                        (key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}))
+                    })
+                    .collect();
+                ok(&json!({"paths": paths}))
+            }
+            Route::OpenApiV3(g, v) => {
+                let Some((doc, hash)) = self.docs.v3.get(&(g.clone(), v.clone())) else {
+                    return error_response(&ApiError::no_route());
+                };
+                if let Some(asked) = query.get("hash")
+                    && asked != hash
+                {
+                    let mut resp = text(StatusCode::MOVED_PERMANENTLY, String::new());
+                    let location = format!("{}?hash={hash}", uri.path());
+                    resp.headers_mut().insert(header::LOCATION, HeaderValue::from_str(&location).expect("location"));
+                    return resp;
+                }
+                let mut resp = Response::new(full(doc.clone()));
+                let h = resp.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                h.insert(header::ETAG, HeaderValue::from_str(&format!("\"{hash}\"")).expect("etag"));
+                h.insert(header::VARY, HeaderValue::from_static("Accept"));
+                if query.get("hash").is_some() {
+                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                    let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * 365);
+                    let stamp = expires.strftime("%a, %d %b %Y %H:%M:%S GMT").to_string();
+                    if let Ok(v) = HeaderValue::from_str(&stamp) {
+                        h.insert(header::EXPIRES, v);
+                    }
+                }
+                resp
+            }
+            _ => error_response(&ApiError::no_route()),
+        }
+    }
+
+    async fn check(&self, user: &UserInfo, attrs: &Attributes, def: Option<&ResourceDef>) -> ApiResult<()> {
+        let decision = self
+            .authz
+            .authorize(user, attrs)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("authorization unavailable: {e}")))?;
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(match def {
+            Some(d) => ApiError::forbidden(d.group_resource(), &attrs.name, &user.name, &attrs.verb, &decision.reason),
+            None => ApiError::new(
+                403,
+                "Forbidden",
+                format!("forbidden: User \"{}\" cannot {} path \"{}\"", user.name, attrs.verb, attrs.path),
+            ),
+        })
+    }
+
+    async fn resource<B>(
+        self: &Arc<Self>,
+        method: Method,
+        headers: HeaderMap,
+        path: ResourcePath,
+        query: Query,
+        body: B,
+        user: UserInfo,
+    ) -> Outcome
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let watching = match query.flag("watch") {
+            Ok(w) => w || path.watch_prefix,
+            Err(e) => {
+                return Outcome { verb: "".into(), resource: path.resource.clone(), response: error_response(&e) };
+            }
+        };
+        let verb = verb(&method, &path, watching);
+        let outcome = |response| Outcome { verb: verb.to_uppercase(), resource: path.resource.clone(), response };
+        let Some((storage, def)) = self.storage(&path) else {
+            return outcome(error_response(&ApiError::no_route()));
+        };
+        let attrs = Attributes {
+            verb: verb.into(),
+            group: path.group.clone(),
+            version: path.version.clone(),
+            resource: path.resource.clone(),
+            subresource: path.subresource.clone().unwrap_or_default(),
+            name: path.name.clone().unwrap_or_default(),
+            namespace: path.namespace.clone().unwrap_or_default(),
+            path: String::new(),
+        };
+        if let Err(e) = self.check(&user, &attrs, Some(def)).await {
+            return outcome(error_response(&e));
+        }
+        let result = self.serve(storage, def, &headers, &path, &query, body, user, verb).await;
+        outcome(result.unwrap_or_else(|e| error_response(&e)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn serve<B>(
+        &self,
+        storage: &Arc<dyn Storage>,
+        def: &Arc<ResourceDef>,
+        headers: &HeaderMap,
+        path: &ResourcePath,
+        query: &Query,
+        body: B,
+        user: UserInfo,
+        verb: &str,
+    ) -> ApiResult<Response<ResponseBody>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if def.namespaced != path.namespace.is_some() && !(def.namespaced && matches!(verb, "list" | "watch")) {
+            return Err(ApiError::no_route());
+        }
+        let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+        let format = negotiate(accept, query.get("includeObject"))?;
+        let opts = WriteOptions::parse(query)?;
+        let ctx = Context { user, namespace: path.namespace.clone(), dry_run: opts.dry_run };
+        let key: Key = (path.namespace.clone().unwrap_or_default(), path.name.clone().unwrap_or_default());
+        let gr = def.group_resource();
+        let name = path.name.as_deref().unwrap_or("");
+        if let Some(sub) = &path.subresource {
+            let Some(subdef) = def.subresource(sub) else { return Err(ApiError::no_route()) };
+            let verb_ok = subdef.verbs.contains(&verb);
+            if !verb_ok {
+                return Err(ApiError::method_not_allowed(verb, gr));
+            }
+            return match verb {
+                "get" => Ok(ok(&storage.get_subresource(&ctx, name, sub).await?)),
+                "update" => {
+                    let obj = self.read_json(body, headers).await?;
+                    Ok(ok(&storage.update_subresource(&ctx, name, sub, obj).await?))
+                }
+                "patch" => {
+                    let kind = patch::kind(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+                    let raw = self.read_body(body).await?;
+                    let mut last = ApiError::internal("patch retries exhausted");
+                    for _ in 0..5 {
+                        let current = storage.get_subresource(&ctx, name, sub).await?;
+                        let patched = patch::apply(kind, &current, &raw)?;
+                        match storage.update_subresource(&ctx, name, sub, patched).await {
+                            Err(e) if e.code == 409 && e.reason == "Conflict" => last = e,
+                            other => return other.map(|v| ok(&v)),
+                        }
+                    }
+                    Err(last)
+                }
+                "create" => {
+                    let obj = self.read_json(body, headers).await?;
+                    let created = storage.create_subresource(&ctx, name, sub, obj).await?;
+                    Ok(json_response(StatusCode::CREATED, &created, "application/json"))
+                }
+                _ => Err(ApiError::method_not_allowed(verb, gr)),
+            };
+        }
+        if !def.allows(verb) {
+            return Err(ApiError::method_not_allowed(verb, gr));
+        }
+        match verb {
+            "get" => {
+                let obj = storage.cache().get(&key).ok_or_else(|| ApiError::not_found(gr, name))?;
+                Ok(render_one(def, &obj, format))
+            }
+            "list" => self.list(storage, def, path, query, format),
+            "watch" => self.watch(storage, def, path, query, format),
+            "create" => {
+                let (obj, warnings) = self.read_object(body, headers, def, &opts).await?;
+                let obj = with_defaults(obj, def, path.namespace.as_deref())?;
+                let created = storage.create(&ctx, obj).await?;
+                let mut resp = render_with(def, &created, format, StatusCode::CREATED);
+                add_warnings(&mut resp, &warnings);
+                Ok(resp)
+            }
+            "update" => {
+                let (obj, warnings) = self.read_object(body, headers, def, &opts).await?;
+                let obj = with_defaults(obj, def, path.namespace.as_deref())?;
+                let body_name = obj["metadata"]["name"].as_str().unwrap_or("");
+                if body_name != name {
+                    return Err(ApiError::bad_request(format!(
+                        "the name of the object ({body_name}) does not match the name on the URL ({name})"
+                    )));
+                }
+                let updated = storage.update(&ctx, name, obj).await?;
+                let mut resp = render_with(def, &updated, format, StatusCode::OK);
+                add_warnings(&mut resp, &warnings);
+                Ok(resp)
+            }
+            "patch" => {
+                let kind = patch::kind(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+                let raw = self.read_body(body).await?;
+                let mut last = ApiError::internal("patch retries exhausted");
+                for _ in 0..5 {
+                    let current = storage.cache().get(&key).ok_or_else(|| ApiError::not_found(gr, name))?;
+                    let mut patched = patch::apply(kind, &current, &raw)?;
+                    let unknown = self.unknown(def, &patched);
+                    if opts.field_validation == FieldValidation::Strict && !unknown.is_empty() {
+                        return Err(strict_error(&unknown));
+                    }
+                    if patched["metadata"]["name"] != current["metadata"]["name"] {
+                        return Err(ApiError::bad_request("metadata.name cannot be changed by a patch"));
+                    }
+                    // A patch that names a resourceVersion asks for optimistic concurrency; else the current one applies.
+                    let explicit_rv = patched["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"];
+                    if !explicit_rv {
+                        patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"].clone();
+                    }
+                    match storage.update(&ctx, name, patched).await {
+                        Err(e) if e.code == 409 && e.reason == "Conflict" && !explicit_rv => last = e,
+                        Err(e) => return Err(e),
+                        Ok(updated) => {
+                            let mut resp = render_with(def, &updated, format, StatusCode::OK);
+                            add_warnings(&mut resp, &unknown_warnings(&unknown, opts.field_validation));
+                            return Ok(resp);
+                        }
+                    }
+                }
+                Err(last)
+            }
+            "delete" => {
+                let raw = self.read_body(body).await?;
+                let mut del = DeleteOptions::default();
+                if !raw.is_empty() {
+                    let v: Value = serde_json::from_slice(&raw)
+                        .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+                    del.uid = v["preconditions"]["uid"].as_str().map(str::to_owned);
+                    del.resource_version = v["preconditions"]["resourceVersion"].as_str().map(str::to_owned);
+                    if v["dryRun"].as_array().is_some_and(|a| a.iter().any(|x| x == "All")) {
+                        return self.delete_with(storage, def, Context { dry_run: true, ..ctx }, name, del).await;
+                    }
+                }
+                self.delete_with(storage, def, ctx, name, del).await
+            }
+            _ => Err(ApiError::method_not_allowed(verb, gr)),
+        }
+    }
+
+    async fn delete_with(
+        &self,
+        storage: &Arc<dyn Storage>,
+        def: &ResourceDef,
+        ctx: Context,
+        name: &str,
+        del: DeleteOptions,
+    ) -> ApiResult<Response<ResponseBody>> {
+        let obj = storage.delete(&ctx, name, del).await?;
+        if obj.get("kind").is_some() {
+            return Ok(ok(&obj));
+        }
+        Ok(ok(&success_status(def.group_resource(), name, obj["metadata"]["uid"].as_str().unwrap_or(""))))
+    }
+
+    fn filter(&self, def: &ResourceDef, path: &ResourcePath, query: &Query) -> ApiResult<Filter> {
+        let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+        let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), &def.field_selectors())
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(Filter { namespace: path.namespace.clone(), labels, fields })
+    }
+
+    fn list(
+        &self,
+        storage: &Arc<dyn Storage>,
+        def: &ResourceDef,
+        path: &ResourcePath,
+        query: &Query,
+        format: Format,
+    ) -> ApiResult<Response<ResponseBody>> {
+        if query.get("sendInitialEvents").is_some() {
+            return Err(ApiError::new(422, "Invalid", "sendInitialEvents is forbidden for list"));
+        }
+        if query.get("continue").is_some_and(|c| !c.is_empty()) {
+            return Err(ApiError::expired(
+                "the provided continue parameter is too old to display a consistent list result",
+            ));
+        }
+        let filter = self.filter(def, path, query)?;
+        let (objects, rv) = match (filter.fields.exact("metadata.name"), &path.namespace) {
+            // `metadata.name=x` (kubectl wait, delete --wait) needs one lookup, not a scan.
+            (Some(name), ns) => {
+                let key = (ns.clone().unwrap_or_default(), name.to_owned());
+                (storage.cache().get(&key).into_iter().collect(), storage.cache().current_rv())
+            }
+            _ => storage.cache().snapshot(),
+        };
+        let items: Vec<&Value> = objects.iter().map(|o| o.as_ref()).filter(|o| filter.matches(o)).collect();
+        let rv = rv.to_string();
+        Ok(match format {
+            Format::Table(include) => json_response(
+                StatusCode::OK,
+                &table(def, &items, &rv, include, true),
+                "application/json;as=Table;v=v1;g=meta.k8s.io",
+            ),
+            Format::Metadata => ok(&json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"resourceVersion": rv},
+                "items": items.iter().map(|o| partial_metadata(o)).collect::<Vec<_>>(),
+            })),
+            Format::Json => ok(&json!({
+                "kind": def.list_kind(),
+                "apiVersion": def.api_version(),
+                "metadata": {"resourceVersion": rv},
+                "items": items,
+            })),
+        })
+    }
+
+    fn watch(
+        &self,
+        storage: &Arc<dyn Storage>,
+        def: &Arc<ResourceDef>,
+        path: &ResourcePath,
+        query: &Query,
+        format: Format,
+    ) -> ApiResult<Response<ResponseBody>> {
+        if query.get("sendInitialEvents").is_some() {
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+            ));
+        }
+        let filter = self.filter(def, path, query)?;
+        let start = match query.get("resourceVersion") {
+            None | Some("") | Some("0") => Start::Now,
+            Some(rv) => match rv.parse::<u64>() {
+                Ok(n) => Start::After(n),
+                // Not one of ours at all: the client must relist.
+                Err(_) => Start::After(0),
+            },
+        };
+        let timeout = match query.get("timeoutSeconds").map(str::parse::<u64>) {
+            Some(Ok(s)) => Duration::from_secs(s).min(self.config.max_watch_timeout),
+            Some(Err(_)) => return Err(ApiError::bad_request("timeoutSeconds: must be a non-negative integer")),
+            None => {
+                // Spread reconnections as kube-apiserver does: between the max and twice... of half of it.
+                let half = self.config.max_watch_timeout / 2;
+                half + half.mul_f64(rand::random::<f64>())
+            }
+        };
+        let params = WatchParams {
+            start,
+            filter,
+            bookmarks: query.flag("allowWatchBookmarks")?,
+            timeout,
+            bookmark_interval: self.config.bookmark_interval,
+            format,
+        };
+        let rx = watch::start(storage.cache().clone(), def.clone(), params);
+        let gauge = self.metrics.watches.with_label_values(&[def.plural]);
+        gauge.inc();
+        struct Open(prometheus::IntGauge);
+        impl Drop for Open {
+            fn drop(&mut self) {
+                self.0.dec();
+            }
+        }
+        let mut resp = Response::new(stream(rx, Some(Box::new(Open(gauge)))));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+        Ok(resp)
+    }
+
+    async fn read_body<B>(&self, body: B) -> ApiResult<Bytes>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let limited = http_body_util::Limited::new(body, self.config.max_body_bytes);
+        match limited.collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                Err(ApiError::too_large(self.config.max_body_bytes))
+            }
+            Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
+        }
+    }
+
+    async fn read_json<B>(&self, body: B, headers: &HeaderMap) -> ApiResult<Value>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if !matches!(media, "application/json" | "" | "*/*") {
+            return Err(ApiError::unsupported_media_type(media, &["application/json"]));
+        }
+        let raw = self.read_body(body).await?;
+        let value: Value = serde_json::from_slice(&raw)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
+        if !value.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        Ok(value)
+    }
+
+    /// Reads an object of `def`'s kind, applying `fieldValidation`.
+    async fn read_object<B>(
+        &self,
+        body: B,
+        headers: &HeaderMap,
+        def: &ResourceDef,
+        opts: &WriteOptions,
+    ) -> ApiResult<(Value, Vec<String>)>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let obj = self.read_json(body, headers).await?;
+        let unknown = self.unknown(def, &obj);
+        if opts.field_validation == FieldValidation::Strict && !unknown.is_empty() {
+            return Err(strict_error(&unknown));
+        }
+        Ok((obj, unknown_warnings(&unknown, opts.field_validation)))
+    }
+
+    fn unknown(&self, def: &ResourceDef, obj: &Value) -> Vec<String> {
+        let name = openapi::definition_name(def.group, def.version, def.kind);
+        match self.docs.schemas.get(&name) {
+            Some(schema) => openapi::unknown_fields(schema, obj, &self.docs.schemas),
+            None => Vec::new(),
+        }
+    }
+}
+
+fn strict_error(unknown: &[String]) -> ApiError {
+    let list: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+    ApiError::bad_request(format!("strict decoding error: {}", list.join(", ")))
+}
+
+fn unknown_warnings(unknown: &[String], mode: FieldValidation) -> Vec<String> {
+    if mode == FieldValidation::Warn {
+        unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect()
+    } else {
+        Vec::new()
+    }
+}
+
+fn add_warnings(resp: &mut Response<ResponseBody>, warnings: &[String]) {
+    for w in warnings {
+        let escaped = w.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(v) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+}
+
+/// Checks apiVersion/kind of a written object and fills them and the namespace in.
+fn with_defaults(mut obj: Value, def: &ResourceDef, namespace: Option<&str>) -> ApiResult<Value> {
+    let api_version = def.api_version();
+    match obj["apiVersion"].as_str() {
+        None | Some("") => obj["apiVersion"] = json!(api_version),
+        Some(v) if v == api_version => {}
+        Some(v) => {
+            return Err(ApiError::bad_request(format!("apiVersion {v:?} does not match the URL's {api_version:?}")));
+        }
+    }
+    match obj["kind"].as_str() {
+        None | Some("") => obj["kind"] = json!(def.kind),
+        Some(k) if k == def.kind => {}
+        Some(k) => return Err(ApiError::bad_request(format!("kind {k:?} does not match the URL's {:?}", def.kind))),
+    }
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    if let Some(ns) = namespace {
+        match obj["metadata"]["namespace"].as_str() {
+            None | Some("") => obj["metadata"]["namespace"] = json!(ns),
+            Some(other) if other == ns => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "the namespace of the provided object ({other}) does not match the namespace sent on the request ({ns})"
+                )));
+            }
+        }
+    }
+    Ok(obj)
+}
+
+fn render_one(def: &ResourceDef, obj: &Value, format: Format) -> Response<ResponseBody> {
+    render_with(def, obj, format, StatusCode::OK)
+}
+
+fn render_with(def: &ResourceDef, obj: &Value, format: Format, code: StatusCode) -> Response<ResponseBody> {
+    match format {
+        Format::Json => json_response(code, obj, "application/json"),
+        Format::Metadata => json_response(code, &partial_metadata(obj), "application/json"),
+        Format::Table(include) => {
+            let rv = rv_of(obj).to_string();
+            json_response(code, &table(def, &[obj], &rv, include, true), "application/json;as=Table;v=v1;g=meta.k8s.io")
+        }
+    }
+}

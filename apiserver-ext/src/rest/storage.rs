@@ -1,0 +1,89 @@
+//! The contract between the generic HTTP layer and a resource's storage.
+//!
+//! Objects cross it as JSON values with `apiVersion`, `kind` and `metadata`;
+//! every error is an `ApiError`. Reads and watches are served from an
+//! [`ObjectCache`](super::cache::ObjectCache) the storage keeps current.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::authn::UserInfo;
+use super::cache::ObjectCache;
+use super::resource::ResourceDef;
+use super::status::ApiResult;
+
+pub use super::authn::BoxFuture;
+
+/// Who asks, and how.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The authenticated user.
+    pub user: UserInfo,
+    /// Namespace of the request, for namespaced resources.
+    pub namespace: Option<String>,
+    /// Validate only, change nothing.
+    pub dry_run: bool,
+}
+
+/// `DeleteOptions` the storage honours.
+#[derive(Debug, Clone, Default)]
+pub struct DeleteOptions {
+    /// `preconditions.uid`.
+    pub uid: Option<String>,
+    /// `preconditions.resourceVersion`.
+    pub resource_version: Option<String>,
+}
+
+/// A resource's storage.
+pub trait Storage: Send + Sync {
+    /// What the resource is.
+    fn def(&self) -> &ResourceDef;
+
+    /// The cache reads and watches are served from.
+    fn cache(&self) -> &Arc<ObjectCache>;
+
+    /// Creates an object; answers the stored (or, dry-run, would-be) object.
+    fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>>;
+
+    /// Replaces an object; `obj.metadata.resourceVersion`, when set, must be current (409 otherwise).
+    fn update<'a>(&'a self, ctx: &'a Context, name: &'a str, obj: Value) -> BoxFuture<'a, ApiResult<Value>>;
+
+    /// Deletes an object; answers it (with `deletionTimestamp` when deletion is not immediate).
+    fn delete<'a>(&'a self, ctx: &'a Context, name: &'a str, opts: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>>;
+
+    /// Reads a subresource (e.g. `scale`, `status`).
+    fn get_subresource<'a>(&'a self, ctx: &'a Context, name: &'a str, sub: &'a str) -> BoxFuture<'a, ApiResult<Value>> {
+        let _ = (ctx, name, sub);
+        Box::pin(async { Err(super::status::ApiError::no_route()) })
+    }
+
+    /// Replaces a subresource.
+    fn update_subresource<'a>(
+        &'a self,
+        ctx: &'a Context,
+        name: &'a str,
+        sub: &'a str,
+        obj: Value,
+    ) -> BoxFuture<'a, ApiResult<Value>> {
+        let _ = (ctx, name, sub, obj);
+        Box::pin(async { Err(super::status::ApiError::no_route()) })
+    }
+
+    /// Posts to a subresource (e.g. `eviction`).
+    fn create_subresource<'a>(
+        &'a self,
+        ctx: &'a Context,
+        name: &'a str,
+        sub: &'a str,
+        obj: Value,
+    ) -> BoxFuture<'a, ApiResult<Value>> {
+        let _ = (ctx, name, sub, obj);
+        Box::pin(async { Err(super::status::ApiError::no_route()) })
+    }
+
+    /// Whether the storage can serve requests now (its cache is filled).
+    fn ready(&self) -> bool {
+        true
+    }
+}

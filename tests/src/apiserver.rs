@@ -1,0 +1,187 @@
+//! A running `sks-apiserver` and `kubectl` pointed at it.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::pki::TestPki;
+use crate::zone::{TEST_KEY, TEST_SECRET, Zone};
+use crate::{TempDir, bin};
+
+/// A running `sks-apiserver` for a zone's cluster, killed on drop.
+pub struct ApiServer {
+    child: Option<Child>,
+    /// `https://127.0.0.1:<port>`.
+    pub url: String,
+    /// Its certificates.
+    pub pki: TestPki,
+    /// An admin (system:masters) kubeconfig.
+    pub kubeconfig: PathBuf,
+    args: Vec<String>,
+    dir: TempDir,
+}
+
+impl ApiServer {
+    /// Starts a server for `cluster_id` of `zone` with extra `args`.
+    pub fn start(zone: &Zone, cluster_id: &str, args: &[&str]) -> ApiServer {
+        let dir = TempDir::new("apiserver");
+        let pki = TestPki::new(dir.path());
+        let (cert, key) = pki.serving("serving", &["sks-apiserver.kube-system.svc"]);
+        let client_ca = pki.write("client-ca.crt", &pki.client_ca.cert_pem);
+        let proxy_ca = pki.write("proxy-ca.crt", &pki.proxy_ca.cert_pem);
+        let mut all: Vec<String> = vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--tls-cert-file".into(),
+            cert.display().to_string(),
+            "--tls-private-key-file".into(),
+            key.display().to_string(),
+            "--client-ca-file".into(),
+            client_ca.display().to_string(),
+            "--requestheader-client-ca-file".into(),
+            proxy_ca.display().to_string(),
+            "--requestheader-allowed-names".into(),
+            "front-proxy-client".into(),
+            "--cluster-id".into(),
+            cluster_id.into(),
+            "--metadata-file".into(),
+            dir.path().join("metadata.json").display().to_string(),
+        ];
+        all.extend(args.iter().map(|s| s.to_string()));
+        let (child, url) = spawn(zone, &all, "127.0.0.1:0");
+        let admin = TestPki::client(&pki.client_ca, "admin", &["system:masters"]);
+        let kubeconfig = pki.kubeconfig("admin.kubeconfig", &url, "admin", &admin);
+        ApiServer { child: Some(child), url, pki, kubeconfig, args: all, dir }
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port with the same state.
+    pub fn restart(&mut self, zone: &Zone) {
+        self.kill();
+        let listen = self.url.trim_start_matches("https://").to_owned();
+        let mut args = self.args.clone();
+        let i = args.iter().position(|a| a == "--listen").unwrap();
+        args[i + 1] = listen.clone();
+        let (child, url) = spawn(zone, &args, &listen);
+        assert_eq!(url, self.url);
+        self.child = Some(child);
+    }
+
+    /// `kubectl` with the admin kubeconfig.
+    pub fn kubectl(&self) -> Kubectl {
+        Kubectl { kubeconfig: self.kubeconfig.clone(), cache: self.dir.path().join("kube-cache") }
+    }
+
+    /// A directory for the test's files.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
+fn spawn(zone: &Zone, args: &[String], _listen: &str) -> (Child, String) {
+    let mut child = Command::new(bin("sks-apiserver"))
+        .args(args)
+        .env("EXOSCALE_API_ENDPOINT", zone.endpoint())
+        .env("EXOSCALE_API_ZONE", "ch-gva-2")
+        .env("EXOSCALE_API_KEY", TEST_KEY)
+        .env("EXOSCALE_API_SECRET", TEST_SECRET)
+        .env("RUST_LOG", "warn")
+        .env_remove("KUBECONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting sks-apiserver");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    let first = rx.recv_timeout(Duration::from_secs(30)).expect("sks-apiserver did not report its address");
+    let url = first.strip_prefix("sks-apiserver listening on ").expect("address line").trim().to_owned();
+    (child, url)
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `kubectl` with a kubeconfig and a private discovery cache.
+#[derive(Clone)]
+pub struct Kubectl {
+    /// The kubeconfig.
+    pub kubeconfig: PathBuf,
+    cache: PathBuf,
+}
+
+impl Kubectl {
+    /// A kubectl using `kubeconfig`.
+    pub fn new(kubeconfig: PathBuf, cache: PathBuf) -> Self {
+        Kubectl { kubeconfig, cache }
+    }
+
+    /// The command, ready for more arguments.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(&self.cache).env_remove("KUBECONFIG");
+        cmd
+    }
+
+    /// Runs `kubectl args` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("running kubectl")
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} should have failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Runs with `stdin` piped in.
+    pub fn with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
