@@ -185,3 +185,11 @@ impl Kubectl {
         child.wait_with_output().unwrap()
     }
 }
+
+/// A kube-rs client from a kubeconfig file.
+pub async fn kube_client(kubeconfig: &std::path::Path) -> kube::Client {
+    orchestrator::install_crypto_provider();
+    let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("kube config");
+    kube::Client::try_from(config).expect("kube client")
+}

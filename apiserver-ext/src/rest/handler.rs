@@ -194,7 +194,7 @@ impl ApiServer {
         let query = Query::parse(parts.uri.query());
         let simple = |verb: &str, response| Outcome { verb: verb.into(), resource: String::new(), response };
         if let Route::Health(probe) = &route {
-            return simple("get", self.health(probe, &query));
+            return simple("GET", self.health(probe, &query));
         }
         let user = match self.authn.authenticate(peer, &parts.headers).await {
             Ok(Some(user)) => user,
@@ -215,13 +215,13 @@ impl ApiServer {
             Route::Metrics => {
                 let attrs = Attributes { verb: "get".into(), path: "/metrics".into(), ..Default::default() };
                 if let Err(e) = self.check(&user, &attrs, None).await {
-                    return simple("get", error_response(&e));
+                    return simple("GET", error_response(&e));
                 }
-                simple("get", text(StatusCode::OK, self.metrics.encode()))
+                simple("GET", text(StatusCode::OK, self.metrics.encode()))
             }
             // Discovery, OpenAPI and version are public to authenticated users, as
             // system:discovery and system:public-info-viewer grant them.
-            other => simple("get", self.non_resource(other, &parts.headers, &query, &parts.uri)),
+            other => simple("GET", self.non_resource(other, &parts.headers, &query, &parts.uri)),
         }
     }
 
@@ -534,7 +534,7 @@ impl ApiServer {
 
     fn filter(&self, def: &ResourceDef, path: &ResourcePath, query: &Query) -> ApiResult<Filter> {
         let labels = LabelSelector::parse(query.get("labelSelector").unwrap_or(""))
-            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
         let fields = FieldSelector::parse(query.get("fieldSelector").unwrap_or(""), &def.field_selectors())
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         Ok(Filter { namespace: path.namespace.clone(), labels, fields })

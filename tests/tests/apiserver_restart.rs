@@ -1,0 +1,59 @@
+//! Watchers survive an `sks-apiserver` restart with the right final state: a
+//! client-go-style reflector resumes, gets 410 for the old server's
+//! resourceVersion, relists, and converges.
+
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::{reflector, watcher};
+use sks_e2e::apiserver::{ApiServer, kube_client};
+use sks_e2e::wait_for;
+use sks_e2e::zone::{Zone, ZoneOptions};
+
+fn replicas(store: &reflector::Store<DynamicObject>, name: &str) -> Option<i64> {
+    store
+        .state()
+        .iter()
+        .find(|o| o.metadata.name.as_deref() == Some(name))
+        .and_then(|o| o.data["spec"]["replicas"].as_i64())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_converge_across_a_restart() {
+    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let c = zone.client().await;
+    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
+    let np = cluster.nodepools[0].id;
+    let mut api = ApiServer::start(&zone, &cluster.id.to_string(), &["--refresh-interval", "300ms"]);
+    let client = kube_client(&api.kubeconfig).await;
+    let ar = ApiResource {
+        group: "sks.exoscale.net".into(),
+        version: "v1alpha1".into(),
+        api_version: "sks.exoscale.net/v1alpha1".into(),
+        kind: "NodePool".into(),
+        plural: "nodepools".into(),
+    };
+    let mut stores = Vec::new();
+    for _ in 0..10 {
+        let writer = reflector::store::Writer::new(ar.clone());
+        let reader = writer.as_reader();
+        let nodepools: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let stream = reflector(writer, watcher(nodepools, watcher::Config::default()));
+        tokio::spawn(stream.for_each(|_| async {}));
+        stores.push(reader);
+    }
+    let converged = |want: i64| {
+        let stores = stores.clone();
+        async move { stores.iter().all(|s| replicas(s, "workers") == Some(want)).then_some(()) }
+    };
+    wait_for("every watcher to see 3 replicas", Duration::from_secs(20), || converged(3)).await;
+
+    // Changes while the server is down, and while it comes back.
+    api.kill();
+    c.scale_sks_nodepool(cluster.id, np, 6).await.unwrap();
+    api.restart(&zone);
+    wait_for("every watcher to see 6 replicas after the restart", Duration::from_secs(60), || converged(6)).await;
+    c.scale_sks_nodepool(cluster.id, np, 2).await.unwrap();
+    wait_for("every watcher to see 2 replicas", Duration::from_secs(30), || converged(2)).await;
+}
