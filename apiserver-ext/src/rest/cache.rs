@@ -7,6 +7,7 @@
 //! with 410 Expired: clients then relist instead of silently missing events.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
@@ -58,14 +59,20 @@ pub struct Expired(pub String);
 
 struct Inner {
     objects: BTreeMap<Key, Arc<Value>>,
-    counter: u64,
     history: VecDeque<Arc<Event>>,
+    /// The newest resourceVersion dropped from the history: watches from before it cannot be served.
+    compacted: u64,
 }
+
+/// A resourceVersion sequence; share one between caches for a single global
+/// sequence across kinds, as etcd's revision is for kube-apiserver.
+pub type Sequence = Arc<AtomicU64>;
 
 /// The cache. Cheap to share behind an `Arc`.
 pub struct ObjectCache {
     epoch: u64,
     history_limit: usize,
+    counter: Sequence,
     inner: Mutex<Inner>,
     events: broadcast::Sender<Arc<Event>>,
 }
@@ -97,13 +104,27 @@ impl ObjectCache {
     /// A cache whose resourceVersions carry `epoch` (use `random_epoch()` for
     /// replicated or restartable servers), keeping `history_limit` events for watch resumption.
     pub fn new(epoch: u64, history_limit: usize) -> Self {
-        let (events, _) = broadcast::channel(history_limit.max(16));
+        Self::with_sequence(epoch, history_limit, Sequence::default())
+    }
+
+    /// A cache drawing resourceVersions from `counter`, shared with other caches.
+    pub fn with_sequence(epoch: u64, history_limit: usize, counter: Sequence) -> Self {
+        let (events, _) = broadcast::channel(history_limit.clamp(16, 100_000));
         ObjectCache {
             epoch: epoch & ((1 << (63 - COUNTER_BITS)) - 1),
             history_limit,
-            inner: Mutex::new(Inner { objects: BTreeMap::new(), counter: 0, history: VecDeque::new() }),
+            counter,
+            inner: Mutex::new(Inner { objects: BTreeMap::new(), history: VecDeque::new(), compacted: 0 }),
             events,
         }
+    }
+
+    fn next_counter(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn counter_now(&self) -> u64 {
+        self.counter.load(Ordering::SeqCst)
     }
 
     /// A random non-zero epoch.
@@ -121,7 +142,8 @@ impl ObjectCache {
 
     /// The current resourceVersion (of the last change, or the start).
     pub fn current_rv(&self) -> u64 {
-        self.rv(self.lock().counter)
+        let _inner = self.lock();
+        self.rv(self.counter_now())
     }
 
     /// One object.
@@ -132,7 +154,7 @@ impl ObjectCache {
     /// Every object, in key order, and the resourceVersion they are current at.
     pub fn snapshot(&self) -> (Vec<Arc<Value>>, u64) {
         let inner = self.lock();
-        (inner.objects.values().cloned().collect(), self.rv(inner.counter))
+        (inner.objects.values().cloned().collect(), self.rv(self.counter_now()))
     }
 
     /// Number of objects.
@@ -149,7 +171,9 @@ impl ObjectCache {
         let event = Arc::new(Event { kind, object, previous, rv });
         inner.history.push_back(event.clone());
         while inner.history.len() > self.history_limit {
-            inner.history.pop_front();
+            if let Some(dropped) = inner.history.pop_front() {
+                inner.compacted = dropped.rv;
+            }
         }
         // No receivers is fine: nobody is watching.
         let _ = self.events.send(event);
@@ -170,8 +194,7 @@ impl ObjectCache {
         {
             return prev.clone();
         }
-        inner.counter += 1;
-        let rv = self.rv(inner.counter);
+        let rv = self.rv(self.next_counter());
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let obj = Arc::new(obj);
         inner.objects.insert(key, obj.clone());
@@ -202,8 +225,7 @@ impl ObjectCache {
     pub fn remove(&self, key: &Key) -> Option<Arc<Value>> {
         let mut inner = self.lock();
         let previous = inner.objects.remove(key)?;
-        inner.counter += 1;
-        let rv = self.rv(inner.counter);
+        let rv = self.rv(self.next_counter());
         let mut last = (*previous).clone();
         last["metadata"]["resourceVersion"] = Value::String(rv.to_string());
         let last = Arc::new(last);
@@ -215,16 +237,15 @@ impl ObjectCache {
     /// `rv` of another epoch, older than the history, or newer than now is Expired.
     pub fn subscribe_after(&self, rv: u64) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), Expired> {
         let inner = self.lock();
-        let current = self.rv(inner.counter);
+        let current = self.rv(self.counter_now());
         if rv >> COUNTER_BITS != self.epoch {
             return Err(Expired(format!("too old resource version: {rv} ({current})")));
         }
         if rv > current {
             return Err(Expired(format!("too large resource version: {rv}, current: {current}")));
         }
-        let oldest_kept = inner.history.front().map(|e| e.rv).unwrap_or(current + 1);
         // Every event after `rv` must still be in the history.
-        if rv < current && rv + 1 < oldest_kept {
+        if rv < inner.compacted {
             return Err(Expired(format!("too old resource version: {rv} ({current})")));
         }
         let backlog = inner.history.iter().filter(|e| e.rv > rv).cloned().collect();
@@ -234,15 +255,15 @@ impl ObjectCache {
     /// The current objects and a receiver of every later event.
     pub fn subscribe_now(&self) -> (Vec<Arc<Value>>, u64, broadcast::Receiver<Arc<Event>>) {
         let inner = self.lock();
-        (inner.objects.values().cloned().collect(), self.rv(inner.counter), self.events.subscribe())
+        (inner.objects.values().cloned().collect(), self.rv(self.counter_now()), self.events.subscribe())
     }
 
     /// A resourceVersion a watcher may be told it has seen (a bookmark): the
     /// current one, but only when `rx` has nothing pending, so no queued event
     /// is skipped by a client resuming from it.
     pub fn bookmark_rv(&self, rx: &broadcast::Receiver<Arc<Event>>) -> Option<u64> {
-        let inner = self.lock();
-        rx.is_empty().then(|| self.rv(inner.counter))
+        let _inner = self.lock();
+        rx.is_empty().then(|| self.rv(self.counter_now()))
     }
 
     /// Whether `rv` was issued by this cache.

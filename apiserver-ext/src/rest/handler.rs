@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use rustls_pki_types::CertificateDer;
 use serde_json::{Map, Value, json};
@@ -26,6 +26,30 @@ use super::status::{ApiError, ApiResult, success_status};
 use super::storage::{Context, DeleteOptions, Storage};
 use super::table::{Format, negotiate, partial_metadata, table};
 use super::watch::{self, Filter, Start, WatchParams};
+
+/// The body of a request, boxed so extensions can forward it.
+pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// Serves requests the storages do not: called after authentication, and after
+/// authorization for resource requests; gives the request back when it is not its own.
+pub trait Extension: Send + Sync {
+    /// Handles `req` for `user`, or returns it.
+    fn intercept<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        req: Request<RequestBody>,
+    ) -> super::storage::BoxFuture<'a, Result<Response<ResponseBody>, Request<RequestBody>>>;
+
+    /// Groups to add to `/apis` (APIGroup documents).
+    fn groups(&self) -> Vec<Value> {
+        Vec::new()
+    }
+
+    /// Paths to add to the `/openapi/v3` root.
+    fn openapi_v3_paths(&self) -> super::storage::BoxFuture<'_, Map<String, Value>> {
+        Box::pin(async { Map::new() })
+    }
+}
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -71,6 +95,7 @@ pub struct ApiServer {
     pub metrics: ServerMetrics,
     config: ServerConfig,
     docs: Docs,
+    extension: Option<Arc<dyn Extension>>,
 }
 
 /// Why `/readyz` fails, if it does.
@@ -105,6 +130,10 @@ fn text(code: StatusCode, body: String) -> Response<ResponseBody> {
     *resp.status_mut() = code;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     resp
+}
+
+fn simple(verb: &str, response: Response<ResponseBody>) -> Outcome {
+    Outcome { verb: verb.into(), resource: String::new(), response }
 }
 
 /// Labels of a finished request for metrics.
@@ -144,7 +173,22 @@ impl ApiServer {
                 );
             }
         }
-        ApiServer { storages, defs, authn, authz, metrics, config, docs: Docs { v2: v2_bytes, v2_etag, v3, schemas } }
+        ApiServer {
+            storages,
+            defs,
+            authn,
+            authz,
+            metrics,
+            config,
+            docs: Docs { v2: v2_bytes, v2_etag, v3, schemas },
+            extension: None,
+        }
+    }
+
+    /// Adds an extension consulted before the storages.
+    pub fn with_extension(mut self, extension: Arc<dyn Extension>) -> Self {
+        self.extension = Some(extension);
+        self
     }
 
     fn defs(&self) -> Vec<&ResourceDef> {
@@ -164,15 +208,11 @@ impl ApiServer {
     }
 
     /// Serves one request from a client whose TLS certificate chain is `peer`.
-    pub async fn handle<B>(
-        self: &Arc<Self>,
-        req: Request<B>,
-        peer: &[CertificateDer<'static>],
-    ) -> Response<ResponseBody>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
+    pub async fn handle(
+        &self,
+        req: Request<RequestBody>,
+        peer: Arc<Vec<CertificateDer<'static>>>,
+    ) -> Response<ResponseBody> {
         let started = Instant::now();
         let outcome = self.dispatch(req, peer).await;
         let code = outcome.response.status().as_u16().to_string();
@@ -184,19 +224,13 @@ impl ApiServer {
         outcome.response
     }
 
-    async fn dispatch<B>(self: &Arc<Self>, req: Request<B>, peer: &[CertificateDer<'static>]) -> Outcome
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let (parts, body) = req.into_parts();
-        let route = route(parts.uri.path());
-        let query = Query::parse(parts.uri.query());
-        let simple = |verb: &str, response| Outcome { verb: verb.into(), resource: String::new(), response };
+    async fn dispatch(&self, req: Request<RequestBody>, peer: Arc<Vec<CertificateDer<'static>>>) -> Outcome {
+        let route = route(req.uri().path());
+        let query = Query::parse(req.uri().query());
         if let Route::Health(probe) = &route {
             return simple("GET", self.health(probe, &query));
         }
-        let user = match self.authn.authenticate(peer, &parts.headers).await {
+        let user = match self.authn.authenticate(&peer, req.headers()).await {
             Ok(Some(user)) => user,
             Ok(None) => return simple("", error_response(&ApiError::unauthorized("Unauthorized"))),
             Err(AuthnError::Unauthorized(why)) => {
@@ -204,14 +238,52 @@ impl ApiServer {
                 return simple("", error_response(&ApiError::unauthorized("Unauthorized")));
             }
             Err(AuthnError::Unavailable(why)) => {
-                return simple(
-                    "",
-                    error_response(&ApiError::unavailable(format!("authentication unavailable: {why}"))),
-                );
+                return simple("", error_response(&ApiError::unavailable(format!("authentication unavailable: {why}"))));
             }
         };
+        if let Route::Resource(path) = &route {
+            let watching = match query.flag("watch") {
+                Ok(w) => w || path.watch_prefix,
+                Err(e) => return Outcome { verb: "".into(), resource: path.resource.clone(), response: error_response(&e) },
+            };
+            let verb = verb(req.method(), path, watching);
+            let outcome = |response| Outcome { verb: verb.to_uppercase(), resource: path.resource.clone(), response };
+            let attrs = Attributes {
+                verb: verb.into(),
+                group: path.group.clone(),
+                version: path.version.clone(),
+                resource: path.resource.clone(),
+                subresource: path.subresource.clone().unwrap_or_default(),
+                name: path.name.clone().unwrap_or_default(),
+                namespace: path.namespace.clone().unwrap_or_default(),
+                path: String::new(),
+            };
+            let def = self.storage(path).map(|(_, d)| d.clone());
+            let fallback = ResourceDef { group: "", ..super::resource::placeholder() };
+            let gr_def = def.as_deref().unwrap_or(&fallback);
+            if let Err(mut e) = self.check(&user, &attrs, Some(gr_def)).await {
+                if def.is_none() {
+                    e.message = e.message.replace("API group \"\"", &format!("API group \"{}\"", path.group));
+                }
+                return outcome(error_response(&e));
+            }
+            let req = match self.extend(&user, req).await {
+                Ok(resp) => return outcome(resp),
+                Err(req) => req,
+            };
+            let Some((storage, def)) = self.storage(path) else {
+                return outcome(error_response(&ApiError::no_route()));
+            };
+            let (parts, body) = req.into_parts();
+            let result = self.serve(storage, def, &parts.headers, path, &query, body, user, verb).await;
+            return outcome(result.unwrap_or_else(|e| error_response(&e)));
+        }
+        let req = match self.extend(&user, req).await {
+            Ok(resp) => return simple("GET", resp),
+            Err(req) => req,
+        };
+        let (parts, _) = req.into_parts();
         match route {
-            Route::Resource(path) => self.resource(parts.method, parts.headers, path, query, body, user).await,
             Route::Metrics => {
                 let attrs = Attributes { verb: "get".into(), path: "/metrics".into(), ..Default::default() };
                 if let Err(e) = self.check(&user, &attrs, None).await {
@@ -219,10 +291,40 @@ impl ApiServer {
                 }
                 simple("GET", text(StatusCode::OK, self.metrics.encode()))
             }
+            Route::OpenApiV3Root => simple("GET", self.openapi_v3_root().await),
             // Discovery, OpenAPI and version are public to authenticated users, as
             // system:discovery and system:public-info-viewer grant them.
             other => simple("GET", self.non_resource(other, &parts.headers, &query, &parts.uri)),
         }
+    }
+
+    fn extend<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        req: Request<RequestBody>,
+    ) -> super::storage::BoxFuture<'a, Result<Response<ResponseBody>, Request<RequestBody>>> {
+        match &self.extension {
+            Some(ext) => ext.intercept(user, req),
+            None => Box::pin(std::future::ready(Err(req))),
+        }
+    }
+
+    fn openapi_v3_root(&self) -> super::storage::BoxFuture<'_, Response<ResponseBody>> {
+        let mut paths: Map<String, Value> = self
+            .docs
+            .v3
+            .iter()
+            .map(|((g, v), (_, hash))| {
+                let key = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
+                (key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}))
+            })
+            .collect();
+        Box::pin(async move {
+            if let Some(ext) = &self.extension {
+                paths.extend(ext.openapi_v3_paths().await);
+            }
+            ok(&json!({"paths": paths}))
+        })
     }
 
     fn health(&self, probe: &str, query: &Query) -> Response<ResponseBody> {
@@ -252,7 +354,13 @@ impl ApiServer {
                 let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
                 ok(&discovery::core_versions(&defs, host))
             }
-            Route::Groups => ok(&discovery::group_list(&defs)),
+            Route::Groups => {
+                let mut doc = discovery::group_list(&defs);
+                if let (Some(ext), Some(groups)) = (&self.extension, doc["groups"].as_array_mut()) {
+                    groups.extend(ext.groups());
+                }
+                ok(&doc)
+            }
             Route::Group(g) => match discovery::group(&defs, &g) {
                 Some(doc) => ok(&doc),
                 None => error_response(&ApiError::no_route()),
@@ -272,18 +380,6 @@ impl ApiServer {
                 resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                 resp.headers_mut().insert(header::ETAG, HeaderValue::from_str(&self.docs.v2_etag).expect("etag"));
                 resp
-            }
-            Route::OpenApiV3Root => {
-                let paths: Map<String, Value> = self
-                    .docs
-                    .v3
-                    .iter()
-                    .map(|((g, v), (_, hash))| {
-                        let key = if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") };
-                        (key.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}))
-                    })
-                    .collect();
-                ok(&json!({"paths": paths}))
             }
             Route::OpenApiV3(g, v) => {
                 let Some((doc, hash)) = self.docs.v3.get(&(g.clone(), v.clone())) else {
@@ -335,62 +431,18 @@ impl ApiServer {
         })
     }
 
-    async fn resource<B>(
-        self: &Arc<Self>,
-        method: Method,
-        headers: HeaderMap,
-        path: ResourcePath,
-        query: Query,
-        body: B,
-        user: UserInfo,
-    ) -> Outcome
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let watching = match query.flag("watch") {
-            Ok(w) => w || path.watch_prefix,
-            Err(e) => {
-                return Outcome { verb: "".into(), resource: path.resource.clone(), response: error_response(&e) };
-            }
-        };
-        let verb = verb(&method, &path, watching);
-        let outcome = |response| Outcome { verb: verb.to_uppercase(), resource: path.resource.clone(), response };
-        let Some((storage, def)) = self.storage(&path) else {
-            return outcome(error_response(&ApiError::no_route()));
-        };
-        let attrs = Attributes {
-            verb: verb.into(),
-            group: path.group.clone(),
-            version: path.version.clone(),
-            resource: path.resource.clone(),
-            subresource: path.subresource.clone().unwrap_or_default(),
-            name: path.name.clone().unwrap_or_default(),
-            namespace: path.namespace.clone().unwrap_or_default(),
-            path: String::new(),
-        };
-        if let Err(e) = self.check(&user, &attrs, Some(def)).await {
-            return outcome(error_response(&e));
-        }
-        let result = self.serve(storage, def, &headers, &path, &query, body, user, verb).await;
-        outcome(result.unwrap_or_else(|e| error_response(&e)))
-    }
-
     #[allow(clippy::too_many_arguments)]
-    async fn serve<B>(
+    async fn serve(
         &self,
         storage: &Arc<dyn Storage>,
         def: &Arc<ResourceDef>,
         headers: &HeaderMap,
         path: &ResourcePath,
         query: &Query,
-        body: B,
+        body: RequestBody,
         user: UserInfo,
         verb: &str,
     ) -> ApiResult<Response<ResponseBody>>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         if def.namespaced != path.namespace.is_some() && !(def.namespaced && matches!(verb, "list" | "watch")) {
             return Err(ApiError::no_route());
@@ -644,25 +696,21 @@ impl ApiServer {
         Ok(resp)
     }
 
-    async fn read_body<B>(&self, body: B) -> ApiResult<Bytes>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    {
-        let limited = http_body_util::Limited::new(body, self.config.max_body_bytes);
-        match limited.collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-                Err(ApiError::too_large(self.config.max_body_bytes))
+    async fn read_body(&self, mut body: RequestBody) -> ApiResult<Bytes> {
+        let mut buf = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > self.config.max_body_bytes {
+                    return Err(ApiError::too_large(self.config.max_body_bytes));
+                }
+                buf.extend_from_slice(&data);
             }
-            Err(e) => Err(ApiError::bad_request(format!("reading the request body: {e}"))),
         }
+        Ok(Bytes::from(buf))
     }
 
-    async fn read_json<B>(&self, body: B, headers: &HeaderMap) -> ApiResult<Value>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    async fn read_json(&self, body: RequestBody, headers: &HeaderMap) -> ApiResult<Value>
     {
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
         let media = ct.split(';').next().unwrap_or("").trim();
@@ -679,16 +727,13 @@ impl ApiServer {
     }
 
     /// Reads an object of `def`'s kind, applying `fieldValidation`.
-    async fn read_object<B>(
+    async fn read_object(
         &self,
-        body: B,
+        body: RequestBody,
         headers: &HeaderMap,
         def: &ResourceDef,
         opts: &WriteOptions,
     ) -> ApiResult<(Value, Vec<String>)>
-    where
-        B: http_body::Body<Data = Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
         let obj = self.read_json(body, headers).await?;
         let unknown = self.unknown(def, &obj);

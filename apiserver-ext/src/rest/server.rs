@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http_body_util::BodyExt as _;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -63,7 +64,10 @@ pub async fn serve(
             );
             let service = service_fn(move |req| {
                 let (api, peer) = (api.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(api.handle(req, &peer).await) }
+                let req = req.map(|body: hyper::body::Incoming| {
+                    body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>).boxed_unsync()
+                });
+                async move { Ok::<_, Infallible>(api.handle(req, peer).await) }
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);

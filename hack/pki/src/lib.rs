@@ -73,6 +73,18 @@ impl CertificateAuthority {
         Ok(Self { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
     }
 
+    /// A CA from its certificate and key (PEM), e.g. as handed to a control plane.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Self> {
+        KeyPair::from_pem(key_pem).context("parsing the CA key")?;
+        ensure!(cert_pem.contains("BEGIN CERTIFICATE"), "the CA certificate is not a PEM certificate");
+        Ok(Self { cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned() })
+    }
+
+    /// The CA's private key (PEM), for whatever plays the control plane; never log it.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
     /// A client certificate with a fresh key for `user` (CN) in `groups` (one O each), valid for `ttl`.
     pub fn issue_client(&self, user: &str, groups: &[String], ttl: Duration) -> Result<IssuedCert> {
         // The same order as Go's crypto/x509 writes them: O before CN.

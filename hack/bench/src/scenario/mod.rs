@@ -1,0 +1,88 @@
+//! The scenarios, one module each. A scenario starts what it measures, runs
+//! bounded load against it and returns a [`Report`].
+
+pub mod api;
+pub mod watch;
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::report::{Report, Table};
+
+/// Options every scenario has.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Common {
+    /// Small sizes: the whole scenario in under 30 s (a smoke test, not a measurement).
+    #[arg(long)]
+    pub quick: bool,
+    /// Where the JSON report goes [default: target/bench/<scenario>.json].
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+}
+
+impl Common {
+    /// `full` normally, `quick` with --quick, unless `explicit` was given.
+    pub fn pick<T>(&self, explicit: Option<T>, full: T, quick: T) -> T {
+        explicit.unwrap_or(if self.quick { quick } else { full })
+    }
+}
+
+/// A benchmark scenario.
+#[derive(Debug, Subcommand)]
+pub enum Scenario {
+    /// sks-apiserver GET and LIST (as Table) throughput and latency over TLS, memory, orchestrator calls.
+    Api(api::Args),
+    /// sks-apiserver watch fan-out: delay from a change to every open watch, memory with many watches.
+    Watch(watch::Args),
+}
+
+impl Scenario {
+    /// The scenario's name, used for the default JSON path.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Api(_) => "api",
+            Scenario::Watch(_) => "watch",
+        }
+    }
+
+    /// Its common options.
+    pub fn common(&self) -> &Common {
+        match self {
+            Scenario::Api(a) => &a.common,
+            Scenario::Watch(a) => &a.common,
+        }
+    }
+
+    /// Runs it.
+    pub async fn run(&self) -> anyhow::Result<Report> {
+        match self {
+            Scenario::Api(a) => api::run(a).await,
+            Scenario::Watch(a) => watch::run(a).await,
+        }
+    }
+}
+
+/// One target of the project's issue and whether a run met it.
+pub struct Target {
+    /// What is required, e.g. "GET ≥ 10,000 req/s".
+    pub what: &'static str,
+    /// The measured value, formatted.
+    pub measured: String,
+    /// Whether it was met.
+    pub met: bool,
+}
+
+/// A table of targets with the measured values.
+pub fn targets_table(targets: &[Target]) -> Table {
+    let mut t = Table::new("Targets", &["target", "measured", "met"]);
+    for target in targets {
+        t.row(vec![target.what.to_owned(), target.measured.clone(), if target.met { "yes" } else { "NO" }.to_owned()]);
+    }
+    t
+}
+
+/// The targets as JSON.
+pub fn targets_json(targets: &[Target]) -> serde_json::Value {
+    targets.iter().map(|t| serde_json::json!({"target": t.what, "measured": t.measured, "met": t.met})).collect()
+}

@@ -1,0 +1,456 @@
+//! `watch`: many watches on nodepools multiplexed over a few HTTP/2
+//! connections; changes made through the apiserver; the delay until every
+//! watch has the change; the apiserver's memory with the watches open.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{Common, Target, targets_json, targets_table};
+use crate::client::H2;
+use crate::procfs::{self, CpuMeter, Proc};
+use crate::report::{Report, Table};
+use crate::stack::{NODEPOOLS, SEED_NODEPOOL, Stack, metric_total, nodepool_name};
+use crate::stats::{Summary, fmt_ms, summarize_us};
+
+/// Longest a watch stays open (asked of the server; the scenario ends well before).
+const WATCH_TIMEOUT_S: u64 = 900;
+/// How long opening one watch may take before its connection is deemed full.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Options of the `watch` scenario.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub common: Common,
+    /// Nodepools created besides the seeded one [default: 1000, quick: 50].
+    #[arg(long)]
+    pub nodepools: Option<usize>,
+    /// Watches opened on nodepools [default: 1000, quick: 100].
+    #[arg(long)]
+    pub watches: Option<usize>,
+    /// HTTP/2 connections the watches are spread over [default: 10].
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// Changes made, one at a time [default: 20, quick: 5].
+    #[arg(long)]
+    pub changes: Option<usize>,
+    /// Longest wait for one change to reach every watch, seconds.
+    #[arg(long, default_value_t = 15)]
+    pub change_timeout: u64,
+    /// The apiserver's --refresh-interval [default: 10s, quick: 1s].
+    #[arg(long)]
+    pub refresh_interval: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Params {
+    quick: bool,
+    nodepools: usize,
+    watches: usize,
+    connections: usize,
+    changes: usize,
+    change_timeout_s: u64,
+    refresh_interval: String,
+    changed_nodepool: String,
+    transport: &'static str,
+}
+
+impl Params {
+    fn of(a: &Args) -> Self {
+        let c = &a.common;
+        let nodepools = c.pick(a.nodepools, 1000, 50);
+        Params {
+            quick: c.quick,
+            nodepools,
+            watches: c.pick(a.watches, 1000, 100),
+            connections: c.pick(a.connections, 10, 10).max(1),
+            changes: c.pick(a.changes, 20, 5),
+            change_timeout_s: a.change_timeout,
+            // Quick windows are a few seconds: a short refresh still shows calls in them.
+            refresh_interval: c.pick(a.refresh_interval.clone(), "10s".to_owned(), "1s".to_owned()),
+            changed_nodepool: if nodepools > 0 { nodepool_name(0) } else { SEED_NODEPOOL.to_owned() },
+            transport: "TLS 1.3, client certificate, HTTP/2 (ALPN h2), watches multiplexed as streams",
+        }
+    }
+}
+
+/// What the watchers share with the driver.
+struct Shared {
+    /// The nodepool that changes.
+    name: String,
+    /// `spec.replicas` after each change.
+    values: Vec<i64>,
+    /// How many watchers have seen each change.
+    seen: Vec<AtomicUsize>,
+}
+
+/// One watcher's record.
+#[derive(Debug, Default)]
+struct Log {
+    /// When each change arrived.
+    arrivals: Vec<Option<Instant>>,
+    events: u64,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WatchEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    object: EventObject,
+}
+
+#[derive(Deserialize, Default)]
+struct EventObject {
+    #[serde(default)]
+    metadata: EventMeta,
+    #[serde(default)]
+    spec: EventSpec,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct EventMeta {
+    #[serde(default)]
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+struct EventSpec {
+    replicas: Option<i64>,
+}
+
+/// Reads one watch stream until every change was seen, it fails, or `stop` fires.
+async fn watcher(body: Incoming, shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) -> Log {
+    let mut log = Log { arrivals: vec![None; shared.values.len()], ..Default::default() };
+    let mut body = body;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut next = 0;
+    while next < shared.values.len() {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            _ = stop.changed() => return log,
+        };
+        // The arrival time is taken before any parsing, so parsing is not counted as delay.
+        let at = Instant::now();
+        let data: Bytes = match frame {
+            Some(Ok(f)) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+            Some(Err(e)) => {
+                log.error = Some(format!("stream failed: {e}"));
+                return log;
+            }
+            None => {
+                log.error = Some("stream ended".to_owned());
+                return log;
+            }
+        };
+        buf.extend_from_slice(&data);
+        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            log.events += 1;
+            let event: WatchEvent = match serde_json::from_slice(&line) {
+                Ok(e) => e,
+                Err(e) => {
+                    log.error = Some(format!("undecodable event: {e}"));
+                    return log;
+                }
+            };
+            if event.kind == "ERROR" {
+                log.error = Some(format!("ERROR event: {}", event.object.message.unwrap_or_default()));
+                return log;
+            }
+            if event.kind == "MODIFIED"
+                && next < shared.values.len()
+                && event.object.metadata.name == shared.name
+                && event.object.spec.replicas == Some(shared.values[next])
+            {
+                log.arrivals[next] = Some(at);
+                shared.seen[next].fetch_add(1, Ordering::SeqCst);
+                next += 1;
+            }
+        }
+    }
+    log
+}
+
+/// The watches opened on one connection, and why it stopped opening more, if it did.
+struct Opened {
+    bodies: Vec<Incoming>,
+    failure: Option<String>,
+}
+
+async fn open_on(mut conn: H2, path: String, count: usize) -> Opened {
+    let mut bodies = Vec::with_capacity(count);
+    for _ in 0..count {
+        match tokio::time::timeout(OPEN_TIMEOUT, conn.open(&path)).await {
+            Ok(Ok(resp)) if resp.status() == 200 => bodies.push(resp.into_body()),
+            Ok(Ok(resp)) => return Opened { bodies, failure: Some(format!("HTTP {}", resp.status())) },
+            Ok(Err(e)) => return Opened { bodies, failure: Some(format!("{e:#}")) },
+            Err(_) => {
+                // hyper's HTTP/2 client queues streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS.
+                let failure = format!("no response in {OPEN_TIMEOUT:?} (stream limit of the connection?)");
+                return Opened { bodies, failure: Some(failure) };
+            }
+        }
+    }
+    Opened { bodies, failure: None }
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Change {
+    replicas: i64,
+    patch_ms: f64,
+    delivered: usize,
+    /// From the first watch to have it to the last, ms.
+    spread_ms: f64,
+}
+
+/// Runs the scenario.
+pub async fn run(args: &Args) -> anyhow::Result<Report> {
+    let p = Params::of(args);
+    let stack = Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval]).await?;
+    let mem_loaded = stack.api_proc.memory()?;
+    let (status, list) = stack.get_json(NODEPOOLS).await?;
+    if status != 200 {
+        bail!("LIST answered {status}: {list}");
+    }
+    let rv = list["metadata"]["resourceVersion"].as_str().context("LIST resourceVersion")?.to_owned();
+    let start_replicas = list["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["metadata"]["name"] == p.changed_nodepool.as_str()))
+        .and_then(|i| i["spec"]["replicas"].as_i64())
+        .context("replicas of the changed nodepool")?;
+    // Alternate so every change differs from the one before it.
+    let values: Vec<i64> =
+        (0..p.changes).map(|k| if k % 2 == 0 { start_replicas + 1 } else { start_replicas }).collect();
+    let shared = Arc::new(Shared {
+        name: p.changed_nodepool.clone(),
+        values: values.clone(),
+        seen: (0..p.changes).map(|_| AtomicUsize::new(0)).collect(),
+    });
+
+    eprintln!("opening {} watches over {} HTTP/2 connections", p.watches, p.connections);
+    let sockets_before = stack.api_proc.sockets();
+    let opening = Instant::now();
+    let mut conns = Vec::with_capacity(p.connections);
+    for i in 0..p.connections {
+        conns.push(stack.target.h2().await.with_context(|| format!("HTTP/2 connection {i}"))?);
+    }
+    let path = format!("{NODEPOOLS}?watch=1&resourceVersion={rv}&timeoutSeconds={WATCH_TIMEOUT_S}");
+    let per_conn: Vec<usize> =
+        (0..p.connections).map(|i| p.watches / p.connections + usize::from(i < p.watches % p.connections)).collect();
+    let opened: Vec<Opened> =
+        futures::future::join_all(conns.iter().zip(&per_conn).map(|(c, &n)| open_on(c.clone(), path.clone(), n))).await;
+    let open_seconds = opening.elapsed().as_secs_f64();
+    let failures: Vec<String> = opened
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.failure.as_ref().map(|f| format!("connection {i}: {} opened, then {f}", o.bodies.len())))
+        .collect();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watchers: Vec<_> = opened
+        .into_iter()
+        .flat_map(|o| o.bodies)
+        .map(|body| tokio::spawn(watcher(body, shared.clone(), stop_rx.clone())))
+        .collect();
+    let open = watchers.len();
+    for f in &failures {
+        eprintln!("watch open failure: {f}");
+    }
+    let metrics = stack.metrics().await?;
+    let server_watches = metric_total(&metrics, "apiserver_open_watches");
+    let sockets = stack.api_proc.sockets().saturating_sub(sockets_before);
+    // Give the server a moment to settle (streams registered, buffers allocated) before reading memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mem_watching = stack.api_proc.memory()?;
+
+    eprintln!("{} changes of {} through the apiserver", p.changes, p.changed_nodepool);
+    let cpu = CpuMeter::start(&[stack.api_proc, Proc::current()]);
+    let mut sent = Vec::with_capacity(p.changes);
+    let mut answered = Vec::with_capacity(p.changes);
+    let mut incomplete = 0;
+    let patch_url = format!("{}{NODEPOOLS}/{}", stack.api.url, p.changed_nodepool);
+    for (k, value) in values.iter().enumerate() {
+        let t0 = Instant::now();
+        let resp = stack
+            .http
+            .patch(&patch_url)
+            .header("content-type", "application/merge-patch+json")
+            .body(json!({"spec": {"replicas": value}}).to_string())
+            .send()
+            .await?;
+        let t1 = Instant::now();
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        if status != 200 || body["spec"]["replicas"] != *value {
+            bail!("PATCH replicas={value} answered {status}: {body}");
+        }
+        sent.push(t0);
+        answered.push(t1);
+        let deadline = t1 + Duration::from_secs(p.change_timeout_s);
+        // Watchers stamp their own arrival times; polling here only decides when to go on.
+        while shared.seen[k].load(Ordering::SeqCst) < open && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        if shared.seen[k].load(Ordering::SeqCst) < open {
+            incomplete += 1;
+            eprintln!(
+                "change {k}: {} of {open} watches had it after {}s",
+                shared.seen[k].load(Ordering::SeqCst),
+                p.change_timeout_s
+            );
+        }
+    }
+    let cores = cpu.cores();
+    let mem_end = stack.api_proc.memory()?;
+    let _ = stop_tx.send(true);
+    let logs: Vec<Log> = futures::stream::iter(watchers)
+        .then(|w| async move { tokio::time::timeout(Duration::from_secs(10), w).await })
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .map(|r| r.ok().and_then(Result::ok).unwrap_or_default())
+        .collect();
+
+    let mut from_response = Vec::new();
+    let mut from_request = Vec::new();
+    let mut early = 0u64;
+    let mut missed = 0u64;
+    let mut changes = Vec::with_capacity(p.changes);
+    for k in 0..p.changes {
+        let arrivals: Vec<Instant> = logs.iter().filter_map(|l| l.arrivals.get(k).copied().flatten()).collect();
+        missed += (open - arrivals.len()) as u64;
+        for &at in &arrivals {
+            if at < answered[k] {
+                early += 1;
+            }
+            from_response.push(at.saturating_duration_since(answered[k]).as_micros() as u64);
+            from_request.push(at.saturating_duration_since(sent[k]).as_micros() as u64);
+        }
+        let spread = match (arrivals.iter().min(), arrivals.iter().max()) {
+            (Some(a), Some(b)) => b.duration_since(*a).as_secs_f64() * 1000.0,
+            _ => 0.0,
+        };
+        changes.push(Change {
+            replicas: values[k],
+            patch_ms: answered[k].duration_since(sent[k]).as_secs_f64() * 1000.0,
+            delivered: arrivals.len(),
+            spread_ms: spread,
+        });
+    }
+    let watch_errors: Vec<String> = logs.iter().filter_map(|l| l.error.clone()).take(5).collect();
+    let events: u64 = logs.iter().map(|l| l.events).sum();
+    let delay = summarize_us(&mut from_response);
+    let delay_from_request = summarize_us(&mut from_request);
+    let mut patch_us: Vec<u64> = changes.iter().map(|c| (c.patch_ms * 1000.0) as u64).collect();
+    let patch = summarize_us(&mut patch_us);
+    let mut spread_us: Vec<u64> = changes.iter().map(|c| (c.spread_ms * 1000.0) as u64).collect();
+    let spread = summarize_us(&mut spread_us);
+
+    let full_size = p.watches >= 1000 && p.nodepools >= 1000;
+    let targets = vec![
+        Target {
+            what: "change to all watches p99 < 1 s",
+            measured: format!("{} ms ({} watches, {} missed)", fmt_ms(delay.p99_ms), open, missed),
+            met: delay.p99_ms < 1000.0 && missed == 0 && open == p.watches && p.watches >= 1000,
+        },
+        Target {
+            what: "RSS < 50 MiB, 1,000 nodepools + 1,000 watches",
+            measured: format!("{:.1} MiB peak", mem_end.peak_rss_mib),
+            met: mem_end.peak_rss_mib < 50.0 && full_size && open == p.watches,
+        },
+    ];
+
+    let mut watch_table = Table::new(
+        &format!(
+            "{open} of {} watches on {} connections, {} nodepools; {} changes of {}",
+            p.watches,
+            p.connections,
+            p.nodepools + 1,
+            p.changes,
+            p.changed_nodepool
+        ),
+        &["delay to each watch", "deliveries", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+    );
+    let row = |name: &str, s: &Summary| {
+        vec![
+            name.to_owned(),
+            s.count.to_string(),
+            fmt_ms(s.p50_ms),
+            fmt_ms(s.p90_ms),
+            fmt_ms(s.p99_ms),
+            fmt_ms(s.max_ms),
+        ]
+    };
+    watch_table.row(row("from PATCH response", &delay));
+    watch_table.row(row("from PATCH sent", &delay_from_request));
+    watch_table.row(row("first to last watch (per change)", &spread));
+    watch_table.row(row("PATCH round trip (per change)", &patch));
+    let mut facts = Table::new("Watch fan-out", &["what", "value"]);
+    for (what, value) in [
+        ("watches open (client / server gauge)", format!("{open} / {server_watches}")),
+        ("time to open them, s", format!("{open_seconds:.2}")),
+        ("new server sockets", sockets.to_string()),
+        ("deliveries missed", missed.to_string()),
+        ("changes not delivered to all in time", incomplete.to_string()),
+        ("deliveries before the PATCH response", early.to_string()),
+        ("events received", events.to_string()),
+        ("apiserver CPU during changes, cores", format!("{:.2}", cores[0])),
+        ("bench CPU during changes, cores", format!("{:.2}", cores[1])),
+    ] {
+        facts.row(vec![what.to_owned(), value]);
+    }
+    let mut mem_table = Table::new("sks-apiserver memory", &["when", "RSS MiB", "peak RSS MiB"]);
+    for (when, m) in [
+        (format!("{} nodepools loaded", p.nodepools + 1), &mem_loaded),
+        (format!("{open} watches open"), &mem_watching),
+        ("after the changes".to_owned(), &mem_end),
+    ] {
+        mem_table.row(vec![when, format!("{:.1}", m.rss_mib), format!("{:.1}", m.peak_rss_mib)]);
+    }
+    let mut tables = vec![watch_table, facts, mem_table, targets_table(&targets)];
+    if !failures.is_empty() || !watch_errors.is_empty() {
+        let mut t = Table::new("Problems", &["problem"]);
+        for f in failures.iter().chain(&watch_errors) {
+            t.row(vec![f.clone()]);
+        }
+        tables.push(t);
+    }
+
+    let results = json!({
+        "watches_open": open,
+        "server_open_watches": server_watches,
+        "open_seconds": open_seconds,
+        "open_failures": failures,
+        "new_server_sockets": sockets,
+        "delay_from_patch_response": delay,
+        "delay_from_patch_sent": delay_from_request,
+        "spread_first_to_last": spread,
+        "patch": patch,
+        "deliveries_missed": missed,
+        "changes_incomplete": incomplete,
+        "deliveries_before_response": early,
+        "events_received": events,
+        "watch_errors": watch_errors,
+        "changes": changes,
+        "cpu_cores_during_changes": {"apiserver": cores[0], "bench": cores[1]},
+        "apiserver_memory": {"loaded": mem_loaded, "watching": mem_watching, "end": mem_end, "peak_rss_mib": procfs::peak_mib(&[mem_loaded, mem_watching, mem_end])},
+        "setup": {"create_nodepools_s": stack.create_seconds, "apiserver_ready_s": stack.ready_seconds},
+        "targets": targets_json(&targets),
+    });
+    Ok(Report { scenario: "watch", parameters: serde_json::to_value(&p)?, results, tables })
+}
