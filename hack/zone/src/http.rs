@@ -78,6 +78,16 @@ fn violations(what: &str, v: Vec<Violation>) -> String {
 
 async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let path = uri.path();
+    if let Some(rest) = path.strip_prefix("/admin/") {
+        let query: Vec<(String, String)> =
+            url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
+        let result = authenticate(&app, "admin", &method, path, &query, &headers, &body)
+            .and_then(|()| crate::admin::handle(&app, &method, rest, &query));
+        return match result {
+            Ok(value) => axum::Json(value).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     let Some((zone, api_path)) = split_zone(&app, path) else {
         return ApiError { status: StatusCode::NOT_FOUND, message: format!("no such endpoint: {method} {path}") }
             .into_response();

@@ -69,15 +69,27 @@ pub struct Target {
     pub what: &'static str,
     /// The measured value, formatted.
     pub measured: String,
-    /// Whether it was met.
-    pub met: bool,
+    /// Whether it was met; `None` when the run was smaller than the target's sizes.
+    pub met: Option<bool>,
+}
+
+impl Target {
+    /// A target judged only when `full_size` (else "n/a").
+    pub fn new(what: &'static str, measured: String, full_size: bool, met: bool) -> Self {
+        Target { what, measured, met: full_size.then_some(met) }
+    }
 }
 
 /// A table of targets with the measured values.
 pub fn targets_table(targets: &[Target]) -> Table {
     let mut t = Table::new("Targets", &["target", "measured", "met"]);
     for target in targets {
-        t.row(vec![target.what.to_owned(), target.measured.clone(), if target.met { "yes" } else { "NO" }.to_owned()]);
+        let met = match target.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "n/a (smaller run)",
+        };
+        t.row(vec![target.what.to_owned(), target.measured.clone(), met.to_owned()]);
     }
     t
 }

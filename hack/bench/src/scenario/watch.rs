@@ -361,18 +361,20 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let mut spread_us: Vec<u64> = changes.iter().map(|c| (c.spread_ms * 1000.0) as u64).collect();
     let spread = summarize_us(&mut spread_us);
 
-    let full_size = p.watches >= 1000 && p.nodepools >= 1000;
+    let all_open = open == p.watches;
     let targets = vec![
-        Target {
-            what: "change to all watches p99 < 1 s",
-            measured: format!("{} ms ({} watches, {} missed)", fmt_ms(delay.p99_ms), open, missed),
-            met: delay.p99_ms < 1000.0 && missed == 0 && open == p.watches && p.watches >= 1000,
-        },
-        Target {
-            what: "RSS < 50 MiB, 1,000 nodepools + 1,000 watches",
-            measured: format!("{:.1} MiB peak", mem_end.peak_rss_mib),
-            met: mem_end.peak_rss_mib < 50.0 && full_size && open == p.watches,
-        },
+        Target::new(
+            "change to all watches p99 < 1 s (1,000 watches)",
+            format!("{} ms ({open} watches, {missed} missed)", fmt_ms(delay.p99_ms)),
+            p.watches >= 1000,
+            delay.p99_ms < 1000.0 && missed == 0 && all_open,
+        ),
+        Target::new(
+            "RSS < 50 MiB, 1,000 nodepools + 1,000 watches",
+            format!("{:.1} MiB peak", mem_end.peak_rss_mib),
+            p.watches >= 1000 && p.nodepools >= 1000,
+            mem_end.peak_rss_mib < 50.0 && all_open,
+        ),
     ];
 
     let mut watch_table = Table::new(

@@ -1,0 +1,233 @@
+//! What controllers and admission would do in a real cluster, as far as tests
+//! need it: Services get a clusterIP and nodePorts, CSRs record their
+//! requester and are signed once approved.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use base64::Engine as _;
+use rand::Rng as _;
+use serde_json::{Value, json};
+use sks_apiserver::rest::status::{ApiError, ApiResult, Cause};
+use sks_apiserver::rest::storage::Context;
+use sks_pki::CertificateAuthority;
+
+use crate::store::{Hooks, MemStorage};
+
+/// The nodePort range, as kube-apiserver's default `--service-node-port-range`.
+pub const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+/// Service allocations.
+pub struct ServiceHooks;
+
+fn needs_node_ports(svc: &Value) -> bool {
+    matches!(svc["spec"]["type"].as_str(), Some("NodePort") | Some("LoadBalancer"))
+}
+
+fn needs_health_port(svc: &Value) -> bool {
+    svc["spec"]["type"] == "LoadBalancer" && svc["spec"]["externalTrafficPolicy"] == "Local"
+}
+
+fn used_ports(store: &MemStorage, except: Option<&Value>) -> BTreeSet<i64> {
+    let mut used = BTreeSet::new();
+    for svc in store.all() {
+        if except.is_some_and(|e| e["metadata"]["uid"] == svc["metadata"]["uid"]) {
+            continue;
+        }
+        for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(n) = p["nodePort"].as_i64() {
+                used.insert(n);
+            }
+        }
+        if let Some(h) = svc["spec"]["healthCheckNodePort"].as_i64() {
+            used.insert(h);
+        }
+    }
+    used
+}
+
+fn allocate(used: &mut BTreeSet<i64>) -> ApiResult<i64> {
+    let free = (*NODE_PORTS.end() - *NODE_PORTS.start() + 1) as usize - used.len();
+    if free == 0 {
+        return Err(ApiError::internal("no free nodePort left in 30000-32767"));
+    }
+    let mut rng = rand::rng();
+    loop {
+        let p = rng.random_range(NODE_PORTS);
+        if used.insert(p) {
+            return Ok(p);
+        }
+    }
+}
+
+fn invalid(svc: &Value, causes: Vec<Cause>) -> ApiError {
+    ApiError::invalid("Service", "", "services", svc["metadata"]["name"].as_str().unwrap_or(""), causes)
+}
+
+/// Fills ports' defaults and node ports, keeping `old`'s where a port is unchanged.
+fn assign_ports(svc: &mut Value, old: Option<&Value>, used: &mut BTreeSet<i64>) -> ApiResult<()> {
+    let node_ports = needs_node_ports(svc);
+    let old_ports: Vec<Value> = old.and_then(|o| o["spec"]["ports"].as_array().cloned()).unwrap_or_default();
+    let mut causes = Vec::new();
+    if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
+        for (i, p) in ports.iter_mut().enumerate() {
+            if p["protocol"].is_null() {
+                p["protocol"] = json!("TCP");
+            }
+            if p["targetPort"].is_null() {
+                p["targetPort"] = p["port"].clone();
+            }
+            if !node_ports {
+                if let Some(m) = p.as_object_mut() {
+                    m.remove("nodePort");
+                }
+                continue;
+            }
+            match p["nodePort"].as_i64() {
+                Some(n) if old_ports.iter().any(|o| o["nodePort"].as_i64() == Some(n)) => {}
+                Some(n) if !NODE_PORTS.contains(&n) => causes.push(Cause::invalid(&format!("spec.ports[{i}].nodePort"), &json!(n), "provided port is not in the valid range. The range of valid ports is 30000-32767")),
+                Some(n) if !used.insert(n) => causes.push(Cause::invalid(&format!("spec.ports[{i}].nodePort"), &json!(n), "provided port is already allocated")),
+                Some(_) => {}
+                None => {
+                    let same = old_ports.iter().find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"]).and_then(|o| o["nodePort"].as_i64());
+                    p["nodePort"] = json!(match same {
+                        Some(n) => n,
+                        None => allocate(used)?,
+                    });
+                }
+            }
+        }
+    }
+    if !causes.is_empty() {
+        return Err(invalid(svc, causes));
+    }
+    if needs_health_port(svc) {
+        if svc["spec"]["healthCheckNodePort"].is_null() {
+            let keep = old.filter(|o| needs_health_port(o)).and_then(|o| o["spec"]["healthCheckNodePort"].as_i64());
+            svc["spec"]["healthCheckNodePort"] = json!(match keep {
+                Some(n) => n,
+                None => allocate(used)?,
+            });
+        }
+    } else if let Some(m) = svc["spec"].as_object_mut() {
+        m.remove("healthCheckNodePort");
+    }
+    Ok(())
+}
+
+impl Hooks for ServiceHooks {
+    fn prepare_create(&self, _ctx: &Context, svc: &mut Value, store: &MemStorage) -> ApiResult<()> {
+        if svc["spec"]["type"].is_null() {
+            svc["spec"]["type"] = json!("ClusterIP");
+        }
+        if svc["spec"]["sessionAffinity"].is_null() {
+            svc["spec"]["sessionAffinity"] = json!("None");
+        }
+        if needs_node_ports(svc) && svc["spec"]["externalTrafficPolicy"].is_null() {
+            svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        }
+        if svc["spec"]["clusterIP"].as_str().unwrap_or("").is_empty() && svc["spec"]["type"] != "ExternalName" {
+            let taken: BTreeSet<String> = store.all().iter().filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned)).collect();
+            let ip = (1..65_000u32).map(|n| format!("10.96.{}.{}", n / 250, n % 250 + 1)).find(|ip| !taken.contains(ip));
+            let ip = ip.ok_or_else(|| ApiError::internal("no free clusterIP left"))?;
+            svc["spec"]["clusterIP"] = json!(ip);
+            svc["spec"]["clusterIPs"] = json!([ip]);
+        }
+        let mut used = used_ports(store, None);
+        assign_ports(svc, None, &mut used)?;
+        svc["status"] = json!({"loadBalancer": {}});
+        Ok(())
+    }
+
+    fn prepare_update(&self, old: &Value, new: &mut Value, store: &MemStorage) -> ApiResult<()> {
+        let old_ip = &old["spec"]["clusterIP"];
+        match new["spec"]["clusterIP"].as_str() {
+            None | Some("") => {
+                new["spec"]["clusterIP"] = old_ip.clone();
+                new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
+            }
+            Some(ip) if json!(ip) != *old_ip => {
+                return Err(invalid(new, vec![Cause::invalid("spec.clusterIP", &json!(ip), "field is immutable")]));
+            }
+            _ => {}
+        }
+        if needs_node_ports(new) && new["spec"]["externalTrafficPolicy"].is_null() {
+            new["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        }
+        let mut used = used_ports(store, Some(old));
+        assign_ports(new, Some(old), &mut used)
+    }
+}
+
+/// CSRs: the requester recorded from the authenticated user, the spec
+/// immutable, and kubelet-serving requests signed once approved.
+pub struct CsrHooks {
+    /// Signs `kubernetes.io/kubelet-serving` certificates.
+    pub kubelet_ca: CertificateAuthority,
+}
+
+impl Hooks for CsrHooks {
+    fn prepare_create(&self, ctx: &Context, csr: &mut Value, _store: &MemStorage) -> ApiResult<()> {
+        let mut causes = Vec::new();
+        if csr["spec"]["signerName"].as_str().unwrap_or("").is_empty() {
+            causes.push(Cause::required("spec.signerName"));
+        }
+        if csr["spec"]["request"].as_str().unwrap_or("").is_empty() {
+            causes.push(Cause::required("spec.request"));
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid("CertificateSigningRequest", "certificates.k8s.io", "certificatesigningrequests", csr["metadata"]["name"].as_str().unwrap_or(""), causes));
+        }
+        // Who asked is what the API server saw, never what the client claims.
+        csr["spec"]["username"] = json!(ctx.user.name);
+        csr["spec"]["groups"] = json!(ctx.user.groups);
+        match &ctx.user.uid {
+            Some(uid) => csr["spec"]["uid"] = json!(uid),
+            None => {
+                if let Some(m) = csr["spec"].as_object_mut() {
+                    m.remove("uid");
+                }
+            }
+        }
+        if ctx.user.extra.is_empty() {
+            if let Some(m) = csr["spec"].as_object_mut() {
+                m.remove("extra");
+            }
+        } else {
+            csr["spec"]["extra"] = json!(ctx.user.extra);
+        }
+        Ok(())
+    }
+
+    fn prepare_update(&self, old: &Value, new: &mut Value, _store: &MemStorage) -> ApiResult<()> {
+        new["spec"] = old["spec"].clone();
+        Ok(())
+    }
+
+    fn after_subresource(&self, sub: &str, csr: &mut Value) -> ApiResult<()> {
+        if sub != "approval" || csr["spec"]["signerName"] != "kubernetes.io/kubelet-serving" || csr["status"]["certificate"].is_string() {
+            return Ok(());
+        }
+        let conditions = csr["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        let is = |t: &str| conditions.iter().any(|c| c["type"] == t && c["status"] != "False");
+        if !is("Approved") || is("Denied") || is("Failed") {
+            return Ok(());
+        }
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(csr["spec"]["request"].as_str().unwrap_or(""))
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::bad_request("spec.request is not a base64 PEM certificate request"))?;
+        let secs = csr["spec"]["expirationSeconds"].as_u64().unwrap_or(365 * 86400).max(600);
+        match self.kubelet_ca.sign_csr(&pem, Duration::from_secs(secs)) {
+            Ok(cert) => csr["status"]["certificate"] = json!(base64::engine::general_purpose::STANDARD.encode(cert)),
+            Err(e) => {
+                // As kube-controller-manager's signer: a request it cannot sign is Failed, not an API error.
+                let mut conds = conditions;
+                conds.push(json!({"type": "Failed", "status": "True", "reason": "SignerValidationFailure", "message": e.to_string(), "lastUpdateTime": jiff::Timestamp::now().to_string()}));
+                csr["status"]["conditions"] = json!(conds);
+            }
+        }
+        Ok(())
+    }
+}

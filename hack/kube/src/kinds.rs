@@ -1,0 +1,228 @@
+//! The kinds the stand-in serves, as the generic machinery sees them.
+
+use serde_json::{Value, json};
+use sks_apiserver::rest::resource::{Column, ResourceDef, Subresource};
+
+/// Behaviour of a kind that differs between kinds in kube-apiserver.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KindOptions {
+    /// Has a `status` subresource: writes to the object ignore `.status`.
+    pub status_subresource: bool,
+    /// `.status` sent at create is kept (Nodes, whose kubelet creates them with status).
+    pub keep_status_on_create: bool,
+}
+
+const ALL: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+fn open_schema(description: &str) -> Value {
+    // The stand-in does not model fields: anything is kept, as a CRD with preserved fields.
+    json!({"description": description, "x-kubernetes-preserve-unknown-fields": true, "type": "object"})
+}
+
+fn cell(o: &Value, pointer: &str) -> Value {
+    match o.pointer(pointer) {
+        Some(Value::String(s)) => json!(s),
+        Some(Value::Null) | None => json!("<none>"),
+        Some(other) => json!(other.to_string()),
+    }
+}
+
+fn node_status(o: &Value) -> Value {
+    let ready = o["status"]["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
+        .map(|c| match c["status"].as_str() {
+            Some("True") => "Ready",
+            Some("False") => "NotReady",
+            _ => "Unknown",
+        })
+        .unwrap_or("Unknown");
+    let unschedulable = o["spec"]["unschedulable"] == json!(true);
+    json!(if unschedulable { format!("{ready},SchedulingDisabled") } else { ready.to_owned() })
+}
+
+fn node_ip(o: &Value, kind: &str) -> Value {
+    let ip = o["status"]["addresses"].as_array().and_then(|a| a.iter().find(|x| x["type"] == kind)).and_then(|x| x["address"].as_str());
+    json!(ip.unwrap_or("<none>"))
+}
+
+fn service_external(o: &Value) -> Value {
+    let ingress: Vec<&str> = o["status"]["loadBalancer"]["ingress"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str())).collect())
+        .unwrap_or_default();
+    if !ingress.is_empty() {
+        return json!(ingress.join(","));
+    }
+    json!(if o["spec"]["type"] == "LoadBalancer" { "<pending>" } else { "<none>" })
+}
+
+fn service_ports(o: &Value) -> Value {
+    let ports: Vec<String> = o["spec"]["ports"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| {
+                    let proto = p["protocol"].as_str().unwrap_or("TCP");
+                    match p["nodePort"].as_i64() {
+                        Some(np) => format!("{}:{np}/{proto}", p["port"]),
+                        None => format!("{}/{proto}", p["port"]),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!(if ports.is_empty() { "<none>".to_owned() } else { ports.join(",") })
+}
+
+fn csr_condition(o: &Value) -> Value {
+    let conds: Vec<&str> = o["status"]["conditions"]
+        .as_array()
+        .map(|a| a.iter().filter(|c| c["status"] != "False").filter_map(|c| c["type"].as_str()).collect())
+        .unwrap_or_default();
+    let mut out = if conds.is_empty() { "Pending".to_owned() } else { conds.join(",") };
+    if o["status"]["certificate"].is_string() {
+        out.push_str(",Issued");
+    }
+    json!(out)
+}
+
+fn apiservice_available(o: &Value) -> Value {
+    let c = o["status"]["conditions"].as_array().and_then(|a| a.iter().find(|c| c["type"] == "Available")).cloned();
+    match c {
+        Some(c) if c["status"] == "True" => json!("True"),
+        Some(c) => json!(format!("False ({})", c["reason"].as_str().unwrap_or(""))),
+        None => json!("Unknown"),
+    }
+}
+
+fn col(name: &'static str, priority: i32, cell: fn(&Value) -> Value) -> Column {
+    Column { name, type_: "string", format: "", priority, description: name, cell }
+}
+
+fn def(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+) -> ResourceDef {
+    ResourceDef {
+        group,
+        version,
+        plural,
+        singular,
+        kind,
+        short_names,
+        categories: &[],
+        namespaced,
+        verbs: ALL,
+        subresources: Vec::new(),
+        columns: Vec::new(),
+        schema: open_schema(kind),
+        extra_field_selectors: &[],
+    }
+}
+
+fn status_sub(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
+    Subresource { name: "status", group, version, kind, verbs: &["get", "patch", "update"] }
+}
+
+/// Every stored kind with its options.
+pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
+    let status = KindOptions { status_subresource: true, keep_status_on_create: false };
+    let plain = KindOptions::default();
+    let mut out = Vec::new();
+
+    let mut ns = def("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"]);
+    ns.subresources.push(status_sub("", "v1", "Namespace"));
+    ns.columns.push(col("Status", 0, |o| json!(o["status"]["phase"].as_str().unwrap_or("Active"))));
+    out.push((ns, status));
+
+    let mut nodes = def("", "v1", "nodes", "node", "Node", false, &["no"]);
+    nodes.subresources.push(status_sub("", "v1", "Node"));
+    nodes.columns = vec![
+        col("Status", 0, node_status),
+        col("Version", 0, |o| cell(o, "/status/nodeInfo/kubeletVersion")),
+        col("Internal-IP", 1, |o| node_ip(o, "InternalIP")),
+        col("External-IP", 1, |o| node_ip(o, "ExternalIP")),
+    ];
+    nodes.extra_field_selectors = &["spec.unschedulable", "spec.providerID"];
+    out.push((nodes, KindOptions { status_subresource: true, keep_status_on_create: true }));
+
+    let mut svc = def("", "v1", "services", "service", "Service", true, &["svc"]);
+    svc.subresources.push(status_sub("", "v1", "Service"));
+    svc.columns = vec![
+        col("Type", 0, |o| cell(o, "/spec/type")),
+        col("Cluster-IP", 0, |o| cell(o, "/spec/clusterIP")),
+        col("External-IP", 0, service_external),
+        col("Port(s)", 0, service_ports),
+    ];
+    out.push((svc, status));
+
+    out.push((def("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"]), plain));
+    let mut events = def("", "v1", "events", "event", "Event", true, &["ev"]);
+    events.columns = vec![
+        col("Type", 0, |o| cell(o, "/type")),
+        col("Reason", 0, |o| cell(o, "/reason")),
+        col("Object", 0, |o| json!(format!("{}/{}", o["involvedObject"]["kind"].as_str().unwrap_or("").to_lowercase(), o["involvedObject"]["name"].as_str().unwrap_or("")))),
+        col("Message", 0, |o| cell(o, "/message")),
+    ];
+    events.extra_field_selectors = &["involvedObject.name", "involvedObject.kind", "reason", "type"];
+    out.push((events, plain));
+    let mut cm = def("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"]);
+    cm.columns.push(col("Data", 0, |o| json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0).to_string())));
+    out.push((cm, plain));
+    let mut secrets = def("", "v1", "secrets", "secret", "Secret", true, &[]);
+    secrets.columns.push(col("Type", 0, |o| cell(o, "/type")));
+    out.push((secrets, plain));
+    out.push((def("", "v1", "serviceaccounts", "serviceaccount", "ServiceAccount", true, &["sa"]), plain));
+
+    let mut ev2 = def("events.k8s.io", "v1", "events", "event", "Event", true, &["ev"]);
+    ev2.columns = vec![
+        col("Type", 0, |o| cell(o, "/type")),
+        col("Reason", 0, |o| cell(o, "/reason")),
+        col("Object", 0, |o| json!(format!("{}/{}", o["regarding"]["kind"].as_str().unwrap_or("").to_lowercase(), o["regarding"]["name"].as_str().unwrap_or("")))),
+        col("Note", 0, |o| cell(o, "/note")),
+    ];
+    ev2.extra_field_selectors = &["regarding.name", "regarding.kind", "reason", "type"];
+    out.push((ev2, plain));
+
+    let mut csr = def("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", false, &["csr"]);
+    csr.subresources.push(status_sub("certificates.k8s.io", "v1", "CertificateSigningRequest"));
+    csr.subresources.push(Subresource { name: "approval", group: "certificates.k8s.io", version: "v1", kind: "CertificateSigningRequest", verbs: &["get", "patch", "update"] });
+    csr.columns = vec![
+        col("SignerName", 0, |o| cell(o, "/spec/signerName")),
+        col("Requestor", 0, |o| cell(o, "/spec/username")),
+        col("Condition", 0, csr_condition),
+    ];
+    csr.extra_field_selectors = &["spec.signerName"];
+    out.push((csr, status));
+
+    let mut lease = def("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[]);
+    lease.columns.push(col("Holder", 0, |o| cell(o, "/spec/holderIdentity")));
+    out.push((lease, plain));
+
+    let mut apis = def("apiregistration.k8s.io", "v1", "apiservices", "apiservice", "APIService", false, &[]);
+    apis.subresources.push(status_sub("apiregistration.k8s.io", "v1", "APIService"));
+    apis.columns = vec![
+        col("Service", 0, |o| match o["spec"]["service"].as_object() {
+            Some(s) => json!(format!("{}/{}", s["namespace"].as_str().unwrap_or(""), s["name"].as_str().unwrap_or(""))),
+            None => json!("Local"),
+        }),
+        col("Available", 0, apiservice_available),
+    ];
+    out.push((apis, status));
+    out
+}
+
+/// The create-only review kinds (never stored).
+pub fn reviews() -> Vec<ResourceDef> {
+    let mut tr = def("authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, &[]);
+    tr.verbs = &["create"];
+    let mut sar = def("authorization.k8s.io", "v1", "subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false, &[]);
+    sar.verbs = &["create"];
+    vec![tr, sar]
+}

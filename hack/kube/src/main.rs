@@ -1,0 +1,201 @@
+//! `kube-standin`: a small in-memory Kubernetes API for tests and local runs.
+
+mod aggregator;
+mod controllers;
+mod hooks;
+mod kinds;
+mod pki;
+mod policy;
+mod reviews;
+mod store;
+mod tokens;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use serde_json::json;
+use sks_apiserver::rest::authn::{AuthnConfig, Authenticator, TokenReviewer};
+use sks_apiserver::rest::authz::{AccessReviewer, Authorizer};
+use sks_apiserver::rest::cache::{ObjectCache, Sequence};
+use sks_apiserver::rest::handler::{ApiServer, ServerConfig};
+use sks_apiserver::rest::metrics::ServerMetrics;
+use sks_apiserver::rest::storage::{Context, Storage};
+use sks_apiserver::rest::tls::{ClientTrust, ServingCertFiles, server_config};
+use uuid::Uuid;
+
+use crate::store::{Hooks, MemStorage, NoHooks};
+
+/// A small in-memory Kubernetes API for tests and local runs.
+///
+/// This is a STAND-IN, not kube-apiserver: it keeps everything in memory, serves
+/// only core/v1 namespaces, nodes, services, endpoints, events, configmaps,
+/// secrets and serviceaccounts, events.k8s.io/v1 events, CSRs (with approval and
+/// kubelet-serving signing), leases, APIServices (with aggregation), TokenReviews
+/// and SubjectAccessReviews; it has no pods, no scheduler, no admission plugins
+/// and no RBAC objects (a policy file stands in for RBAC). It behaves like
+/// kube-apiserver for what it serves: one global resourceVersion sequence, 409 on
+/// stale writes, watch with bookmarks and 410 after compaction, finalizers,
+/// merge and JSON patches, status and approval subresources. Use real etcd and
+/// kube-apiserver binaries (KUBE_ASSETS) whenever you can.
+#[derive(Debug, Parser)]
+#[command(name = "kube-standin", version)]
+struct Args {
+    /// Address to serve HTTPS on (port 0 picks a free port; the address is printed first).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Directory the CAs, certificates, keys and an admin kubeconfig are written to.
+    #[arg(long)]
+    cert_dir: PathBuf,
+    /// Use this SKS cluster's CAs from the zone (EXOSCALE_API_ENDPOINT, EXOSCALE_API_ZONE and
+    /// credentials as for any orchestrator client), so the zone's kubeconfigs work here.
+    #[arg(long, env = "SKS_CLUSTER_ID")]
+    zone_cluster_id: Option<Uuid>,
+    /// Static bearer tokens, kube-apiserver's format: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Authorization policy (YAML): who may do which verbs on which resources (see README).
+    #[arg(long)]
+    policy_file: Option<PathBuf>,
+    /// A Node whose Lease is not renewed for this long becomes Ready=Unknown (seconds).
+    #[arg(long, default_value_t = 40)]
+    node_monitor_grace_period_seconds: u64,
+    /// Watch events kept per kind; older resourceVersions get 410 Expired (the compaction window).
+    #[arg(long, default_value_t = 10_000)]
+    watch_history: usize,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+}
+
+fn system() -> Context {
+    Context {
+        user: sks_apiserver::rest::authn::UserInfo { name: "system:apiserver".into(), groups: vec!["system:masters".into()], ..Default::default() },
+        namespace: None,
+        dry_run: false,
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    orchestrator::install_crypto_provider();
+    let pki = pki::Pki::load(args.zone_cluster_id).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let url = format!("https://{}", listener.local_addr()?);
+    pki.write(&args.cert_dir, &url)?;
+
+    let tokens = Arc::new(match &args.token_auth_file {
+        Some(p) => tokens::StaticTokens::parse(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?,
+        None => tokens::StaticTokens::default(),
+    });
+    let policy = Arc::new(match &args.policy_file {
+        Some(p) => policy::Policy::load(p).with_context(|| format!("reading {}", p.display()))?,
+        None => policy::Policy::default(),
+    });
+
+    let sequence = Sequence::default();
+    let epoch = ObjectCache::random_epoch();
+    let cache = || Arc::new(ObjectCache::with_sequence(epoch, args.watch_history, sequence.clone()));
+    let ns_cache = cache();
+    let mut storages: Vec<Arc<dyn Storage>> = Vec::new();
+    let mut by_name = std::collections::HashMap::new();
+    for (def, opts) in kinds::stored() {
+        let hooks: Arc<dyn Hooks> = match (def.group, def.plural) {
+            ("", "services") => Arc::new(hooks::ServiceHooks),
+            ("certificates.k8s.io", _) => Arc::new(hooks::CsrHooks { kubelet_ca: pki.kubelet.clone() }),
+            _ => Arc::new(NoHooks),
+        };
+        let key = format!("{}/{}", def.group, def.plural);
+        let c = if key == "/namespaces" { ns_cache.clone() } else { cache() };
+        let namespaces = def.namespaced.then(|| ns_cache.clone());
+        let storage = Arc::new(MemStorage::new(def, opts, c, hooks, namespaces));
+        by_name.insert(key, storage.clone());
+        storages.push(storage);
+    }
+    for def in kinds::reviews() {
+        storages.push(Arc::new(reviews::Reviews::new(def, tokens.clone(), policy.clone())));
+    }
+    let get = |k: &str| by_name.get(k).cloned().expect("kind is served");
+
+    // What a fresh cluster has.
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        get("/namespaces").create(&system(), json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}})).await.map_err(anyhow::Error::msg)?;
+    }
+    let list = |v: &[&str]| serde_json::to_string(v).expect("json");
+    let cm = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system"},
+        "data": {
+            "client-ca-file": pki.control_plane.cert_pem,
+            "requestheader-client-ca-file": pki.aggregation.cert_pem,
+            "requestheader-allowed-names": list(&["front-proxy-client"]),
+            "requestheader-username-headers": list(&["X-Remote-User"]),
+            "requestheader-group-headers": list(&["X-Remote-Group"]),
+            "requestheader-extra-headers-prefix": list(&["X-Remote-Extra-"]),
+            "requestheader-uid-headers": list(&["X-Remote-Uid"]),
+        }
+    });
+    let ctx = Context { namespace: Some("kube-system".into()), ..system() };
+    get("/configmaps").create(&ctx, cm).await.map_err(anyhow::Error::msg)?;
+
+    let trust = ClientTrust::default();
+    let authn = Arc::new(Authenticator::new(
+        AuthnConfig { client_ca_pem: Some(pki.control_plane.cert_pem.clone()), request_header: None },
+        trust.clone(),
+        Some(tokens.clone() as Arc<dyn TokenReviewer>),
+        Duration::from_secs(10),
+    )?);
+    let authz = Arc::new(Authorizer::new(Some(policy.clone() as Arc<dyn AccessReviewer>), Duration::from_secs(1), Duration::from_secs(1)));
+    let identity = format!("{}{}", pki.front_proxy.cert_pem, pki.front_proxy.key_pem);
+    let aggregator = Arc::new(aggregator::Aggregator::new(
+        get("apiregistration.k8s.io/apiservices").cache().clone(),
+        get("/services").cache().clone(),
+        get("/endpoints").cache().clone(),
+        identity,
+    ));
+    let config = ServerConfig {
+        title: "kube-standin".into(),
+        bookmark_interval: Duration::from_secs(10),
+        version: json!({"major": "1", "minor": "33", "gitVersion": "v1.33.0-standin", "platform": "linux/amd64"}),
+        ..ServerConfig::default()
+    };
+    let api = Arc::new(
+        ApiServer::new(storages, authn, authz, ServerMetrics::new(prometheus::Registry::new())?, config, Vec::new())
+            .with_extension(aggregator.clone()),
+    );
+
+    tokio::spawn(controllers::node_heartbeats(get("/nodes"), get("coordination.k8s.io/leases").cache().clone(), Duration::from_secs(args.node_monitor_grace_period_seconds)));
+    tokio::spawn(controllers::apiservice_availability(get("apiregistration.k8s.io/apiservices"), aggregator, Duration::from_secs(2)));
+
+    let tls = server_config(
+        ServingCertFiles { cert: args.cert_dir.join("serving.crt"), key: args.cert_dir.join("serving.key") },
+        trust,
+    )?;
+    println!("kube-standin listening on {url}");
+    println!("admin kubeconfig: {}", args.cert_dir.join("admin.kubeconfig").display());
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    sks_apiserver::rest::server::serve(listener, tls, api, shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+}
