@@ -53,6 +53,9 @@ pub struct Event {
 /// Key of an object: namespace ("" when cluster-scoped) and name.
 pub type Key = (String, String);
 
+/// The missed events and the receiver of later ones.
+pub type Subscription = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 /// Why a watch cannot start from a resourceVersion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expired(pub String);
@@ -235,7 +238,7 @@ impl ObjectCache {
 
     /// Events after `rv` and a receiver of later ones, without gap or overlap.
     /// `rv` of another epoch, older than the history, or newer than now is Expired.
-    pub fn subscribe_after(&self, rv: u64) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), Expired> {
+    pub fn subscribe_after(&self, rv: u64) -> Result<Subscription, Expired> {
         let inner = self.lock();
         let current = self.rv(self.counter_now());
         if rv >> COUNTER_BITS != self.epoch {

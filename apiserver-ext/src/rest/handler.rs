@@ -119,7 +119,7 @@ fn error_response(e: &ApiError) -> Response<ResponseBody> {
         &e.to_status(),
         "application/json",
     );
-    if let Some(secs) = e.retry_after {
+    if let Some(secs) = e.retry_after() {
         resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
@@ -238,13 +238,18 @@ impl ApiServer {
                 return simple("", error_response(&ApiError::unauthorized("Unauthorized")));
             }
             Err(AuthnError::Unavailable(why)) => {
-                return simple("", error_response(&ApiError::unavailable(format!("authentication unavailable: {why}"))));
+                return simple(
+                    "",
+                    error_response(&ApiError::unavailable(format!("authentication unavailable: {why}"))),
+                );
             }
         };
         if let Route::Resource(path) = &route {
             let watching = match query.flag("watch") {
                 Ok(w) => w || path.watch_prefix,
-                Err(e) => return Outcome { verb: "".into(), resource: path.resource.clone(), response: error_response(&e) },
+                Err(e) => {
+                    return Outcome { verb: "".into(), resource: path.resource.clone(), response: error_response(&e) };
+                }
             };
             let verb = verb(req.method(), path, watching);
             let outcome = |response| Outcome { verb: verb.to_uppercase(), resource: path.resource.clone(), response };
@@ -442,8 +447,7 @@ impl ApiServer {
         body: RequestBody,
         user: UserInfo,
         verb: &str,
-    ) -> ApiResult<Response<ResponseBody>>
-    {
+    ) -> ApiResult<Response<ResponseBody>> {
         if def.namespaced != path.namespace.is_some() && !(def.namespaced && matches!(verb, "list" | "watch")) {
             return Err(ApiError::no_route());
         }
@@ -467,7 +471,10 @@ impl ApiServer {
                     Ok(ok(&storage.update_subresource(&ctx, name, sub, obj).await?))
                 }
                 "patch" => {
-                    let kind = patch::kind(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+                    let kind = patch::kind(
+                        headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                        def.strategic_merge,
+                    )?;
                     let raw = self.read_body(body).await?;
                     let mut last = ApiError::internal("patch retries exhausted");
                     for _ in 0..5 {
@@ -521,7 +528,8 @@ impl ApiServer {
                 Ok(resp)
             }
             "patch" => {
-                let kind = patch::kind(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()))?;
+                let kind =
+                    patch::kind(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), def.strategic_merge)?;
                 let raw = self.read_body(body).await?;
                 let mut last = ApiError::internal("patch retries exhausted");
                 for _ in 0..5 {
@@ -710,8 +718,7 @@ impl ApiServer {
         Ok(Bytes::from(buf))
     }
 
-    async fn read_json(&self, body: RequestBody, headers: &HeaderMap) -> ApiResult<Value>
-    {
+    async fn read_json(&self, body: RequestBody, headers: &HeaderMap) -> ApiResult<Value> {
         let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
         let media = ct.split(';').next().unwrap_or("").trim();
         if !matches!(media, "application/json" | "" | "*/*") {
@@ -733,8 +740,7 @@ impl ApiServer {
         headers: &HeaderMap,
         def: &ResourceDef,
         opts: &WriteOptions,
-    ) -> ApiResult<(Value, Vec<String>)>
-    {
+    ) -> ApiResult<(Value, Vec<String>)> {
         let obj = self.read_json(body, headers).await?;
         let unknown = self.unknown(def, &obj);
         if opts.field_validation == FieldValidation::Strict && !unknown.is_empty() {

@@ -514,11 +514,11 @@ pub fn v2_document(defs: &[&ResourceDef], extra: &ExtraSchemas, title: &str) -> 
 
 fn v2_param(p: &Value) -> Value {
     let mut p2 = p.clone();
-    if let Some(obj) = p2.as_object_mut() {
-        if let Some(schema) = obj.remove("schema") {
-            obj.insert("type".into(), schema["type"].clone());
-            obj.insert("uniqueItems".into(), json!(true));
-        }
+    if let Some(obj) = p2.as_object_mut()
+        && let Some(schema) = obj.remove("schema")
+    {
+        obj.insert("type".into(), schema["type"].clone());
+        obj.insert("uniqueItems".into(), json!(true));
     }
     p2
 }

@@ -11,6 +11,14 @@ pub const MAX_JSON_PATCH_OPS: usize = 10_000;
 /// The patch content types served.
 pub const ACCEPTED: &[&str] = &["application/json-patch+json", "application/merge-patch+json"];
 
+/// With strategic merge (built-in kinds only; custom resources refuse it).
+pub const ACCEPTED_STRATEGIC: &[&str] =
+    &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"];
+
+/// The merge keys of the lists a kind merges by key in a strategic merge patch
+/// (`spec.ports` by `port`...); every other list is replaced.
+pub type MergeKeys = &'static [(&'static str, &'static str)];
+
 /// A patch kind, from the request's content type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchKind {
@@ -18,15 +26,81 @@ pub enum PatchKind {
     Merge,
     /// RFC 6902.
     Json,
+    /// Kubernetes' strategic merge patch, for built-in kinds.
+    Strategic(MergeKeys),
 }
 
-/// The patch kind of `content_type`; 415 for strategic merge, apply and anything else.
-pub fn kind(content_type: Option<&str>) -> ApiResult<PatchKind> {
+/// The patch kind of `content_type`; strategic merge only when the kind has
+/// `strategic` merge keys; 415 for apply patches and anything else.
+pub fn kind(content_type: Option<&str>, strategic: Option<MergeKeys>) -> ApiResult<PatchKind> {
     let media = content_type.unwrap_or("").split(';').next().unwrap_or("").trim();
-    match media {
-        "application/merge-patch+json" => Ok(PatchKind::Merge),
-        "application/json-patch+json" => Ok(PatchKind::Json),
-        other => Err(ApiError::unsupported_media_type(other, ACCEPTED)),
+    match (media, strategic) {
+        ("application/merge-patch+json", _) => Ok(PatchKind::Merge),
+        ("application/json-patch+json", _) => Ok(PatchKind::Json),
+        ("application/strategic-merge-patch+json", Some(keys)) => Ok(PatchKind::Strategic(keys)),
+        (other, Some(_)) => Err(ApiError::unsupported_media_type(other, ACCEPTED_STRATEGIC)),
+        (other, None) => Err(ApiError::unsupported_media_type(other, ACCEPTED)),
+    }
+}
+
+/// A strategic merge patch: a merge patch whose lists with a merge key merge
+/// element by element (`$patch: delete` removes one), and whose `$`
+/// directives of ordering and key retention are accepted and ignored.
+fn strategic(doc: &mut Value, patch: &Value, keys: MergeKeys, path: &str) {
+    let (Some(target), Some(p)) = (doc.as_object_mut(), patch.as_object()) else {
+        *doc = patch.clone();
+        return;
+    };
+    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut replaced = patch.clone();
+        if let Some(m) = replaced.as_object_mut() {
+            m.remove("$patch");
+        }
+        *doc = replaced;
+        return;
+    }
+    for (k, v) in p {
+        if k.starts_with('$') {
+            continue;
+        }
+        let child = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+        match v {
+            Value::Null => {
+                target.remove(k);
+            }
+            Value::Array(items) => match keys.iter().find(|(p, _)| *p == child).map(|(_, key)| *key) {
+                Some(key) => {
+                    let mut merged = target.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
+                    for item in items {
+                        let id = &item[key];
+                        let pos = merged.iter().position(|m| &m[key] == id);
+                        let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+                        match (pos, delete) {
+                            (Some(i), true) => {
+                                merged.remove(i);
+                            }
+                            (None, true) => {}
+                            (Some(i), false) => strategic(&mut merged[i], item, keys, &child),
+                            (None, false) => merged.push(item.clone()),
+                        }
+                    }
+                    target.insert(k.clone(), Value::Array(merged));
+                }
+                None => {
+                    target.insert(k.clone(), v.clone());
+                }
+            },
+            Value::Object(_) => {
+                let entry = target.entry(k.clone()).or_insert(Value::Null);
+                if !entry.is_object() {
+                    *entry = Value::Object(Default::default());
+                }
+                strategic(entry, v, keys, &child);
+            }
+            other => {
+                target.insert(k.clone(), other.clone());
+            }
+        }
     }
 }
 
@@ -58,6 +132,12 @@ pub fn apply(kind: PatchKind, doc: &Value, patch: &[u8]) -> ApiResult<Value> {
             // A failed `test` operation is a conflict in kube-apiserver's terms too (422 there: keep it).
             json_patch::patch(&mut out, &ops)
                 .map_err(|e| ApiError::new(422, "Invalid", format!("the JSON patch failed: {e}")))?;
+        }
+        PatchKind::Strategic(keys) => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a strategic merge patch must be a JSON object"));
+            }
+            strategic(&mut out, &patch, keys, "");
         }
     }
     Ok(out)
@@ -93,11 +173,27 @@ mod tests {
     }
 
     #[test]
+    fn strategic_merge_merges_keyed_lists() {
+        const KEYS: MergeKeys = &[("spec.ports", "port")];
+        let doc = json!({"metadata": {"labels": {"a": "1"}}, "spec": {"ports": [{"port": 80, "nodePort": 30080}, {"port": 443}], "selector": {"x": "y"}}});
+        let patch = br#"{"$setElementOrder/spec.ports":[{"port":80}],"metadata":{"labels":{"b":"2"}},"spec":{"ports":[{"port":80,"name":"http"},{"port":443,"$patch":"delete"},{"port":8080}],"selector":null}}"#;
+        let out = apply(PatchKind::Strategic(KEYS), &doc, patch).unwrap();
+        assert_eq!(
+            out,
+            json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"ports": [{"port": 80, "nodePort": 30080, "name": "http"}, {"port": 8080}]}})
+        );
+        assert_eq!(
+            kind(Some("application/strategic-merge-patch+json"), Some(KEYS)).unwrap(),
+            PatchKind::Strategic(KEYS)
+        );
+    }
+
+    #[test]
     fn strategic_and_apply_patches_are_refused_like_for_crds() {
-        let e = kind(Some("application/strategic-merge-patch+json")).unwrap_err();
+        let e = kind(Some("application/strategic-merge-patch+json"), None).unwrap_err();
         assert_eq!(e.code, 415);
         assert!(e.message.starts_with("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json"), "{}", e.message);
-        assert_eq!(kind(Some("application/apply-patch+yaml")).unwrap_err().code, 415);
-        assert_eq!(kind(Some("application/merge-patch+json; charset=utf-8")).unwrap(), PatchKind::Merge);
+        assert_eq!(kind(Some("application/apply-patch+yaml"), None).unwrap_err().code, 415);
+        assert_eq!(kind(Some("application/merge-patch+json; charset=utf-8"), None).unwrap(), PatchKind::Merge);
     }
 }

@@ -73,6 +73,8 @@ pub struct ResourceDef {
     pub schema: Value,
     /// Field selectors supported besides `metadata.name` and `metadata.namespace`.
     pub extra_field_selectors: &'static [&'static str],
+    /// Strategic merge patches are served (built-in kinds), with these list merge keys.
+    pub strategic_merge: Option<super::patch::MergeKeys>,
 }
 
 impl ResourceDef {
@@ -130,5 +132,6 @@ pub fn placeholder() -> ResourceDef {
         columns: Vec::new(),
         schema: serde_json::json!({}),
         extra_field_selectors: &[],
+        strategic_merge: None,
     }
 }

@@ -37,15 +37,9 @@ impl Cause {
     }
 }
 
-/// An API error: status code, reason, message and details.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status.
-    pub code: u16,
-    /// The `metav1.StatusReason`.
-    pub reason: &'static str,
-    /// Human-readable message.
-    pub message: String,
+/// `details` of a Status; boxed in [`ApiError`] so errors stay small.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Details {
     /// `details.name`.
     pub name: Option<String>,
     /// `details.group`.
@@ -56,6 +50,19 @@ pub struct ApiError {
     pub causes: Vec<Cause>,
     /// `details.retryAfterSeconds` and the `Retry-After` header.
     pub retry_after: Option<u64>,
+}
+
+/// An API error: status code, reason, message and details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub code: u16,
+    /// The `metav1.StatusReason`.
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// `details`, when there are any.
+    pub details: Option<Box<Details>>,
 }
 
 /// Result of API operations.
@@ -79,23 +86,29 @@ impl std::fmt::Display for GroupResource<'_> {
 impl ApiError {
     /// An error with no details.
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            reason,
-            message: message.into(),
-            name: None,
-            group: None,
-            kind: None,
-            causes: Vec::new(),
-            retry_after: None,
-        }
+        ApiError { code, reason, message: message.into(), details: None }
+    }
+
+    fn details_mut(&mut self) -> &mut Details {
+        self.details.get_or_insert_with(Default::default)
     }
 
     fn about(mut self, gr: GroupResource<'_>, name: &str) -> Self {
-        self.name = Some(name.to_owned());
-        self.group = Some(gr.group.to_owned());
-        self.kind = Some(gr.resource.to_owned());
+        let d = self.details_mut();
+        d.name = Some(name.to_owned());
+        d.group = Some(gr.group.to_owned());
+        d.kind = Some(gr.resource.to_owned());
         self
+    }
+
+    /// The field causes, if any.
+    pub fn causes(&self) -> &[Cause] {
+        self.details.as_ref().map(|d| d.causes.as_slice()).unwrap_or_default()
+    }
+
+    /// `Retry-After` seconds, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.details.as_ref().and_then(|d| d.retry_after)
     }
 
     /// 400 BadRequest.
@@ -180,14 +193,15 @@ impl ApiError {
         let qualified = if group.is_empty() { kind.to_owned() } else { format!("{kind}.{group}") };
         let mut e = Self::new(422, "Invalid", format!("{qualified} \"{name}\" is invalid: {}", render_list(&list)))
             .about(GroupResource { group, resource }, name);
-        e.kind = Some(kind.to_owned());
-        e.causes = causes;
+        let d = e.details_mut();
+        d.kind = Some(kind.to_owned());
+        d.causes = causes;
         e
     }
     /// 429 TooManyRequests.
     pub fn too_many_requests(message: impl Into<String>, retry_after: Option<u64>) -> Self {
         let mut e = Self::new(429, "TooManyRequests", message);
-        e.retry_after = retry_after.or(Some(1));
+        e.details_mut().retry_after = retry_after.or(Some(1));
         e
     }
     /// 500 InternalError.
@@ -206,24 +220,22 @@ impl ApiError {
     /// The `metav1.Status` body.
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
-        if let Some(n) = &self.name {
+        let d = self.details.as_deref().cloned().unwrap_or_default();
+        if let Some(n) = &d.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
+        if let Some(g) = &d.group {
             details.insert("group".into(), json!(g));
         }
-        if let Some(k) = &self.kind {
+        if let Some(k) = &d.kind {
             details.insert("kind".into(), json!(k));
         }
-        if !self.causes.is_empty() {
-            let causes: Vec<Value> = self
-                .causes
-                .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
-                .collect();
+        if !d.causes.is_empty() {
+            let causes: Vec<Value> =
+                d.causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
             details.insert("causes".into(), Value::Array(causes));
         }
-        if let Some(r) = self.retry_after {
+        if let Some(r) = d.retry_after {
             details.insert("retryAfterSeconds".into(), json!(r));
         }
         let mut status = json!({

@@ -114,10 +114,22 @@ pub fn peak_mib(readings: &[Memory]) -> f64 {
     readings.iter().map(|m| m.peak_rss_mib).fold(0.0, f64::max)
 }
 
-/// CPU use of a set of processes over a window, in cores (1.0 = one core busy).
+/// Busy CPU time of the whole machine so far (every CPU, all but idle and iowait), in seconds.
+pub fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().find(|l| l.starts_with("cpu ")) else { return 0.0 };
+    let ticks: Vec<u64> = cpu.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // user nice system idle iowait irq softirq steal (guest time is already in user).
+    let busy: u64 = ticks.iter().take(8).enumerate().filter(|(i, _)| *i != 3 && *i != 4).map(|(_, t)| t).sum();
+    busy as f64 / USER_HZ
+}
+
+/// CPU use of a set of processes, and of the whole machine, over a window, in
+/// cores (1.0 = one core busy).
 #[derive(Debug, Clone)]
 pub struct CpuMeter {
     procs: Vec<(Proc, f64)>,
+    machine: f64,
     started: std::time::Instant,
 }
 
@@ -126,6 +138,7 @@ impl CpuMeter {
     pub fn start(procs: &[Proc]) -> Self {
         CpuMeter {
             procs: procs.iter().map(|p| (*p, p.cpu_seconds().unwrap_or(0.0))).collect(),
+            machine: machine_busy_seconds(),
             started: std::time::Instant::now(),
         }
     }
@@ -133,11 +146,35 @@ impl CpuMeter {
     /// Cores used by each process since the start, in the order given.
     pub fn cores(&self) -> Vec<f64> {
         let wall = self.started.elapsed().as_secs_f64().max(1e-9);
-        self.procs
-            .iter()
-            .map(|(p, before)| ((p.cpu_seconds().unwrap_or(*before) - before) / wall * 100.0).round() / 100.0)
-            .collect()
+        self.procs.iter().map(|(p, before)| round2((p.cpu_seconds().unwrap_or(*before) - before) / wall)).collect()
     }
+
+    /// Cores the whole machine used since the start (the measured processes included).
+    pub fn machine_cores(&self) -> f64 {
+        round2((machine_busy_seconds() - self.machine) / self.started.elapsed().as_secs_f64().max(1e-9))
+    }
+}
+
+/// Waits until the machine is nearly idle (busy below `max_cores` over a 2 s
+/// sample) or `limit` passed; returns the seconds waited and the last sample.
+///
+/// The CPUs are shared (builds, tests of others): measuring while they are busy
+/// measures them too.
+pub async fn wait_quiet(limit: std::time::Duration, max_cores: f64) -> (f64, f64) {
+    let started = std::time::Instant::now();
+    loop {
+        let before = machine_busy_seconds();
+        let t = std::time::Instant::now();
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        let cores = round2((machine_busy_seconds() - before) / t.elapsed().as_secs_f64());
+        if cores <= max_cores || started.elapsed() >= limit {
+            return (round2(started.elapsed().as_secs_f64()), cores);
+        }
+    }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
 }
 
 #[cfg(test)]
@@ -150,5 +187,6 @@ mod tests {
         let m = me.memory().unwrap();
         assert!(m.rss_mib > 0.0 && m.peak_rss_mib >= m.rss_mib);
         assert!(me.cpu_seconds().unwrap() >= 0.0);
+        assert!(machine_busy_seconds() > 0.0);
     }
 }

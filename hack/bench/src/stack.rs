@@ -188,6 +188,30 @@ pub fn parse_orchestrator_calls(text: &str) -> BTreeMap<String, u64> {
     by_op
 }
 
+/// Mean orchestrator request duration in ms by operation, over the process's life.
+pub fn orchestrator_mean_ms(text: &str) -> BTreeMap<String, f64> {
+    let by_op = |suffix: &str| -> BTreeMap<String, f64> {
+        let name = format!("orchestrator_request_duration_seconds_{suffix}");
+        let mut out = BTreeMap::new();
+        for line in text.lines().filter(|l| l.starts_with(&name)) {
+            let Some((series, value)) = line.rsplit_once(' ') else { continue };
+            if let Some((_, rest)) = series.split_once("operation=\"")
+                && let Some((op, _)) = rest.split_once('"')
+            {
+                *out.entry(op.to_owned()).or_insert(0.0) += value.trim().parse::<f64>().unwrap_or(0.0);
+            }
+        }
+        out
+    };
+    let (sums, counts) = (by_op("sum"), by_op("count"));
+    sums.into_iter()
+        .filter_map(|(op, sum)| {
+            let n = counts.get(&op).copied().filter(|n| *n > 0.0)?;
+            Some((op, (sum / n * 1000.0 * 100.0).round() / 100.0))
+        })
+        .collect()
+}
+
 /// Calls made between two readings of [`Stack::orchestrator_calls`], by operation and in total.
 pub fn calls_between(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> (BTreeMap<String, u64>, u64) {
     let diff: BTreeMap<String, u64> = after
@@ -219,5 +243,8 @@ mod tests {
         assert_eq!((diff.len(), total), (1, 2));
         assert_eq!(metric_total(text, "orchestrator_requests_total"), 8.0);
         assert_eq!(metric_total(text, "orchestrator_request_duration_seconds"), 0.0);
+        let durations = "orchestrator_request_duration_seconds_sum{operation=\"list-instances\"} 0.5\n\
+            orchestrator_request_duration_seconds_count{operation=\"list-instances\"} 4\n";
+        assert_eq!(orchestrator_mean_ms(durations)["list-instances"], 125.0);
     }
 }

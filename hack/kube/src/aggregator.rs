@@ -43,7 +43,13 @@ pub struct Aggregator {
 /// Headers a client may not pass through: credentials and identity.
 fn dropped(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
-    n == "authorization" || n == "host" || n == "connection" || n.starts_with("x-remote-") || n.starts_with("impersonate-") || n == "content-length" || n == "transfer-encoding"
+    n == "authorization"
+        || n == "host"
+        || n == "connection"
+        || n.starts_with("x-remote-")
+        || n.starts_with("impersonate-")
+        || n == "content-length"
+        || n == "transfer-encoding"
 }
 
 fn unavailable(message: String) -> Response<ResponseBody> {
@@ -56,13 +62,27 @@ fn unavailable(message: String) -> Response<ResponseBody> {
 
 impl Aggregator {
     /// An aggregator over the stand-in's APIServices, Services and Endpoints.
-    pub fn new(apiservices: Arc<ObjectCache>, services: Arc<ObjectCache>, endpoints: Arc<ObjectCache>, identity_pem: String) -> Self {
-        Aggregator { apiservices, services, endpoints, identity_pem, clients: Mutex::new(BTreeMap::new()), openapi: tokio::sync::Mutex::new(None) }
+    pub fn new(
+        apiservices: Arc<ObjectCache>,
+        services: Arc<ObjectCache>,
+        endpoints: Arc<ObjectCache>,
+        identity_pem: String,
+    ) -> Self {
+        Aggregator {
+            apiservices,
+            services,
+            endpoints,
+            identity_pem,
+            clients: Mutex::new(BTreeMap::new()),
+            openapi: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The APIService named `<version>.<group>`, if it is served remotely.
     fn apiservice(&self, group: &str, version: &str) -> Option<Arc<Value>> {
-        self.apiservices.get(&(String::new(), format!("{version}.{group}"))).filter(|a| a["spec"]["service"].is_object())
+        self.apiservices
+            .get(&(String::new(), format!("{version}.{group}")))
+            .filter(|a| a["spec"]["service"].is_object())
     }
 
     /// Resolves the Service of an APIService to an address and a client.
@@ -70,36 +90,56 @@ impl Aggregator {
         let svc = &apiservice["spec"]["service"];
         let (ns, name) = (svc["namespace"].as_str().unwrap_or("default"), svc["name"].as_str().unwrap_or(""));
         let port = svc["port"].as_i64().unwrap_or(443);
-        let service = self.services.get(&(ns.to_owned(), name.to_owned())).ok_or_else(|| format!("service {ns}/{name} not found"))?;
+        let service = self
+            .services
+            .get(&(ns.to_owned(), name.to_owned()))
+            .ok_or_else(|| format!("service {ns}/{name} not found"))?;
         let addr: SocketAddr = if service["spec"]["type"] == "ExternalName" {
             let host = service["spec"]["externalName"].as_str().unwrap_or("");
-            (host, port as u16).to_socket_addrs().map_err(|e| format!("resolving {host}: {e}"))?.find(SocketAddr::is_ipv4).ok_or_else(|| format!("{host} has no IPv4 address"))?
+            (host, port as u16)
+                .to_socket_addrs()
+                .map_err(|e| format!("resolving {host}: {e}"))?
+                .find(SocketAddr::is_ipv4)
+                .ok_or_else(|| format!("{host} has no IPv4 address"))?
         } else {
-            let ep = self.endpoints.get(&(ns.to_owned(), name.to_owned())).ok_or_else(|| format!("endpoints for service {ns}/{name} not found"))?;
+            let ep = self
+                .endpoints
+                .get(&(ns.to_owned(), name.to_owned()))
+                .ok_or_else(|| format!("endpoints for service {ns}/{name} not found"))?;
             let subset = &ep["subsets"][0];
-            let ip = subset["addresses"][0]["ip"].as_str().ok_or_else(|| format!("service {ns}/{name} has no ready endpoints"))?;
+            let ip = subset["addresses"][0]["ip"]
+                .as_str()
+                .ok_or_else(|| format!("service {ns}/{name} has no ready endpoints"))?;
             let target_port = subset["ports"][0]["port"].as_i64().unwrap_or(port);
             format!("{ip}:{target_port}").parse().map_err(|e| format!("endpoint address: {e}"))?
         };
         // The aggregator checks the certificate for the service's cluster DNS name, whatever address it dials.
         let host = format!("{name}.{ns}.svc");
-        let key = format!("{}/{}/{addr}", apiservice["metadata"]["name"].as_str().unwrap_or(""), apiservice["metadata"]["resourceVersion"].as_str().unwrap_or(""));
+        let key = format!(
+            "{}/{}/{addr}",
+            apiservice["metadata"]["name"].as_str().unwrap_or(""),
+            apiservice["metadata"]["resourceVersion"].as_str().unwrap_or("")
+        );
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = clients.get(&key) {
             return Ok(Target { base: format!("https://{host}:{}", addr.port()), client: c.clone() });
         }
-        let mut builder = reqwest::Client::builder()
-            .resolve(&host, addr)
-            .connect_timeout(Duration::from_secs(5))
-            .identity(reqwest::Identity::from_pem(self.identity_pem.as_bytes()).map_err(|e| format!("front-proxy identity: {e}"))?);
+        let mut builder =
+            reqwest::Client::builder().resolve(&host, addr).connect_timeout(Duration::from_secs(5)).identity(
+                reqwest::Identity::from_pem(self.identity_pem.as_bytes())
+                    .map_err(|e| format!("front-proxy identity: {e}"))?,
+            );
         builder = match apiservice["spec"]["caBundle"].as_str() {
             Some(b64) if !b64.is_empty() => {
                 use base64::Engine as _;
-                let pem = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("caBundle: {e}"))?;
+                let pem =
+                    base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| format!("caBundle: {e}"))?;
                 let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("caBundle: {e}"))?;
                 builder.tls_certs_only(certs)
             }
-            _ if apiservice["spec"]["insecureSkipTLSVerify"] == json!(true) => builder.tls_danger_accept_invalid_certs(true),
+            _ if apiservice["spec"]["insecureSkipTLSVerify"] == json!(true) => {
+                builder.tls_danger_accept_invalid_certs(true)
+            }
             _ => builder,
         };
         let client = builder.build().map_err(|e| format!("building the proxy client: {e}"))?;
@@ -175,7 +215,9 @@ impl Aggregator {
             .timeout(Duration::from_secs(5))
             .send()
             .await
-            .map_err(|e| ("FailedDiscoveryCheck".to_owned(), format!("failing or missing response from {}: {e}", target.base)))?;
+            .map_err(|e| {
+                ("FailedDiscoveryCheck".to_owned(), format!("failing or missing response from {}: {e}", target.base))
+            })?;
         if !resp.status().is_success() {
             return Err(("FailedDiscoveryCheck".into(), format!("bad status from {}: {}", target.base, resp.status())));
         }
@@ -190,23 +232,31 @@ impl Aggregator {
             }
             let g = a["spec"]["group"].as_str().unwrap_or("").to_owned();
             let v = a["spec"]["version"].as_str().unwrap_or("").to_owned();
-            let prio = (a["spec"]["groupPriorityMinimum"].as_i64().unwrap_or(0), a["spec"]["versionPriority"].as_i64().unwrap_or(0));
+            let prio = (
+                a["spec"]["groupPriorityMinimum"].as_i64().unwrap_or(0),
+                a["spec"]["versionPriority"].as_i64().unwrap_or(0),
+            );
             groups.entry(g).or_default().push((prio.0, prio.1, v));
         }
         for vs in groups.values_mut() {
-            vs.sort_by(|a, b| b.1.cmp(&a.1));
+            vs.sort_by_key(|v| std::cmp::Reverse(v.1));
         }
         groups
     }
 
     fn group_doc(name: &str, versions: &[(i64, i64, String)]) -> Value {
-        let vs: Vec<Value> = versions.iter().map(|(_, _, v)| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
+        let vs: Vec<Value> =
+            versions.iter().map(|(_, _, v)| json!({"groupVersion": format!("{name}/{v}"), "version": v})).collect();
         json!({"name": name, "versions": vs, "preferredVersion": vs.first().cloned().unwrap_or(Value::Null)})
     }
 }
 
 impl Extension for Aggregator {
-    fn intercept<'a>(&'a self, user: &'a UserInfo, req: Request<RequestBody>) -> BoxFuture<'a, Result<Response<ResponseBody>, Request<RequestBody>>> {
+    fn intercept<'a>(
+        &'a self,
+        user: &'a UserInfo,
+        req: Request<RequestBody>,
+    ) -> BoxFuture<'a, Result<Response<ResponseBody>, Request<RequestBody>>> {
         Box::pin(async move {
             let path = req.uri().path().to_owned();
             let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -219,7 +269,8 @@ impl Extension for Aggregator {
                             doc["kind"] = json!("APIGroup");
                             doc["apiVersion"] = json!("v1");
                             let mut resp = Response::new(full(serde_json::to_vec(&doc).expect("json")));
-                            resp.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                            resp.headers_mut()
+                                .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
                             Ok(resp)
                         }
                         None => Err(req),
@@ -237,9 +288,12 @@ impl Extension for Aggregator {
     }
 
     fn groups(&self) -> Vec<Value> {
-        let mut groups: Vec<(i64, Value)> =
-            self.remote_groups().iter().map(|(g, vs)| (vs.iter().map(|v| v.0).max().unwrap_or(0), Self::group_doc(g, vs))).collect();
-        groups.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut groups: Vec<(i64, Value)> = self
+            .remote_groups()
+            .iter()
+            .map(|(g, vs)| (vs.iter().map(|v| v.0).max().unwrap_or(0), Self::group_doc(g, vs)))
+            .collect();
+        groups.sort_by_key(|g| std::cmp::Reverse(g.0));
         groups.into_iter().map(|(_, g)| g).collect()
     }
 
@@ -267,7 +321,11 @@ impl Extension for Aggregator {
                     .await;
                 let Ok(resp) = resp else { continue };
                 let Ok(doc) = resp.json::<Value>().await else { continue };
-                let own = format!("apis/{}/{}", a["spec"]["group"].as_str().unwrap_or(""), a["spec"]["version"].as_str().unwrap_or(""));
+                let own = format!(
+                    "apis/{}/{}",
+                    a["spec"]["group"].as_str().unwrap_or(""),
+                    a["spec"]["version"].as_str().unwrap_or("")
+                );
                 if let Some(p) = doc["paths"].get(&own) {
                     paths.insert(own, p.clone());
                 }

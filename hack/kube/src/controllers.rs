@@ -16,7 +16,11 @@ use crate::store::MemStorage;
 
 fn system() -> Context {
     Context {
-        user: UserInfo { name: "system:kube-controller-manager".into(), groups: vec!["system:masters".into()], ..Default::default() },
+        user: UserInfo {
+            name: "system:kube-controller-manager".into(),
+            groups: vec!["system:masters".into()],
+            ..Default::default()
+        },
         namespace: None,
         dry_run: false,
     }
@@ -40,7 +44,9 @@ fn with_condition(conditions: &Value, type_: &str, status: &str, reason: &str, m
             c["reason"] = json!(reason);
             c["message"] = json!(message);
         }
-        None => list.push(json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": stamp})),
+        None => list.push(
+            json!({"type": type_, "status": status, "reason": reason, "message": message, "lastTransitionTime": stamp}),
+        ),
     }
     Some(Value::Array(list))
 }
@@ -59,11 +65,18 @@ pub async fn node_heartbeats(nodes: Arc<MemStorage>, leases: Arc<ObjectCache>, g
                 .or_else(|| node["metadata"]["creationTimestamp"].as_str().and_then(|t| t.parse().ok()));
             let Some(renewed) = renewed else { continue };
             let stale = now.duration_since(renewed).unsigned_abs() > grace;
-            let ready = node["status"]["conditions"].as_array().and_then(|a| a.iter().find(|c| c["type"] == "Ready")).cloned();
+            let ready =
+                node["status"]["conditions"].as_array().and_then(|a| a.iter().find(|c| c["type"] == "Ready")).cloned();
             if !stale || ready.as_ref().is_some_and(|c| c["status"] == "Unknown") {
                 continue;
             }
-            let Some(conditions) = with_condition(&node["status"]["conditions"], "Ready", "Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.") else {
+            let Some(conditions) = with_condition(
+                &node["status"]["conditions"],
+                "Ready",
+                "Unknown",
+                "NodeStatusUnknown",
+                "Kubelet stopped posting node status.",
+            ) else {
                 continue;
             };
             let mut updated = (*node).clone();
@@ -89,7 +102,10 @@ pub async fn apiservice_availability(apiservices: Arc<MemStorage>, aggregator: A
             } else {
                 ("True", "Local".to_owned(), "Local APIServices are always available".to_owned())
             };
-            let Some(conditions) = with_condition(&a["status"]["conditions"], "Available", status, &reason, &message) else { continue };
+            let Some(conditions) = with_condition(&a["status"]["conditions"], "Available", status, &reason, &message)
+            else {
+                continue;
+            };
             let name = a["metadata"]["name"].as_str().unwrap_or_default().to_owned();
             let mut updated = (*a).clone();
             updated["status"]["conditions"] = conditions;

@@ -85,11 +85,22 @@ fn assign_ports(svc: &mut Value, old: Option<&Value>, used: &mut BTreeSet<i64>) 
             }
             match p["nodePort"].as_i64() {
                 Some(n) if old_ports.iter().any(|o| o["nodePort"].as_i64() == Some(n)) => {}
-                Some(n) if !NODE_PORTS.contains(&n) => causes.push(Cause::invalid(&format!("spec.ports[{i}].nodePort"), &json!(n), "provided port is not in the valid range. The range of valid ports is 30000-32767")),
-                Some(n) if !used.insert(n) => causes.push(Cause::invalid(&format!("spec.ports[{i}].nodePort"), &json!(n), "provided port is already allocated")),
+                Some(n) if !NODE_PORTS.contains(&n) => causes.push(Cause::invalid(
+                    &format!("spec.ports[{i}].nodePort"),
+                    &json!(n),
+                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                )),
+                Some(n) if !used.insert(n) => causes.push(Cause::invalid(
+                    &format!("spec.ports[{i}].nodePort"),
+                    &json!(n),
+                    "provided port is already allocated",
+                )),
                 Some(_) => {}
                 None => {
-                    let same = old_ports.iter().find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"]).and_then(|o| o["nodePort"].as_i64());
+                    let same = old_ports
+                        .iter()
+                        .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
+                        .and_then(|o| o["nodePort"].as_i64());
                     p["nodePort"] = json!(match same {
                         Some(n) => n,
                         None => allocate(used)?,
@@ -127,8 +138,10 @@ impl Hooks for ServiceHooks {
             svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
         }
         if svc["spec"]["clusterIP"].as_str().unwrap_or("").is_empty() && svc["spec"]["type"] != "ExternalName" {
-            let taken: BTreeSet<String> = store.all().iter().filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned)).collect();
-            let ip = (1..65_000u32).map(|n| format!("10.96.{}.{}", n / 250, n % 250 + 1)).find(|ip| !taken.contains(ip));
+            let taken: BTreeSet<String> =
+                store.all().iter().filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned)).collect();
+            let ip =
+                (1..65_000u32).map(|n| format!("10.96.{}.{}", n / 250, n % 250 + 1)).find(|ip| !taken.contains(ip));
             let ip = ip.ok_or_else(|| ApiError::internal("no free clusterIP left"))?;
             svc["spec"]["clusterIP"] = json!(ip);
             svc["spec"]["clusterIPs"] = json!([ip]);
@@ -176,7 +189,13 @@ impl Hooks for CsrHooks {
             causes.push(Cause::required("spec.request"));
         }
         if !causes.is_empty() {
-            return Err(ApiError::invalid("CertificateSigningRequest", "certificates.k8s.io", "certificatesigningrequests", csr["metadata"]["name"].as_str().unwrap_or(""), causes));
+            return Err(ApiError::invalid(
+                "CertificateSigningRequest",
+                "certificates.k8s.io",
+                "certificatesigningrequests",
+                csr["metadata"]["name"].as_str().unwrap_or(""),
+                causes,
+            ));
         }
         // Who asked is what the API server saw, never what the client claims.
         csr["spec"]["username"] = json!(ctx.user.name);
@@ -205,7 +224,10 @@ impl Hooks for CsrHooks {
     }
 
     fn after_subresource(&self, sub: &str, csr: &mut Value) -> ApiResult<()> {
-        if sub != "approval" || csr["spec"]["signerName"] != "kubernetes.io/kubelet-serving" || csr["status"]["certificate"].is_string() {
+        if sub != "approval"
+            || csr["spec"]["signerName"] != "kubernetes.io/kubelet-serving"
+            || csr["status"]["certificate"].is_string()
+        {
             return Ok(());
         }
         let conditions = csr["status"]["conditions"].as_array().cloned().unwrap_or_default();

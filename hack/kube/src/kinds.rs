@@ -42,7 +42,10 @@ fn node_status(o: &Value) -> Value {
 }
 
 fn node_ip(o: &Value, kind: &str) -> Value {
-    let ip = o["status"]["addresses"].as_array().and_then(|a| a.iter().find(|x| x["type"] == kind)).and_then(|x| x["address"].as_str());
+    let ip = o["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["type"] == kind))
+        .and_then(|x| x["address"].as_str());
     json!(ip.unwrap_or("<none>"))
 }
 
@@ -123,8 +126,19 @@ fn def(
         columns: Vec::new(),
         schema: open_schema(kind),
         extra_field_selectors: &[],
+        strategic_merge: Some(MERGE_KEYS),
     }
 }
+
+/// List merge keys of the served kinds' strategic merge patches (their Go types' `patchMergeKey`s).
+const MERGE_KEYS: sks_apiserver::rest::patch::MergeKeys = &[
+    ("spec.ports", "port"),
+    ("status.conditions", "type"),
+    ("status.addresses", "type"),
+    ("status.loadBalancer.ingress", "ip"),
+    ("metadata.ownerReferences", "uid"),
+    ("subsets", "ip"),
+];
 
 fn status_sub(group: &'static str, version: &'static str, kind: &'static str) -> Subresource {
     Subresource { name: "status", group, version, kind, verbs: &["get", "patch", "update"] }
@@ -167,7 +181,13 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
     events.columns = vec![
         col("Type", 0, |o| cell(o, "/type")),
         col("Reason", 0, |o| cell(o, "/reason")),
-        col("Object", 0, |o| json!(format!("{}/{}", o["involvedObject"]["kind"].as_str().unwrap_or("").to_lowercase(), o["involvedObject"]["name"].as_str().unwrap_or("")))),
+        col("Object", 0, |o| {
+            json!(format!(
+                "{}/{}",
+                o["involvedObject"]["kind"].as_str().unwrap_or("").to_lowercase(),
+                o["involvedObject"]["name"].as_str().unwrap_or("")
+            ))
+        }),
         col("Message", 0, |o| cell(o, "/message")),
     ];
     events.extra_field_selectors = &["involvedObject.name", "involvedObject.kind", "reason", "type"];
@@ -184,15 +204,35 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
     ev2.columns = vec![
         col("Type", 0, |o| cell(o, "/type")),
         col("Reason", 0, |o| cell(o, "/reason")),
-        col("Object", 0, |o| json!(format!("{}/{}", o["regarding"]["kind"].as_str().unwrap_or("").to_lowercase(), o["regarding"]["name"].as_str().unwrap_or("")))),
+        col("Object", 0, |o| {
+            json!(format!(
+                "{}/{}",
+                o["regarding"]["kind"].as_str().unwrap_or("").to_lowercase(),
+                o["regarding"]["name"].as_str().unwrap_or("")
+            ))
+        }),
         col("Note", 0, |o| cell(o, "/note")),
     ];
     ev2.extra_field_selectors = &["regarding.name", "regarding.kind", "reason", "type"];
     out.push((ev2, plain));
 
-    let mut csr = def("certificates.k8s.io", "v1", "certificatesigningrequests", "certificatesigningrequest", "CertificateSigningRequest", false, &["csr"]);
+    let mut csr = def(
+        "certificates.k8s.io",
+        "v1",
+        "certificatesigningrequests",
+        "certificatesigningrequest",
+        "CertificateSigningRequest",
+        false,
+        &["csr"],
+    );
     csr.subresources.push(status_sub("certificates.k8s.io", "v1", "CertificateSigningRequest"));
-    csr.subresources.push(Subresource { name: "approval", group: "certificates.k8s.io", version: "v1", kind: "CertificateSigningRequest", verbs: &["get", "patch", "update"] });
+    csr.subresources.push(Subresource {
+        name: "approval",
+        group: "certificates.k8s.io",
+        version: "v1",
+        kind: "CertificateSigningRequest",
+        verbs: &["get", "patch", "update"],
+    });
     csr.columns = vec![
         col("SignerName", 0, |o| cell(o, "/spec/signerName")),
         col("Requestor", 0, |o| cell(o, "/spec/username")),
@@ -222,7 +262,15 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
 pub fn reviews() -> Vec<ResourceDef> {
     let mut tr = def("authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, &[]);
     tr.verbs = &["create"];
-    let mut sar = def("authorization.k8s.io", "v1", "subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false, &[]);
+    let mut sar = def(
+        "authorization.k8s.io",
+        "v1",
+        "subjectaccessreviews",
+        "subjectaccessreview",
+        "SubjectAccessReview",
+        false,
+        &[],
+    );
     sar.verbs = &["create"];
     vec![tr, sar]
 }

@@ -6,6 +6,7 @@ mod hooks;
 mod kinds;
 mod pki;
 mod policy;
+mod protobuf;
 mod reviews;
 mod store;
 mod tokens;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use serde_json::json;
-use sks_apiserver::rest::authn::{AuthnConfig, Authenticator, TokenReviewer};
+use sks_apiserver::rest::authn::{Authenticator, AuthnConfig, TokenReviewer};
 use sks_apiserver::rest::authz::{AccessReviewer, Authorizer};
 use sks_apiserver::rest::cache::{ObjectCache, Sequence};
 use sks_apiserver::rest::handler::{ApiServer, ServerConfig};
@@ -83,7 +84,11 @@ fn main() -> anyhow::Result<()> {
 
 fn system() -> Context {
     Context {
-        user: sks_apiserver::rest::authn::UserInfo { name: "system:apiserver".into(), groups: vec!["system:masters".into()], ..Default::default() },
+        user: sks_apiserver::rest::authn::UserInfo {
+            name: "system:apiserver".into(),
+            groups: vec!["system:masters".into()],
+            ..Default::default()
+        },
         namespace: None,
         dry_run: false,
     }
@@ -92,12 +97,15 @@ fn system() -> Context {
 async fn run(args: Args) -> anyhow::Result<()> {
     orchestrator::install_crypto_provider();
     let pki = pki::Pki::load(args.zone_cluster_id).await?;
-    let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let url = format!("https://{}", listener.local_addr()?);
     pki.write(&args.cert_dir, &url)?;
 
     let tokens = Arc::new(match &args.token_auth_file {
-        Some(p) => tokens::StaticTokens::parse(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)?,
+        Some(p) => tokens::StaticTokens::parse(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )?,
         None => tokens::StaticTokens::default(),
     });
     let policy = Arc::new(match &args.policy_file {
@@ -157,7 +165,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(tokens.clone() as Arc<dyn TokenReviewer>),
         Duration::from_secs(10),
     )?);
-    let authz = Arc::new(Authorizer::new(Some(policy.clone() as Arc<dyn AccessReviewer>), Duration::from_secs(1), Duration::from_secs(1)));
+    let authz = Arc::new(Authorizer::new(
+        Some(policy.clone() as Arc<dyn AccessReviewer>),
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    ));
     let identity = format!("{}{}", pki.front_proxy.cert_pem, pki.front_proxy.key_pem);
     let aggregator = Arc::new(aggregator::Aggregator::new(
         get("apiregistration.k8s.io/apiservices").cache().clone(),
@@ -173,11 +185,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let api = Arc::new(
         ApiServer::new(storages, authn, authz, ServerMetrics::new(prometheus::Registry::new())?, config, Vec::new())
-            .with_extension(aggregator.clone()),
+            .with_extension(Arc::new(protobuf::Chain(vec![Arc::new(protobuf::ProtobufApprovals), aggregator.clone()]))),
     );
 
-    tokio::spawn(controllers::node_heartbeats(get("/nodes"), get("coordination.k8s.io/leases").cache().clone(), Duration::from_secs(args.node_monitor_grace_period_seconds)));
-    tokio::spawn(controllers::apiservice_availability(get("apiregistration.k8s.io/apiservices"), aggregator, Duration::from_secs(2)));
+    tokio::spawn(controllers::node_heartbeats(
+        get("/nodes"),
+        get("coordination.k8s.io/leases").cache().clone(),
+        Duration::from_secs(args.node_monitor_grace_period_seconds),
+    ));
+    tokio::spawn(controllers::apiservice_availability(
+        get("apiregistration.k8s.io/apiservices"),
+        aggregator,
+        Duration::from_secs(2),
+    ));
 
     let tls = server_config(
         ServingCertFiles { cert: args.cert_dir.join("serving.crt"), key: args.cert_dir.join("serving.key") },

@@ -27,7 +27,9 @@ pub struct Pki {
 }
 
 /// Fetches the cluster's CAs from the zone's admin endpoint (a signed request, as any other).
-async fn from_zone(cluster: Uuid) -> anyhow::Result<(CertificateAuthority, CertificateAuthority, CertificateAuthority)> {
+async fn from_zone(
+    cluster: Uuid,
+) -> anyhow::Result<(CertificateAuthority, CertificateAuthority, CertificateAuthority)> {
     orchestrator::install_crypto_provider();
     let config = orchestrator::ClientConfig::from_env();
     let creds = orchestrator::CredentialSource::from_env()?.current()?;
@@ -39,11 +41,21 @@ async fn from_zone(cluster: Uuid) -> anyhow::Result<(CertificateAuthority, Certi
     let req = orchestrator::signing::Request { method: "GET", path: &path, query: &query, body: b"" };
     let auth = orchestrator::signing::authorization(creds.api_key(), creds.api_secret(), &req, expires);
     let url = format!("{}{path}?zone={zone}", endpoint.origin().ascii_serialization());
-    let resp = reqwest::Client::new().get(&url).header("authorization", auth).send().await.with_context(|| format!("GET {url}"))?;
+    let resp = reqwest::Client::new()
+        .get(&url)
+        .header("authorization", auth)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     let body: Value = resp.json().await?;
     anyhow::ensure!(status.is_success(), "the zone refused the PKI request ({status}): {}", body["message"]);
-    let ca = |name: &str| CertificateAuthority::from_pem(body[name]["cert"].as_str().unwrap_or(""), body[name]["key"].as_str().unwrap_or(""));
+    let ca = |name: &str| {
+        CertificateAuthority::from_pem(
+            body[name]["cert"].as_str().unwrap_or(""),
+            body[name]["key"].as_str().unwrap_or(""),
+        )
+    };
     Ok((ca("control-plane")?, ca("aggregation")?, ca("kubelet")?))
 }
 
@@ -58,8 +70,10 @@ impl Pki {
                 CertificateAuthority::generate("kube-standin kubelet CA")?,
             ),
         };
-        let dns: Vec<String> =
-            ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"].iter().map(|s| s.to_string()).collect();
+        let dns: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let serving = control_plane.issue_serving(&dns, &["127.0.0.1".parse()?], YEAR)?;
         let front_proxy = aggregation.issue_client("front-proxy-client", &[], YEAR)?;
         Ok(Pki { control_plane, aggregation, kubelet, serving, front_proxy })
@@ -87,7 +101,8 @@ impl Pki {
         write("front-proxy-client.crt", &self.front_proxy.cert_pem, false)?;
         write("front-proxy-client.key", &self.front_proxy.key_pem, true)?;
         let admin = self.control_plane.issue_client("kube-admin", &["system:masters".to_owned()], YEAR)?;
-        let kubeconfig = sks_pki::render_kubeconfig("kube-standin", server, &self.control_plane.cert_pem, "kube-admin", &admin);
+        let kubeconfig =
+            sks_pki::render_kubeconfig("kube-standin", server, &self.control_plane.cert_pem, "kube-admin", &admin);
         write("admin.kubeconfig", &kubeconfig, true)?;
         Ok(dir.join("admin.kubeconfig"))
     }

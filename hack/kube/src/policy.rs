@@ -54,7 +54,8 @@ pub struct Policy {
     pub rules: Vec<Rule>,
 }
 
-const DISCOVERY: &[&str] = &["/api", "/api/*", "/apis", "/apis/*", "/openapi/*", "/version", "/healthz", "/livez", "/readyz"];
+const DISCOVERY: &[&str] =
+    &["/api", "/api/*", "/apis", "/apis/*", "/openapi/*", "/version", "/healthz", "/livez", "/readyz"];
 
 fn any(list: &[String], want: &str) -> bool {
     list.iter().any(|x| x == "*" || x == want)
@@ -79,12 +80,19 @@ impl Policy {
         if user.groups.iter().any(|g| g == MASTERS) {
             return Decision { allowed: true, reason: "system:masters".into() };
         }
-        if attrs.resource.is_empty() && attrs.verb == "get" && path_match(&DISCOVERY.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &attrs.path) {
+        if attrs.resource.is_empty()
+            && attrs.verb == "get"
+            && path_match(&DISCOVERY.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &attrs.path)
+        {
             return Decision { allowed: true, reason: "discovery is public to authenticated users".into() };
         }
-        let resource = if attrs.subresource.is_empty() { attrs.resource.clone() } else { format!("{}/{}", attrs.resource, attrs.subresource) };
+        let resource = if attrs.subresource.is_empty() {
+            attrs.resource.clone()
+        } else {
+            format!("{}/{}", attrs.resource, attrs.subresource)
+        };
         for (i, rule) in self.rules.iter().enumerate() {
-            let subject = rule.users.iter().any(|u| *u == user.name) || rule.groups.iter().any(|g| user.groups.contains(g));
+            let subject = rule.users.contains(&user.name) || rule.groups.iter().any(|g| user.groups.contains(g));
             if !subject || !any(&rule.verbs, &attrs.verb) {
                 continue;
             }
@@ -92,7 +100,8 @@ impl Policy {
                 path_match(&rule.non_resource_urls, &attrs.path)
             } else {
                 any(&rule.api_groups, &attrs.group)
-                    && (any(&rule.resources, &resource) || (attrs.subresource.is_empty() && any(&rule.resources, &attrs.resource)))
+                    && (any(&rule.resources, &resource)
+                        || (attrs.subresource.is_empty() && any(&rule.resources, &attrs.resource)))
                     && (rule.namespaces.is_empty() || rule.namespaces.contains(&attrs.namespace))
             };
             if ok {
@@ -119,7 +128,14 @@ mod tests {
     }
 
     fn res(verb: &str, group: &str, resource: &str, sub: &str, ns: &str) -> Attributes {
-        Attributes { verb: verb.into(), group: group.into(), resource: resource.into(), subresource: sub.into(), namespace: ns.into(), ..Default::default() }
+        Attributes {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: sub.into(),
+            namespace: ns.into(),
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -145,12 +161,22 @@ rules:
         .unwrap();
         assert!(p.decide(&user("n1", &["system:nodes"]), &res("list", "", "nodes", "", "")).allowed);
         assert!(!p.decide(&user("n1", &["system:nodes"]), &res("delete", "", "nodes", "", "")).allowed);
-        assert!(!p.decide(&user("n1", &["system:nodes"]), &res("get", "", "nodes", "status", "")).allowed, "subresources are separate");
-        assert!(p.decide(&user("ccm", &[]), &res("update", "certificates.k8s.io", "certificatesigningrequests", "approval", "")).allowed);
+        assert!(
+            !p.decide(&user("n1", &["system:nodes"]), &res("get", "", "nodes", "status", "")).allowed,
+            "subresources are separate"
+        );
+        assert!(
+            p.decide(
+                &user("ccm", &[]),
+                &res("update", "certificates.k8s.io", "certificatesigningrequests", "approval", "")
+            )
+            .allowed
+        );
         assert!(p.decide(&user("cm-reader", &[]), &res("get", "", "configmaps", "", "kube-system")).allowed);
         assert!(!p.decide(&user("cm-reader", &[]), &res("get", "", "configmaps", "", "default")).allowed);
         assert!(p.decide(&user("x", &["system:masters"]), &res("delete", "", "nodes", "", "")).allowed);
-        let discovery = Attributes { verb: "get".into(), path: "/apis/sks.exoscale.net/v1alpha1".into(), ..Default::default() };
+        let discovery =
+            Attributes { verb: "get".into(), path: "/apis/sks.exoscale.net/v1alpha1".into(), ..Default::default() };
         assert!(p.decide(&user("anyone", &["system:authenticated"]), &discovery).allowed);
     }
 }

@@ -32,7 +32,9 @@ impl Reviews {
         let token = obj["spec"]["token"].as_str().unwrap_or("");
         let found = self.tokens.user(token);
         obj["status"] = match found {
-            Some(u) => json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups, "extra": u.extra}}),
+            Some(u) => {
+                json!({"authenticated": true, "user": {"username": u.name, "uid": u.uid, "groups": u.groups, "extra": u.extra}})
+            }
             None => json!({"authenticated": false, "error": "invalid bearer token"}),
         };
         obj
@@ -40,7 +42,9 @@ impl Reviews {
 
     fn access_review(&self, mut obj: Value) -> ApiResult<Value> {
         let spec = &obj["spec"];
-        let strings = |v: &Value| -> Vec<String> { v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default() };
+        let strings = |v: &Value| -> Vec<String> {
+            v.as_array().map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+        };
         let user = UserInfo {
             name: spec["user"].as_str().unwrap_or("").to_owned(),
             uid: spec["uid"].as_str().map(str::to_owned),
@@ -50,12 +54,27 @@ impl Reviews {
         let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
         let attrs = if let Some(r) = spec["resourceAttributes"].as_object() {
             let r = Value::Object(r.clone());
-            Attributes { verb: s(&r["verb"]), group: s(&r["group"]), version: s(&r["version"]), resource: s(&r["resource"]), subresource: s(&r["subresource"]), name: s(&r["name"]), namespace: s(&r["namespace"]), path: String::new() }
+            Attributes {
+                verb: s(&r["verb"]),
+                group: s(&r["group"]),
+                version: s(&r["version"]),
+                resource: s(&r["resource"]),
+                subresource: s(&r["subresource"]),
+                name: s(&r["name"]),
+                namespace: s(&r["namespace"]),
+                path: String::new(),
+            }
         } else if let Some(n) = spec["nonResourceAttributes"].as_object() {
             let n = Value::Object(n.clone());
             Attributes { verb: s(&n["verb"]), path: s(&n["path"]), ..Default::default() }
         } else {
-            return Err(ApiError::invalid("SubjectAccessReview", "authorization.k8s.io", "subjectaccessreviews", "", vec![sks_apiserver::rest::status::Cause::required("spec.resourceAttributes")]));
+            return Err(ApiError::invalid(
+                "SubjectAccessReview",
+                "authorization.k8s.io",
+                "subjectaccessreviews",
+                "",
+                vec![sks_apiserver::rest::status::Cause::required("spec.resourceAttributes")],
+            ));
         };
         let d = self.policy.decide(&user, &attrs);
         obj["status"] = json!({"allowed": d.allowed, "reason": d.reason});
@@ -85,7 +104,12 @@ impl Storage for Reviews {
         Box::pin(async { Err(ApiError::method_not_allowed("update", self.def.group_resource())) })
     }
 
-    fn delete<'a>(&'a self, _ctx: &'a Context, _name: &'a str, _opts: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>> {
+    fn delete<'a>(
+        &'a self,
+        _ctx: &'a Context,
+        _name: &'a str,
+        _opts: DeleteOptions,
+    ) -> BoxFuture<'a, ApiResult<Value>> {
         Box::pin(async { Err(ApiError::method_not_allowed("delete", self.def.group_resource())) })
     }
 }

@@ -71,7 +71,13 @@ const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 impl MemStorage {
     /// A storage of `def` drawing from `cache`; `namespaces` (when namespaced) checks that namespaces exist.
-    pub fn new(def: ResourceDef, opts: KindOptions, cache: Arc<ObjectCache>, hooks: Arc<dyn Hooks>, namespaces: Option<Arc<ObjectCache>>) -> Self {
+    pub fn new(
+        def: ResourceDef,
+        opts: KindOptions,
+        cache: Arc<ObjectCache>,
+        hooks: Arc<dyn Hooks>,
+        namespaces: Option<Arc<ObjectCache>>,
+    ) -> Self {
         MemStorage { def, opts, cache, hooks, namespaces, writing: tokio::sync::Mutex::new(()) }
     }
 
@@ -94,7 +100,13 @@ impl MemStorage {
         let mut name = meta["name"].as_str().unwrap_or("").to_owned();
         if name.is_empty() {
             let Some(prefix) = meta["generateName"].as_str() else {
-                return Err(ApiError::invalid(self.def.kind, self.def.group, self.def.plural, "", vec![Cause::required("metadata.name")]));
+                return Err(ApiError::invalid(
+                    self.def.kind,
+                    self.def.group,
+                    self.def.plural,
+                    "",
+                    vec![Cause::required("metadata.name")],
+                ));
             };
             let mut rng = rand::rng();
             let suffix: String = (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect();
@@ -104,7 +116,10 @@ impl MemStorage {
         if let (Some(ns), Some(namespaces)) = (&ctx.namespace, &self.namespaces)
             && namespaces.get(&(String::new(), ns.clone())).is_none()
         {
-            return Err(ApiError::not_found(sks_apiserver::rest::status::GroupResource { group: "", resource: "namespaces" }, ns));
+            return Err(ApiError::not_found(
+                sks_apiserver::rest::status::GroupResource { group: "", resource: "namespaces" },
+                ns,
+            ));
         }
         if let Some(m) = meta.as_object_mut() {
             m.remove("resourceVersion");
@@ -114,7 +129,10 @@ impl MemStorage {
         meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
         meta["creationTimestamp"] = json!(now());
         meta["generation"] = json!(1);
-        if self.opts.status_subresource && !self.opts.keep_status_on_create && let Some(m) = obj.as_object_mut() {
+        if self.opts.status_subresource
+            && !self.opts.keep_status_on_create
+            && let Some(m) = obj.as_object_mut()
+        {
             m.remove("status");
         }
         self.hooks.prepare_create(ctx, &mut obj, self)?;
@@ -161,7 +179,10 @@ impl MemStorage {
             let removed = self.cache.remove(&key_of(&new)).ok_or_else(|| ApiError::not_found(self.gr(), name))?;
             return Ok((*removed).clone());
         }
-        self.cache.upsert_if(new, Some(rv_of(current))).map(|o| (*o).clone()).map_err(|_| ApiError::conflict(self.gr(), name))
+        self.cache
+            .upsert_if(new, Some(rv_of(current)))
+            .map(|o| (*o).clone())
+            .map_err(|_| ApiError::conflict(self.gr(), name))
     }
 
     fn check_rv(&self, name: &str, current: &Value, new: &Value) -> ApiResult<()> {
@@ -177,7 +198,8 @@ impl MemStorage {
         if current["metadata"]["deletionTimestamp"].is_null() {
             return Ok(());
         }
-        let old: Vec<&Value> = current["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let old: Vec<&Value> =
+            current["metadata"]["finalizers"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
         let added = new["metadata"]["finalizers"].as_array().is_some_and(|a| a.iter().any(|f| !old.contains(&f)));
         if added {
             return Err(ApiError::invalid(
@@ -185,7 +207,10 @@ impl MemStorage {
                 self.def.group,
                 self.def.plural,
                 name,
-                vec![Cause::forbidden("metadata.finalizers", "no new finalizers can be added if the object is being deleted")],
+                vec![Cause::forbidden(
+                    "metadata.finalizers",
+                    "no new finalizers can be added if the object is being deleted",
+                )],
             ));
         }
         Ok(())
@@ -227,9 +252,17 @@ impl MemStorage {
         let key = self.key(ctx, name);
         let current = self.cache.get(&key).ok_or_else(|| ApiError::not_found(self.gr(), name))?;
         if opts.uid.as_deref().is_some_and(|u| u != current["metadata"]["uid"].as_str().unwrap_or("")) {
-            return Err(ApiError::conflict_message(self.gr(), name, "Precondition failed: UID in precondition does not match the object"));
+            return Err(ApiError::conflict_message(
+                self.gr(),
+                name,
+                "Precondition failed: UID in precondition does not match the object",
+            ));
         }
-        if opts.resource_version.as_deref().is_some_and(|rv| rv != current["metadata"]["resourceVersion"].as_str().unwrap_or("")) {
+        if opts
+            .resource_version
+            .as_deref()
+            .is_some_and(|rv| rv != current["metadata"]["resourceVersion"].as_str().unwrap_or(""))
+        {
             return Err(ApiError::conflict(self.gr(), name));
         }
         if finalizers(&current) {
@@ -242,7 +275,11 @@ impl MemStorage {
             if ctx.dry_run {
                 return Ok(marked);
             }
-            return self.cache.upsert_if(marked, Some(rv_of(&current))).map(|o| (*o).clone()).map_err(|_| ApiError::conflict(self.gr(), name));
+            return self
+                .cache
+                .upsert_if(marked, Some(rv_of(&current)))
+                .map(|o| (*o).clone())
+                .map_err(|_| ApiError::conflict(self.gr(), name));
         }
         if ctx.dry_run {
             return Ok((*current).clone());
@@ -277,11 +314,20 @@ impl Storage for MemStorage {
             if self.def.subresource(sub).is_none() {
                 return Err(ApiError::no_route());
             }
-            self.cache.get(&self.key(ctx, name)).map(|o| (*o).clone()).ok_or_else(|| ApiError::not_found(self.gr(), name))
+            self.cache
+                .get(&self.key(ctx, name))
+                .map(|o| (*o).clone())
+                .ok_or_else(|| ApiError::not_found(self.gr(), name))
         })
     }
 
-    fn update_subresource<'a>(&'a self, ctx: &'a Context, name: &'a str, sub: &'a str, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
+    fn update_subresource<'a>(
+        &'a self,
+        ctx: &'a Context,
+        name: &'a str,
+        sub: &'a str,
+        obj: Value,
+    ) -> BoxFuture<'a, ApiResult<Value>> {
         Box::pin(self.update_status(ctx, name, sub, obj))
     }
 }

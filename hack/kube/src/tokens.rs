@@ -37,8 +37,16 @@ impl StaticTokens {
             }
             fields.push(cur);
             anyhow::ensure!(fields.len() >= 3, "line {}: expected token,user,uid[,\"groups\"]", n + 1);
-            let groups = fields.get(3).map(|g| g.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()).unwrap_or_default();
-            let user = UserInfo { name: fields[1].clone(), uid: Some(fields[2].clone()).filter(|u| !u.is_empty()), groups, extra: Default::default() };
+            let groups = fields
+                .get(3)
+                .map(|g| g.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+                .unwrap_or_default();
+            let user = UserInfo {
+                name: fields[1].clone(),
+                uid: Some(fields[2].clone()).filter(|u| !u.is_empty()),
+                groups,
+                extra: Default::default(),
+            };
             out.insert(fields[0].clone(), user);
         }
         Ok(StaticTokens(out))

@@ -10,7 +10,8 @@ use crate::app::{ApiError, ApiResult, App};
 
 /// Serves `/admin/<rest>`.
 pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)]) -> ApiResult<Value> {
-    let zone = query.iter().find(|(k, _)| k == "zone").map(|(_, v)| v.clone()).unwrap_or_else(|| app.config.zones[0].clone());
+    let zone =
+        query.iter().find(|(k, _)| k == "zone").map(|(_, v)| v.clone()).unwrap_or_else(|| app.config.zones[0].clone());
     if !app.config.zones.contains(&zone) {
         return Err(ApiError::not_found("zone", zone));
     }

@@ -222,5 +222,6 @@ pub fn definition() -> ResourceDef {
         ],
         schema: schema(),
         extra_field_selectors: &["status.phase"],
+        strategic_merge: None,
     }
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use self::convert::{InstanceTypes, NodePoolSpec, Observed};
 use crate::resources::errors::from_orchestrator;
 use crate::resources::metadata::{MetadataStore, ObjectMeta};
-use crate::rest::cache::{Key, ObjectCache, rv_of};
+use crate::rest::cache::{Key, ObjectCache};
 use crate::rest::resource::ResourceDef;
 use crate::rest::status::{ApiError, ApiResult, Cause};
 use crate::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
@@ -526,15 +526,7 @@ impl NodePools {
             return Err(self.invalid(name, vec![Cause::required("spec.replicas")]));
         };
         obj["spec"]["replicas"] = json!(replicas);
-        let updated = self.update_object(ctx, name, obj).await.map_err(|mut e| {
-            // The Scale's own field, not the NodePool's, is what the client sent.
-            for c in &mut e.causes {
-                if c.field == "spec.replicas" {
-                    c.field = "spec.replicas".into();
-                }
-            }
-            e
-        })?;
+        let updated = self.update_object(ctx, name, obj).await?;
         Ok(Self::scale_of(&updated))
     }
 
@@ -668,9 +660,4 @@ impl Storage for NodePools {
     fn ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
-}
-
-/// The resourceVersion of a cached object (re-exported for tests).
-pub fn object_rv(obj: &Value) -> u64 {
-    rv_of(obj)
 }

@@ -13,7 +13,7 @@ use super::{Common, Target, targets_json, targets_table};
 use crate::load::{self, Outcome, Plan};
 use crate::procfs::{self, CpuMeter, Proc};
 use crate::report::{Report, Table};
-use crate::stack::{NODEPOOLS, Stack, calls_between};
+use crate::stack::{NODEPOOLS, Stack, calls_between, orchestrator_mean_ms};
 use crate::stats::fmt_ms;
 
 /// kubectl's Accept header for `kubectl get`: a server-side Table.
@@ -90,6 +90,8 @@ struct Cpu {
     apiserver: f64,
     zone: f64,
     bench: f64,
+    /// Everything else on the machine (other users of the shared CPUs).
+    other: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -124,7 +126,12 @@ impl Window {
         let per_minute = (calls as f64 / seconds * 60.0 * 10.0).round() / 10.0;
         Ok((
             Calls { seconds: (seconds * 10.0).round() / 10.0, calls, per_minute, by_operation },
-            Cpu { apiserver: cores[0], zone: cores[1], bench: cores[2] },
+            Cpu {
+                apiserver: cores[0],
+                zone: cores[1],
+                bench: cores[2],
+                other: ((self.cpu.machine_cores() - cores.iter().sum::<f64>()).max(0.0) * 100.0).round() / 100.0,
+            },
         ))
     }
 }
@@ -142,6 +149,8 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let stack = Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval]).await?;
     let mem_loaded = stack.api_proc.memory()?;
 
+    let mut settle = serde_json::Map::new();
+    settle.insert("idle".into(), args.common.settle("idle").await);
     eprintln!("idle for {} s (orchestrator calls without clients)", p.idle_s);
     let window = Window::open(&stack).await?;
     tokio::time::sleep(Duration::from_secs(p.idle_s)).await;
@@ -149,17 +158,20 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
 
     let warmup = Duration::from_secs_f64(p.warmup_s);
     let duration = Duration::from_secs(p.duration_s);
+    settle.insert("get".into(), args.common.settle("GET").await);
     eprintln!("GET one nodepool, {} connections, {} s", p.concurrency, p.duration_s);
     let gets = Arc::new(stack.names.iter().map(|n| format!("{NODEPOOLS}/{n}")).collect::<Vec<_>>());
     let get_plan = Plan { paths: gets, accept: "application/json", concurrency: p.concurrency, warmup, duration };
     let get = phase(&stack, &get_plan).await?;
     let mem_after_get = stack.api_proc.memory()?;
 
+    settle.insert("list".into(), args.common.settle("LIST").await);
     eprintln!("LIST {} nodepools as Table, {} connections, {} s", p.nodepools + 1, p.list_concurrency, p.duration_s);
     let lists = Arc::new(vec![NODEPOOLS.to_owned()]);
     let list_plan = Plan { paths: lists, accept: TABLE_ACCEPT, concurrency: p.list_concurrency, warmup, duration };
     let list = phase(&stack, &list_plan).await?;
     let mem_end = stack.api_proc.memory()?;
+    let orchestrator_ms = orchestrator_mean_ms(&stack.metrics().await?);
 
     let full = p.nodepools >= 1000;
     let targets = vec![
@@ -215,6 +227,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             "body B",
             "apiserver CPU",
             "bench CPU",
+            "other CPU",
         ],
     );
     for (name, ph) in [("GET nodepool (JSON)", &get), ("LIST nodepools (Table)", &list)] {
@@ -232,6 +245,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             l.mean_body_bytes.to_string(),
             format!("{:.2}", ph.cpu_cores.apiserver),
             format!("{:.2}", ph.cpu_cores.bench),
+            format!("{:.2}", ph.cpu_cores.other),
         ]);
     }
     let mut calls_table = Table::new(
@@ -268,8 +282,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         "get": get,
         "list": list,
         "idle": {"orchestrator": idle, "cpu_cores": idle_cpu},
+        "orchestrator_mean_ms_by_operation": orchestrator_ms,
         "apiserver_memory": {"loaded": mem_loaded, "after_get": mem_after_get, "after_list": mem_end, "peak_rss_mib": procfs::peak_mib(&[mem_loaded, mem_after_get, mem_end])},
         "setup": {"create_nodepools_s": stack.create_seconds, "apiserver_ready_s": stack.ready_seconds},
+        "quiet_wait": settle,
         "targets": targets_json(&targets),
     });
     Ok(Report {

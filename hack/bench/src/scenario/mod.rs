@@ -19,12 +19,34 @@ pub struct Common {
     /// Where the JSON report goes [default: target/bench/<scenario>.json].
     #[arg(long, value_name = "PATH")]
     pub json: Option<PathBuf>,
+    /// Before each measured phase, wait up to this many seconds for the machine
+    /// to be idle (under --quiet-cores busy), so others' work is not measured.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    pub quiet_wait: u64,
+    /// What counts as idle for --quiet-wait, in busy cores.
+    #[arg(long, default_value_t = 0.3)]
+    pub quiet_cores: f64,
 }
 
 impl Common {
     /// `full` normally, `quick` with --quick, unless `explicit` was given.
     pub fn pick<T>(&self, explicit: Option<T>, full: T, quick: T) -> T {
         explicit.unwrap_or(if self.quick { quick } else { full })
+    }
+}
+
+impl Common {
+    /// Waits for an idle machine as asked; returns (seconds waited, busy cores at the end) for the report.
+    pub async fn settle(&self, phase: &str) -> serde_json::Value {
+        if self.quiet_wait == 0 {
+            return serde_json::Value::Null;
+        }
+        let (waited, cores) =
+            crate::procfs::wait_quiet(std::time::Duration::from_secs(self.quiet_wait), self.quiet_cores).await;
+        if cores > self.quiet_cores {
+            eprintln!("{phase}: machine still busy ({cores} cores) after {waited} s; measuring anyway");
+        }
+        serde_json::json!({"waited_s": waited, "busy_cores_before": cores})
     }
 }
 

@@ -278,6 +278,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mem_watching = stack.api_proc.memory()?;
 
+    let settle = args.common.settle("changes").await;
     eprintln!("{} changes of {} through the apiserver", p.changes, p.changed_nodepool);
     let cpu = CpuMeter::start(&[stack.api_proc, Proc::current()]);
     let mut sent = Vec::with_capacity(p.changes);
@@ -316,6 +317,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         }
     }
     let cores = cpu.cores();
+    let other_cores = ((cpu.machine_cores() - cores.iter().sum::<f64>()).max(0.0) * 100.0).round() / 100.0;
     let mem_end = stack.api_proc.memory()?;
     let _ = stop_tx.send(true);
     let logs: Vec<Log> = futures::stream::iter(watchers)
@@ -413,6 +415,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         ("events received", events.to_string()),
         ("apiserver CPU during changes, cores", format!("{:.2}", cores[0])),
         ("bench CPU during changes, cores", format!("{:.2}", cores[1])),
+        ("other CPU during changes, cores", format!("{other_cores:.2}")),
     ] {
         facts.row(vec![what.to_owned(), value]);
     }
@@ -449,9 +452,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         "events_received": events,
         "watch_errors": watch_errors,
         "changes": changes,
-        "cpu_cores_during_changes": {"apiserver": cores[0], "bench": cores[1]},
+        "cpu_cores_during_changes": {"apiserver": cores[0], "bench": cores[1], "other": other_cores},
         "apiserver_memory": {"loaded": mem_loaded, "watching": mem_watching, "end": mem_end, "peak_rss_mib": procfs::peak_mib(&[mem_loaded, mem_watching, mem_end])},
         "setup": {"create_nodepools_s": stack.create_seconds, "apiserver_ready_s": stack.ready_seconds},
+        "quiet_wait": settle,
         "targets": targets_json(&targets),
     });
     Ok(Report { scenario: "watch", parameters: serde_json::to_value(&p)?, results, tables })
