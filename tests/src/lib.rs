@@ -2,8 +2,10 @@
 //! conditions with bounded retries, and clean up every process started.
 
 pub mod apiserver;
+pub mod kubeapi;
 pub mod pki;
 pub mod proxy;
+pub mod standin;
 pub mod zone;
 
 use std::path::PathBuf;

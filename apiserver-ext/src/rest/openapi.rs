@@ -577,6 +577,31 @@ fn walk(schema: &Value, value: &Value, defs: &Map<String, Value>, path: &str, ou
     }
 }
 
+/// The media type of OpenAPI v2 in gnostic's protobuf encoding.
+pub const V2_PROTOBUF: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// A gnostic `openapi_v2.Document` with only `swagger` (field 1) and `info`
+/// (field 2: title 1, version 2): valid, and without definitions.
+pub fn minimal_v2_protobuf(title: &str) -> Vec<u8> {
+    fn field(number: u8, bytes: &[u8]) -> Vec<u8> {
+        let mut out = vec![(number << 3) | 2];
+        let mut len = bytes.len();
+        loop {
+            let b = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(b);
+                break;
+            }
+            out.push(b | 0x80);
+        }
+        out.extend_from_slice(bytes);
+        out
+    }
+    let info = [field(1, title.as_bytes()), field(2, b"v1")].concat();
+    [field(1, b"2.0"), field(2, &info)].concat()
+}
+
 /// Every schema of a v3 document, for `unknown_fields`.
 pub fn schemas_of(doc: &Value) -> Map<String, Value> {
     doc["components"]["schemas"].as_object().cloned().unwrap_or_default()

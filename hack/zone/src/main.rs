@@ -8,6 +8,7 @@ mod catalog;
 mod handlers;
 mod http;
 mod ipam;
+mod kubelets;
 mod lifecycle;
 mod seed;
 mod store;
@@ -83,6 +84,20 @@ struct Args {
     #[arg(long, env = "SKS_ZONE_API_SECRET", hide_env_values = true, requires = "api_key")]
     api_secret: Option<String>,
 
+    /// Kubeconfig of the cluster's Kubernetes API: when set, every running instance of the cluster's nodepools
+    /// runs a simulated kubelet against it (Node, Lease, serving CSR), authenticated as `system:node:<name>` with a
+    /// client certificate from the cluster's control-plane CA. Only the server URL and CA are taken from this file.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+
+    /// The SKS cluster whose nodes get simulated kubelets (default: the --seed-cluster one, else the oldest).
+    #[arg(long, requires = "kubeconfig")]
+    kubelet_cluster: Option<uuid::Uuid>,
+
+    /// How often each simulated kubelet renews its Lease and checks its Node status, in seconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    kubelet_lease_interval_seconds: u64,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -148,6 +163,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         seed::ensure(&app, &args.seed_cluster, &args.seed_nodepool, args.seed_size)?;
     }
     tokio::spawn(tick_loop(app.clone()));
+    if let Some(kubeconfig) = &args.kubeconfig {
+        orchestrator::install_crypto_provider();
+        kubelets::spawn(
+            app.clone(),
+            kubelets::Options {
+                kubeconfig: kubeconfig.clone(),
+                cluster: args.kubelet_cluster,
+                default_cluster_name: args.seed_cluster.clone(),
+                lease_interval: Duration::from_secs(args.kubelet_lease_interval_seconds),
+            },
+        );
+    }
 
     let zone = &args.zones[0];
     println!("sks-zone listening on {public_url} (zones: {})", args.zones.join(", "));

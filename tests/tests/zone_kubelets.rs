@@ -1,0 +1,209 @@
+//! `sks-zone --kubeconfig` runs a simulated kubelet per running nodepool
+//! instance against a Kubernetes API (here `kube-standin` sharing the
+//! cluster's CAs): Nodes registered as a kubelet registers them, Leases
+//! renewed, serving CSRs made as the node, and heartbeats that stop when the
+//! instance goes away or stops and resume when it starts again.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use orchestrator::model::{Authority, Instance};
+use sks_e2e::standin::{Standin, ZoneProcess};
+use sks_e2e::wait_for;
+use sks_e2e::zone::{Zone, ZoneOptions};
+
+const SIGNER: &str = "kubernetes.io/kubelet-serving";
+
+fn ready(node: &Node) -> Option<&str> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| c.type_ == "Ready").map(|c| c.status.as_str())
+}
+
+async fn node(nodes: &Api<Node>, name: &str) -> Option<Node> {
+    nodes.get_opt(name).await.ok().flatten()
+}
+
+async fn renew_time(leases: &Api<Lease>, name: &str) -> Option<Timestamp> {
+    leases.get_opt(name).await.ok().flatten()?.spec?.renew_time.map(|t| t.0)
+}
+
+async fn wait_ready(nodes: &Api<Node>, name: &str, status: &str, timeout: Duration) {
+    wait_for(&format!("node {name} to be Ready={status}"), timeout, || async {
+        node(nodes, name).await.filter(|n| ready(n) == Some(status)).map(|_| ())
+    })
+    .await;
+}
+
+async fn serving_csrs(csrs: &Api<CertificateSigningRequest>) -> Vec<CertificateSigningRequest> {
+    let list = csrs.list(&ListParams::default()).await.expect("listing CSRs");
+    list.items.into_iter().filter(|c| c.spec.signer_name == SIGNER).collect()
+}
+
+/// Checks with `openssl` that `cert_pem` was signed by `ca_pem` and is the
+/// node's: subject `system:node:<name>`, SANs the node name and `ip`.
+fn check_serving_cert(cert_pem: &str, ca_pem: &str, dir: &std::path::Path, name: &str, ip: &str) {
+    let (cert, ca) = (dir.join(format!("{name}.pem")), dir.join("zone-kubelet-ca.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&ca, ca_pem).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).output().expect("running openssl");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "openssl {} failed: {text}", args.join(" "));
+        text
+    };
+    let (cert, ca) = (cert.display().to_string(), ca.display().to_string());
+    run(&["verify", "-CAfile", &ca, &cert]);
+    let text = run(&["x509", "-noout", "-subject", "-ext", "subjectAltName", "-in", &cert]);
+    assert!(
+        text.contains(&format!("CN=system:node:{name}")) || text.contains(&format!("CN = system:node:{name}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("DNS:{name}")) && text.contains(&format!("IP Address:{ip}")), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelets_register_heartbeat_and_request_serving_certificates() {
+    let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let client = zone.client().await;
+    let cluster = client.list_sks_clusters().await.unwrap().into_iter().next().expect("the seeded cluster");
+    let nodepool = cluster.nodepools.first().cloned().expect("the seeded nodepool");
+    let pool_id = nodepool.instance_pool.expect("nodepool instance pool").id;
+    let standin = Standin::start(&zone, &cluster.id.to_string(), &["--node-monitor-grace-period-seconds", "3"]);
+    let extra = [
+        "--kubeconfig".to_owned(),
+        standin.kubeconfig.display().to_string(),
+        "--kubelet-lease-interval-seconds".to_owned(),
+        "1".to_owned(),
+    ];
+    // Dropped first (declared last), then the stand-in, then the zone and its state.
+    let _zone_process = ZoneProcess::relaunch(&mut zone, &extra);
+
+    let mut instances: BTreeMap<String, Instance> = BTreeMap::new();
+    for r in client.get_instance_pool(pool_id).await.unwrap().instances {
+        let i = client.get_instance(r.id).await.unwrap();
+        instances.insert(i.name.clone(), i);
+    }
+    assert_eq!(instances.len(), 3);
+
+    let kube = standin.client().await;
+    let nodes: Api<Node> = Api::all(kube.clone());
+    let leases: Api<Lease> = Api::namespaced(kube.clone(), "kube-node-lease");
+    let csrs: Api<CertificateSigningRequest> = Api::all(kube.clone());
+
+    // 1. Nodes registered as a kubelet registers them.
+    for (name, instance) in &instances {
+        wait_ready(&nodes, name, "True", Duration::from_secs(30)).await;
+        let n = node(&nodes, name).await.unwrap();
+        let labels = n.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels.get("kubernetes.io/hostname"), Some(name));
+        assert_eq!(labels.get("kubernetes.io/os").map(String::as_str), Some("linux"));
+        assert_eq!(labels.get("kubernetes.io/arch").map(String::as_str), Some("amd64"));
+        let taints = n.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+        assert!(
+            taints.iter().any(|t| t.key == "node.cloudprovider.kubernetes.io/uninitialized"
+                && t.value.as_deref() == Some("true")
+                && t.effect == "NoSchedule"),
+            "{name} lacks the uninitialized taint: {taints:?}"
+        );
+        let status = n.status.as_ref().unwrap();
+        let info = status.node_info.as_ref().unwrap();
+        assert_eq!(info.system_uuid, instance.id.to_string());
+        assert_eq!(info.kubelet_version, format!("v{}", nodepool.version.as_deref().unwrap()));
+        assert_eq!(info.operating_system, "linux");
+        let addresses = status.addresses.clone().unwrap_or_default();
+        let internal = addresses.iter().find(|a| a.type_ == "InternalIP").map(|a| a.address.clone());
+        assert_eq!(internal, instance.public_ip.map(|ip| ip.to_string()));
+        assert!(addresses.iter().any(|a| a.type_ == "Hostname" && a.address == *name));
+        let capacity = status.capacity.clone().unwrap_or_default();
+        assert_eq!(capacity.get("pods").map(|q| q.0.as_str()), Some("110"));
+        assert_eq!(capacity.get("cpu").map(|q| q.0.as_str()), Some("2"), "standard.medium has 2 CPUs");
+        assert_eq!(capacity.get("memory").map(|q| q.0.as_str()), Some("4194304Ki"));
+        let lease = leases.get(name).await.expect("the node's lease");
+        let spec = lease.spec.unwrap();
+        assert_eq!(spec.holder_identity.as_deref(), Some(name.as_str()));
+        assert_eq!(spec.lease_duration_seconds, Some(40));
+    }
+
+    // 2. One serving CSR per node, made as the node.
+    let pending = wait_for("3 kubelet-serving CSRs", Duration::from_secs(30), || async {
+        let list = serving_csrs(&csrs).await;
+        (list.len() >= 3).then_some(list)
+    })
+    .await;
+    assert_eq!(pending.len(), 3, "one CSR per node");
+    let mut csr_of = BTreeMap::new();
+    for csr in &pending {
+        let user = csr.spec.username.clone().unwrap_or_default();
+        let name = user.strip_prefix("system:node:").unwrap_or_else(|| panic!("CSR made by {user:?}, not a node"));
+        assert!(instances.contains_key(name), "CSR of unknown node {name}");
+        let groups = csr.spec.groups.clone().unwrap_or_default();
+        assert!(groups.iter().any(|g| g == "system:nodes"), "groups {groups:?}");
+        assert!(groups.iter().any(|g| g == "system:authenticated"), "groups {groups:?}");
+        let usages = csr.spec.usages.clone().unwrap_or_default();
+        assert_eq!(usages, ["digital signature", "key encipherment", "server auth"]);
+        let pem = String::from_utf8(csr.spec.request.0.clone()).unwrap();
+        assert!(pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"), "{pem}");
+        let csr_name = csr.metadata.name.clone().unwrap();
+        assert!(csr_name.starts_with("csr-"), "{csr_name}");
+        assert!(csr_of.insert(name.to_owned(), csr_name).is_none(), "two CSRs for {name}");
+    }
+
+    // 3. Approval gets them signed by the cluster's kubelet CA.
+    let k = standin.kubectl();
+    for csr_name in csr_of.values() {
+        k.ok(&["certificate", "approve", csr_name]);
+    }
+    let kubelet_ca = client.get_sks_cluster_authority_cert(cluster.id, Authority::Kubelet).await.unwrap();
+    for (name, csr_name) in &csr_of {
+        let cert = wait_for(&format!("{csr_name} to be issued"), Duration::from_secs(20), || async {
+            let csr = csrs.get(csr_name).await.ok()?;
+            csr.status?.certificate.map(|c| String::from_utf8(c.0).unwrap())
+        })
+        .await;
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+        let ip = instances[name].public_ip.unwrap().to_string();
+        check_serving_cert(&cert, &kubelet_ca, &standin.cert_dir(), name, &ip);
+    }
+
+    // 4. Scaling down silences the removed instances: their Leases stop, their
+    // Nodes stay and go Ready=Unknown; the remaining node keeps heartbeating.
+    client.scale_sks_nodepool(cluster.id, nodepool.id, 1).await.unwrap();
+    let remaining: Vec<_> = client.get_instance_pool(pool_id).await.unwrap().instances;
+    assert_eq!(remaining.len(), 1);
+    let kept = instances.iter().find(|(_, i)| i.id == remaining[0].id).map(|(n, _)| n.clone()).unwrap();
+    let removed: Vec<String> = instances.keys().filter(|n| **n != kept).cloned().collect();
+    for name in &removed {
+        wait_ready(&nodes, name, "Unknown", Duration::from_secs(20)).await;
+    }
+    let before: Vec<_> = futures::future::join_all(removed.iter().map(|n| renew_time(&leases, n))).await;
+    let kept_before = renew_time(&leases, &kept).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let after: Vec<_> = futures::future::join_all(removed.iter().map(|n| renew_time(&leases, n))).await;
+    assert_eq!(before, after, "leases of removed instances {removed:?} must not be renewed");
+    assert!(renew_time(&leases, &kept).await.unwrap() > kept_before, "the remaining node renews its lease");
+    assert_eq!(ready(&node(&nodes, &kept).await.unwrap()), Some("True"));
+    for name in &removed {
+        assert!(node(&nodes, name).await.is_some(), "a dead kubelet leaves its Node behind: {name}");
+    }
+
+    // 5. Stopping the remaining instance stops its heartbeats; starting it
+    // again resumes them on a new boot, without a second CSR.
+    let kept_id = instances[&kept].id;
+    let boot = |n: &Node| n.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.boot_id.clone());
+    let first_boot = boot(&node(&nodes, &kept).await.unwrap());
+    client.stop_instance(kept_id).await.unwrap();
+    wait_ready(&nodes, &kept, "Unknown", Duration::from_secs(20)).await;
+    client.start_instance(kept_id).await.unwrap();
+    wait_ready(&nodes, &kept, "True", Duration::from_secs(20)).await;
+    let resumed = renew_time(&leases, &kept).await.unwrap();
+    assert!(Timestamp::now().duration_since(resumed).unsigned_abs() < Duration::from_secs(3), "lease renewed again");
+    assert_ne!(boot(&node(&nodes, &kept).await.unwrap()), first_boot, "a restarted instance reports a new boot id");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(serving_csrs(&csrs).await.len(), 3, "a restarted kubelet adopts its issued CSR instead of asking again");
+}
