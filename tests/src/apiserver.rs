@@ -25,11 +25,30 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts a server for `cluster_id` of `zone` with extra `args`.
     pub fn start(zone: &Zone, cluster_id: &str, args: &[&str]) -> ApiServer {
+        Self::start_with_cas(zone, cluster_id, args, None)
+    }
+
+    /// Starts a server trusting the client and front-proxy CAs of a cluster API
+    /// (`ca.crt` and `front-proxy-ca.crt` in `cluster_certs`), as it runs behind it.
+    pub fn start_behind(zone: &Zone, cluster_id: &str, args: &[&str], cluster_certs: &std::path::Path) -> ApiServer {
+        Self::start_with_cas(zone, cluster_id, args, Some(cluster_certs))
+    }
+
+    fn start_with_cas(
+        zone: &Zone,
+        cluster_id: &str,
+        args: &[&str],
+        cluster_certs: Option<&std::path::Path>,
+    ) -> ApiServer {
         let dir = TempDir::new("apiserver");
         let pki = TestPki::new(dir.path());
         let (cert, key) = pki.serving("serving", &["sks-apiserver.kube-system.svc"]);
-        let client_ca = pki.write("client-ca.crt", &pki.client_ca.cert_pem);
-        let proxy_ca = pki.write("proxy-ca.crt", &pki.proxy_ca.cert_pem);
+        let (client_ca, proxy_ca) = match cluster_certs {
+            Some(d) => (d.join("ca.crt"), d.join("front-proxy-ca.crt")),
+            None => {
+                (pki.write("client-ca.crt", &pki.client_ca.cert_pem), pki.write("proxy-ca.crt", &pki.proxy_ca.cert_pem))
+            }
+        };
         let mut all: Vec<String> = vec![
             "--listen".into(),
             "127.0.0.1:0".into(),

@@ -15,7 +15,7 @@ use http_body_util::BodyExt as _;
 use serde_json::{Map, Value, json};
 use sks_apiserver::rest::authn::UserInfo;
 use sks_apiserver::rest::body::{ResponseBody, full, stream};
-use sks_apiserver::rest::cache::ObjectCache;
+use sks_apiserver::rest::cache::{ObjectCache, rv_of};
 use sks_apiserver::rest::handler::{Extension, RequestBody};
 use sks_apiserver::rest::status::ApiError;
 use sks_apiserver::rest::storage::BoxFuture;
@@ -37,7 +37,8 @@ pub struct Aggregator {
     /// PEM of the front-proxy client certificate and key.
     identity_pem: String,
     clients: Mutex<BTreeMap<String, reqwest::Client>>,
-    openapi: tokio::sync::Mutex<Option<(Instant, Map<String, Value>)>>,
+    /// The merged roots, with when and for which APIServices state they were fetched.
+    openapi: tokio::sync::Mutex<Option<(Instant, u64, Map<String, Value>)>>,
 }
 
 /// Headers a client may not pass through: credentials and identity.
@@ -300,8 +301,11 @@ impl Extension for Aggregator {
     fn openapi_v3_paths(&self) -> BoxFuture<'_, Map<String, Value>> {
         Box::pin(async move {
             let mut cached = self.openapi.lock().await;
-            if let Some((at, paths)) = cached.as_ref()
+            // A new or changed APIService invalidates at once; servers' own changes within 10 s.
+            let state = self.apiservices.snapshot().0.iter().map(|a| rv_of(a)).max().unwrap_or(0);
+            if let Some((at, seen, paths)) = cached.as_ref()
                 && at.elapsed() < Duration::from_secs(10)
+                && *seen == state
             {
                 return paths.clone();
             }
@@ -310,7 +314,13 @@ impl Extension for Aggregator {
                 if !a["spec"]["service"].is_object() {
                     continue;
                 }
-                let Ok(target) = self.target(&a) else { continue };
+                let target = match self.target(&a) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fetching an aggregated OpenAPI root: no target");
+                        continue;
+                    }
+                };
                 let resp = target
                     .client
                     .get(format!("{}/openapi/v3", target.base))
@@ -319,8 +329,17 @@ impl Extension for Aggregator {
                     .timeout(Duration::from_secs(5))
                     .send()
                     .await;
-                let Ok(resp) = resp else { continue };
-                let Ok(doc) = resp.json::<Value>().await else { continue };
+                let doc = match resp {
+                    Ok(r) => r.json::<Value>().await,
+                    Err(e) => Err(e),
+                };
+                let doc = match doc {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "fetching an aggregated OpenAPI root failed");
+                        continue;
+                    }
+                };
                 let own = format!(
                     "apis/{}/{}",
                     a["spec"]["group"].as_str().unwrap_or(""),
@@ -330,7 +349,7 @@ impl Extension for Aggregator {
                     paths.insert(own, p.clone());
                 }
             }
-            *cached = Some((Instant::now(), paths.clone()));
+            *cached = Some((Instant::now(), state, paths.clone()));
             paths
         })
     }

@@ -333,35 +333,49 @@ impl Kubelet {
         loop {
             let m = self.machine.borrow().clone();
             self.reconcile(&m).await;
-            let mut next = Instant::now() + RECONCILE_EVERY;
-            for due in [self.register_due, self.lease_due, self.status_due, self.csr_due] {
-                next = next.min(due.at);
-            }
-            tokio::time::sleep_until(next).await;
+            tokio::time::sleep_until(self.next_wake()).await;
         }
+    }
+
+    /// The next time a step is due, at most [`RECONCILE_EVERY`] away; steps
+    /// that cannot run now (all while registration or credentials back off, a
+    /// settled CSR) do not count, or their past due times would make the loop spin.
+    fn next_wake(&self) -> Instant {
+        let now = Instant::now();
+        let mut next = now + RECONCILE_EVERY;
+        let mut consider = |due: Due| next = next.min(due.at);
+        if !self.registered || !self.register_due.is_due(now) {
+            consider(self.register_due);
+            return next;
+        }
+        consider(self.lease_due);
+        consider(self.status_due);
+        if self.serving != Serving::Settled {
+            consider(self.csr_due);
+        }
+        next
     }
 
     async fn reconcile(&mut self, m: &Machine) {
         let now = Instant::now();
-        if !self.registered && !self.register_due.is_due(now) {
+        // Backing off after failing to register or to get credentials: nothing else can run.
+        if !self.register_due.is_due(now) {
             return;
         }
         let client = match self.client(m) {
             Ok(client) => client,
             Err(e) => {
-                if self.register_due.is_due(now) {
-                    tracing::warn!(node = %m.name, error = format!("{e:#}"), "getting the node's credentials failed; retrying");
-                    self.register_due.failed(now, self.lease_interval);
-                }
-                return;
-            }
-        };
-        if !self.registered {
-            if let Err(e) = self.register(&client, m).await {
-                tracing::warn!(node = %m.name, error = format!("{e:#}"), "registering the node failed; retrying");
+                tracing::warn!(node = %m.name, error = format!("{e:#}"), "getting the node's credentials failed; retrying");
                 self.register_due.failed(now, self.lease_interval);
                 return;
             }
+        };
+        if !self.registered
+            && let Err(e) = self.register(&client, m).await
+        {
+            tracing::warn!(node = %m.name, error = format!("{e:#}"), "registering the node failed; retrying");
+            self.register_due.failed(now, self.lease_interval);
+            return;
         }
         self.register_due.done(now, Duration::ZERO);
         if self.lease_due.is_due(now) {
