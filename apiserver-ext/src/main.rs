@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use sks_apiserver::resources::metadata::FileStore;
-use sks_apiserver::resources::nodepool::NodePools;
+use sks_apiserver::resources::kube_metadata::ConfigMapStore;
+use sks_apiserver::resources::metadata::{FileStore, MetadataStore};
+use sks_apiserver::resources::nodepool::{NodePools, NodeReadiness};
+use sks_apiserver::resources::nodes::NodeWatch;
 use sks_apiserver::rest::authn::{Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
 use sks_apiserver::rest::authz::{AccessReviewer, Authorizer};
 use sks_apiserver::rest::handler::{ApiServer, ServerConfig};
@@ -88,9 +90,13 @@ struct Args {
     /// How often the nodepool cache is refreshed from the orchestrator (and after every write).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     refresh_interval: Duration,
-    /// File keeping annotations, finalizers and generations (single replica).
+    /// File keeping annotations, finalizers and generations when no --kubeconfig is
+    /// given (one replica only); with a kubeconfig they live in ConfigMaps, shared by replicas.
     #[arg(long, default_value = "sks-apiserver-metadata.json")]
     metadata_file: PathBuf,
+    /// Namespace of the metadata ConfigMaps (with --kubeconfig).
+    #[arg(long, default_value = "kube-system")]
+    metadata_namespace: String,
     /// Interval of watch bookmarks.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     bookmark_interval: Duration,
@@ -161,8 +167,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to the orchestrator")?;
-    let store = Arc::new(FileStore::new(&args.metadata_file));
-    let nodepools = Arc::new(NodePools::new(client, args.cluster_id, store, None));
+    let (store, nodes): (Arc<dyn MetadataStore>, Option<Arc<dyn NodeReadiness>>) = match kube.clone() {
+        Some(k) => (
+            Arc::new(ConfigMapStore::new(k.clone(), &args.metadata_namespace, "nodepools")),
+            Some(NodeWatch::start(k) as Arc<dyn NodeReadiness>),
+        ),
+        None => (Arc::new(FileStore::new(&args.metadata_file)), None),
+    };
+    let nodepools = Arc::new(NodePools::new(client, args.cluster_id, store, nodes));
     tokio::spawn(nodepools.clone().run(args.refresh_interval));
 
     let storages: Vec<Arc<dyn Storage>> = vec![nodepools];

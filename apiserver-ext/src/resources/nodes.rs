@@ -1,0 +1,65 @@
+//! Ready Nodes per nodepool, from a watch of the cluster's Nodes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use kube::runtime::{reflector, watcher};
+
+use crate::resources::nodepool::NodeReadiness;
+use crate::resources::nodepool::def::NODEPOOL_ID_LABEL;
+
+/// A reflector of Nodes carrying the nodepool label.
+pub struct NodeWatch {
+    store: reflector::Store<Node>,
+    synced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl NodeWatch {
+    /// Starts watching the Nodes of the cluster behind `client`.
+    pub fn start(client: kube::Client) -> Arc<Self> {
+        let (store, writer) = reflector::store();
+        let nodes: Api<Node> = Api::all(client);
+        let config = watcher::Config::default().labels(NODEPOOL_ID_LABEL);
+        let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = synced.clone();
+        let stream = reflector(writer, watcher(nodes, config));
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "watching Nodes failed; retrying"),
+                }
+            }
+        });
+        Arc::new(NodeWatch { store, synced })
+    }
+}
+
+fn ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+impl NodeReadiness for NodeWatch {
+    fn ready_by_nodepool(&self) -> Option<HashMap<String, i64>> {
+        if !self.synced.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        let mut out = HashMap::new();
+        for node in self.store.state() {
+            if let Some(id) = node.metadata.labels.as_ref().and_then(|l| l.get(NODEPOOL_ID_LABEL))
+                && ready(&node)
+            {
+                *out.entry(id.clone()).or_insert(0) += 1;
+            }
+        }
+        Some(out)
+    }
+}
