@@ -1,1 +1,201 @@
-fn main() {}
+//! `sks-ccm`: the cloud controller manager of SKS clusters.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use kube::runtime::events::{Recorder, Reporter};
+use sks_ccm::cloud::Cloud;
+use sks_ccm::controllers::{Ctx, Metrics, run_csrs, run_nodes};
+use sks_ccm::leader;
+use uuid::Uuid;
+
+/// The controllers this binary runs.
+const CONTROLLERS: &[&str] = &["cloud-node", "cloud-node-lifecycle", "node-csr-approval"];
+
+/// Cloud controller manager for SKS clusters: initializes Nodes from their
+/// instances, approves kubelet serving certificates it can tie to an instance,
+/// and follows instances' lifecycle.
+///
+/// Orchestrator access comes from the Exoscale CCM's variables:
+/// EXOSCALE_API_ENDPOINT, EXOSCALE_API_ZONE (or EXOSCALE_ZONE), and
+/// EXOSCALE_API_KEY/EXOSCALE_API_SECRET or EXOSCALE_API_CREDENTIALS_FILE
+/// (a JSON file or a mounted Secret directory, re-read when it changes).
+#[derive(Debug, Parser)]
+#[command(name = "sks-ccm", version)]
+struct Args {
+    /// Kubeconfig of the cluster (default: in-cluster or $KUBECONFIG).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// ID of the SKS cluster whose nodes are managed.
+    #[arg(long, env = "SKS_CLUSTER_ID")]
+    cluster_id: Uuid,
+    /// Controllers to run: `*` for all, `-name` to disable one (cloud-node, cloud-node-lifecycle, node-csr-approval).
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// Elect a leader through a Lease; only the leader acts.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Lease duration.
+    #[arg(long, default_value = "15")]
+    leader_elect_lease_duration_seconds: u64,
+    /// How long the leader tries to renew before it stops acting.
+    #[arg(long, default_value = "10")]
+    leader_elect_renew_deadline_seconds: u64,
+    /// Interval between election attempts.
+    #[arg(long, default_value = "2")]
+    leader_elect_retry_period_seconds: u64,
+    /// Lease namespace and name.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// Lease name.
+    #[arg(long, default_value = "sks-ccm")]
+    leader_elect_resource_name: String,
+    /// Address of /healthz, /readyz and /metrics (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:10258")]
+    bind_address: SocketAddr,
+    /// How often initialized Nodes are re-checked against their instance.
+    #[arg(long, default_value = "60")]
+    node_sync_period_seconds: u64,
+    /// Concurrent reconciles per controller.
+    #[arg(long, default_value = "8")]
+    workers: u16,
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log: String,
+}
+
+fn enabled(list: &[String], name: &str) -> bool {
+    if list.iter().any(|c| c == &format!("-{name}")) {
+        return false;
+    }
+    list.iter().any(|c| c == "*" || c == name)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
+        .with_writer(std::io::stderr)
+        .init();
+    for c in &args.controllers {
+        let name = c.trim_start_matches('-');
+        anyhow::ensure!(
+            name == "*" || CONTROLLERS.contains(&name),
+            "--controllers: unknown controller {name:?} (known: {CONTROLLERS:?})"
+        );
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+}
+
+async fn kube_client(path: &Option<PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match path {
+        Some(p) => {
+            let kc = kube::config::Kubeconfig::read_from(p).with_context(|| format!("reading {}", p.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
+        }
+        None => kube::Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    orchestrator::install_crypto_provider();
+    let registry = prometheus::Registry::new();
+    let config = orchestrator::ClientConfig::from_env();
+    let zone = config.zone.clone().unwrap_or_else(|| "ch-gva-2".to_owned());
+    let orchestrator_client = orchestrator::Client::connect(
+        config,
+        orchestrator::CredentialSource::from_env()?,
+        Some(orchestrator::ClientMetrics::register(&registry)?),
+    )
+    .await
+    .context("connecting to the orchestrator")?;
+    let client = kube_client(&args.kubeconfig).await?;
+    let cloud = Arc::new(Cloud::new(orchestrator_client, args.cluster_id, zone));
+    let metrics = Metrics::register(&registry)?;
+    let identity =
+        format!("{}_{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "sks-ccm".into()), Uuid::new_v4().simple());
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "sks-ccm".into(), instance: Some(identity.clone()) });
+    let sync = Duration::from_secs(args.node_sync_period_seconds);
+    let ctx = Arc::new(Ctx::new(client.clone(), cloud.clone(), recorder, metrics, sync));
+
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.bind_address)
+        .await
+        .with_context(|| format!("binding {}", args.bind_address))?;
+    println!("sks-ccm serving health and metrics on http://{}", listener.local_addr()?);
+    use std::io::Write as _;
+    std::io::stdout().flush()?;
+    tokio::spawn(sks_ccm::serve::serve(listener, registry, ready.clone()));
+    {
+        let (cloud, ready) = (cloud.clone(), ready.clone());
+        tokio::spawn(async move {
+            loop {
+                match cloud.ensure_fresh(sync).await {
+                    Ok(()) => ready.store(true, Ordering::SeqCst),
+                    Err(e) => tracing::warn!(error = %e, "refreshing the cloud cache failed"),
+                }
+                tokio::time::sleep(sync.min(Duration::from_secs(30))).await;
+            }
+        });
+    }
+
+    let (tx, mut leading) = tokio::sync::watch::channel(!args.leader_elect);
+    if args.leader_elect {
+        let cfg = leader::Config {
+            namespace: args.leader_elect_resource_namespace.clone(),
+            name: args.leader_elect_resource_name.clone(),
+            identity: identity.clone(),
+            lease_duration: Duration::from_secs(args.leader_elect_lease_duration_seconds),
+            renew_deadline: Duration::from_secs(args.leader_elect_renew_deadline_seconds),
+            retry_period: Duration::from_secs(args.leader_elect_retry_period_seconds),
+        };
+        tokio::spawn(leader::run(client.clone(), cfg, tx));
+    }
+    let shutdown = shutdown();
+    tokio::pin!(shutdown);
+    let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    loop {
+        let lead = *leading.borrow_and_update();
+        if lead && running.is_empty() {
+            if enabled(&args.controllers, "cloud-node") || enabled(&args.controllers, "cloud-node-lifecycle") {
+                running.push(tokio::spawn(run_nodes(ctx.clone(), args.workers)));
+            }
+            if enabled(&args.controllers, "node-csr-approval") {
+                running.push(tokio::spawn(run_csrs(ctx.clone(), args.workers)));
+            }
+            tracing::info!(controllers = running.len(), "controllers started");
+        } else if !lead && !running.is_empty() {
+            // Losing the lease stops every action at once.
+            for task in running.drain(..) {
+                task.abort();
+            }
+            tracing::warn!("controllers stopped: not the leader");
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { break },
+            _ = &mut shutdown => break,
+        }
+    }
+    for task in running {
+        task.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
+}

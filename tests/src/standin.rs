@@ -112,6 +112,11 @@ impl Standin {
         Kubectl::new(self.kubeconfig.clone(), self.dir.path().join("kube-cache"))
     }
 
+    /// Kills the process (SIGKILL), as an unreachable API server.
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
     /// A kube-rs client with the admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         crate::apiserver::kube_client(&self.kubeconfig).await

@@ -1,0 +1,114 @@
+//! What the orchestrator knows of this cluster, cached: its nodepools, their
+//! instances and the instance type names. Refreshes are coalesced, so a burst
+//! of N joining nodes costs a few list calls, not N lookups.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use orchestrator::model::{Instance, InstanceFilter, ManagerType, SksNodepool};
+use uuid::Uuid;
+
+/// One view of the cluster's instances.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// When it was taken.
+    pub at: Option<Instant>,
+    /// Instances of this cluster's nodepools, by id.
+    pub instances: HashMap<Uuid, Instance>,
+    /// Ids by lower-case name.
+    pub by_name: HashMap<String, Uuid>,
+    /// Nodepools by the id of their instance pool.
+    pub nodepools: HashMap<Uuid, SksNodepool>,
+}
+
+impl Snapshot {
+    /// The nodepool an instance belongs to.
+    pub fn nodepool_of(&self, instance: &Instance) -> Option<&SksNodepool> {
+        instance.manager.as_ref().and_then(|m| self.nodepools.get(&m.id))
+    }
+
+    /// An instance by name, case-insensitively.
+    pub fn by_name(&self, name: &str) -> Option<&Instance> {
+        self.by_name.get(&name.to_lowercase()).and_then(|id| self.instances.get(id))
+    }
+}
+
+/// The cache.
+pub struct Cloud {
+    client: orchestrator::Client,
+    cluster: Uuid,
+    /// The zone's name (labels `topology.kubernetes.io/region` and `zone`).
+    pub zone: String,
+    snapshot: RwLock<Snapshot>,
+    refreshing: tokio::sync::Mutex<()>,
+    types: RwLock<HashMap<Uuid, String>>,
+}
+
+impl Cloud {
+    /// A cache of `cluster` in `zone`.
+    pub fn new(client: orchestrator::Client, cluster: Uuid, zone: String) -> Self {
+        Cloud {
+            client,
+            cluster,
+            zone,
+            snapshot: RwLock::new(Snapshot::default()),
+            refreshing: tokio::sync::Mutex::new(()),
+            types: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The orchestrator client.
+    pub fn client(&self) -> &orchestrator::Client {
+        &self.client
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Snapshot {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).at.map(|t| t.elapsed())
+    }
+
+    /// Refreshes unless a snapshot younger than `max_age` exists; concurrent
+    /// callers wait for one refresh instead of making their own.
+    pub async fn ensure_fresh(&self, max_age: Duration) -> Result<(), orchestrator::Error> {
+        if self.age().is_some_and(|a| a <= max_age) {
+            return Ok(());
+        }
+        let _one = self.refreshing.lock().await;
+        if self.age().is_some_and(|a| a <= max_age) {
+            return Ok(());
+        }
+        self.refresh().await
+    }
+
+    async fn refresh(&self) -> Result<(), orchestrator::Error> {
+        if self.types.read().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            let types = self.client.list_instance_types().await?;
+            *self.types.write().unwrap_or_else(|e| e.into_inner()) =
+                types.into_iter().map(|t| (t.id, t.name())).collect();
+        }
+        let cluster = self.client.get_sks_cluster(self.cluster).await?;
+        let filter = InstanceFilter { manager_type: Some(ManagerType::InstancePool), ..Default::default() };
+        let instances = self.client.list_instances(&filter).await?;
+        let nodepools: HashMap<Uuid, SksNodepool> =
+            cluster.nodepools.into_iter().filter_map(|np| np.instance_pool.map(|p| (p.id, np))).collect();
+        let mine: HashMap<Uuid, Instance> = instances
+            .into_iter()
+            .filter(|i| i.manager.as_ref().is_some_and(|m| nodepools.contains_key(&m.id)))
+            .map(|i| (i.id, i))
+            .collect();
+        let by_name = mine.values().map(|i| (i.name.to_lowercase(), i.id)).collect();
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
+            Snapshot { at: Some(Instant::now()), instances: mine, by_name, nodepools };
+        Ok(())
+    }
+
+    /// The `<family>.<size>` name of an instance type.
+    pub fn type_name(&self, id: Uuid) -> Option<String> {
+        self.types.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+}

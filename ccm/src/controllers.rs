@@ -1,0 +1,291 @@
+//! The controllers' shells: watch, call the pure decisions, act, record.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use futures::StreamExt as _;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt as _;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::watcher;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use serde_json::json;
+
+use crate::cloud::Cloud;
+use crate::{csr, node_init, node_lifecycle};
+
+/// How old the cloud snapshot may be when a lookup misses.
+const MISS_REFRESH: Duration = Duration::from_millis(500);
+
+/// Per-controller metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    /// `ccm_reconciles_total{controller,result}`.
+    pub reconciles: IntCounterVec,
+    /// `ccm_reconcile_duration_seconds{controller}`.
+    pub latency: HistogramVec,
+    /// `ccm_node_initialization_delay_seconds`: from Node creation to initialized.
+    pub init_delay: prometheus::Histogram,
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn register(r: &Registry) -> prometheus::Result<Self> {
+        let reconciles = IntCounterVec::new(
+            Opts::new("ccm_reconciles_total", "Reconciles by controller and result"),
+            &["controller", "result"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new("ccm_reconcile_duration_seconds", "Reconcile latency"),
+            &["controller"],
+        )?;
+        let init_delay = prometheus::Histogram::with_opts(
+            HistogramOpts::new(
+                "ccm_node_initialization_delay_seconds",
+                "Time from Node registration to initialization",
+            )
+            .buckets(vec![0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )?;
+        r.register(Box::new(reconciles.clone()))?;
+        r.register(Box::new(latency.clone()))?;
+        r.register(Box::new(init_delay.clone()))?;
+        Ok(Metrics { reconciles, latency, init_delay })
+    }
+}
+
+/// What the controllers share.
+pub struct Ctx {
+    /// Kubernetes client.
+    pub client: kube::Client,
+    /// The cloud cache.
+    pub cloud: Arc<Cloud>,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// How often initialized Nodes are re-checked.
+    pub sync_period: Duration,
+    /// When a foreign Node was last reported, so events do not repeat every retry.
+    warned: Mutex<HashMap<String, Instant>>,
+}
+
+impl Ctx {
+    /// A context.
+    pub fn new(
+        client: kube::Client,
+        cloud: Arc<Cloud>,
+        recorder: Recorder,
+        metrics: Metrics,
+        sync_period: Duration,
+    ) -> Self {
+        Ctx { client, cloud, recorder, metrics, sync_period, warned: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// Why a reconcile failed; it is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The orchestrator failed.
+    #[error("orchestrator: {0}")]
+    Cloud(#[from] orchestrator::Error),
+    /// The Kubernetes API failed.
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+async fn event(ctx: &Ctx, obj: &impl kube::Resource<DynamicType = ()>, type_: EventType, reason: &str, note: String) {
+    let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, "publishing an event failed");
+    }
+}
+
+/// Initializes new Nodes and keeps initialized ones current.
+async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = node_step(&node, &ctx).await;
+    ctx.metrics.latency.with_label_values(&["node"]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics.reconciles.with_label_values(&["node", if result.is_ok() { "ok" } else { "error" }]).inc();
+    result
+}
+
+async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
+    let name = node.name_any();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut snapshot = ctx.cloud.snapshot();
+    if node_init::instance_for(node, &snapshot).is_none() {
+        ctx.cloud.ensure_fresh(MISS_REFRESH).await?;
+        snapshot = ctx.cloud.snapshot();
+    }
+    let found = node_init::instance_for(node, &snapshot).cloned();
+    if node_init::uninitialized(node) {
+        let Some(instance) = found else {
+            let first = {
+                let mut warned = ctx.warned.lock().unwrap_or_else(|e| e.into_inner());
+                let fresh = warned.get(&name).is_none_or(|t| t.elapsed() > Duration::from_secs(300));
+                if fresh {
+                    warned.insert(name.clone(), Instant::now());
+                }
+                fresh
+            };
+            if first {
+                let why = format!(
+                    "no instance of this cluster's nodepools matches node {name} (by providerID, system UUID or name); it stays tainted {}",
+                    node_init::UNINITIALIZED
+                );
+                tracing::warn!(node = %name, "{why}");
+                event(ctx, node, EventType::Warning, "NodeNotInCluster", why).await;
+            }
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        };
+        let Some(nodepool) = snapshot.nodepool_of(&instance).cloned() else {
+            return Ok(Action::requeue(Duration::from_secs(30)));
+        };
+        let type_name = ctx.cloud.type_name(instance.instance_type.id).unwrap_or_default();
+        if let Some(status) = node_init::address_patch(node, &instance) {
+            nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+        }
+        let patch = node_init::init_patch(node, &instance, &nodepool, &type_name, &ctx.cloud.zone);
+        // Guarded by the resourceVersion read: a concurrent change makes this a 409 and a retry.
+        nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        if let Some(created) = node.metadata.creation_timestamp.as_ref() {
+            let delay = jiff::Timestamp::now().duration_since(created.0).as_secs_f64();
+            ctx.metrics.init_delay.observe(delay.max(0.0));
+        }
+        tracing::info!(node = %name, instance = %instance.id, nodepool = %nodepool.id, "initialized node");
+        return Ok(Action::requeue(ctx.sync_period));
+    }
+    // Initialized: keep addresses and labels current, and follow the instance's lifecycle.
+    let lookup = match (&found, node_init::provider_id(node)) {
+        (Some(i), _) => Ok(Some(i.clone())),
+        (None, Some(id)) => match ctx.cloud.client().get_instance(id).await {
+            Ok(i) => Ok(Some(i)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.to_string()),
+        },
+        (None, None) => return Ok(Action::requeue(ctx.sync_period)),
+    };
+    match node_lifecycle::decide(node, &lookup) {
+        node_lifecycle::Action::Delete => {
+            tracing::info!(node = %name, "the node's instance is gone; deleting the node");
+            event(ctx, node, EventType::Normal, "DeletingNode", format!("instance of node {name} no longer exists"))
+                .await;
+            nodes.delete(&name, &DeleteParams::default()).await?;
+            return Ok(Action::await_change());
+        }
+        node_lifecycle::Action::Taints(taints) => {
+            let patch =
+                json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        }
+        node_lifecycle::Action::Keep => {}
+    }
+    if let Ok(Some(instance)) = &lookup {
+        if let Some(status) = node_init::address_patch(node, instance) {
+            nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+        }
+        if let Some(nodepool) = snapshot.nodepool_of(instance) {
+            let type_name = ctx.cloud.type_name(instance.instance_type.id).unwrap_or_default();
+            if let Some(patch) = node_init::label_drift(node, instance, nodepool, &type_name, &ctx.cloud.zone) {
+                nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            }
+        }
+    }
+    Ok(Action::requeue(ctx.sync_period))
+}
+
+fn facts(c: &CertificateSigningRequest) -> csr::CsrFacts {
+    let decided = c
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|x| matches!(x.type_.as_str(), "Approved" | "Denied" | "Failed")));
+    let request_pem = String::from_utf8(c.spec.request.0.clone()).unwrap_or_default();
+    csr::CsrFacts {
+        signer: c.spec.signer_name.clone(),
+        username: c.spec.username.clone().unwrap_or_default(),
+        groups: c.spec.groups.clone().unwrap_or_default(),
+        usages: c.spec.usages.clone().unwrap_or_default(),
+        request_pem,
+        decided,
+    }
+}
+
+/// Approves or denies kubelet serving CSRs.
+async fn reconcile_csr(c: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let facts = facts(&c);
+    if facts.signer != csr::KUBELET_SERVING || facts.decided {
+        return Ok(Action::await_change());
+    }
+    let node = facts.username.strip_prefix("system:node:").unwrap_or("").to_lowercase();
+    if ctx.cloud.snapshot().by_name(&node).is_none() {
+        ctx.cloud.ensure_fresh(MISS_REFRESH).await?;
+    }
+    let snapshot = ctx.cloud.snapshot();
+    let decision = csr::decide(&facts, |name| snapshot.by_name(name).cloned());
+    let (type_, reason, message) = match &decision {
+        csr::Decision::Ignore => return Ok(Action::await_change()),
+        csr::Decision::Approve => (
+            "Approved",
+            "SKSCCMApproved",
+            "approved by sks-ccm: requester, subject and every SAN match a running instance of this cluster".to_owned(),
+        ),
+        csr::Decision::Deny(why) => ("Denied", "SKSCCMDenied", format!("denied by sks-ccm: {why}")),
+    };
+    let name = c.name_any();
+    let now = jiff::Timestamp::now().to_string();
+    let mut conditions: Vec<serde_json::Value> = c
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .map(|cs| cs.iter().map(|x| serde_json::to_value(x).unwrap_or_default()).collect())
+        .unwrap_or_default();
+    conditions.push(json!({"type": type_, "status": "True", "reason": reason, "message": message, "lastUpdateTime": now, "lastTransitionTime": now}));
+    let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
+    let patch =
+        json!({"metadata": {"resourceVersion": c.metadata.resource_version}, "status": {"conditions": conditions}});
+    api.patch_subresource("approval", &name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    let severity = if type_ == "Approved" { EventType::Normal } else { EventType::Warning };
+    tracing::info!(csr = %name, decision = type_, %message, "decided kubelet serving CSR");
+    event(&ctx, c.as_ref(), severity, reason, message).await;
+    ctx.metrics.latency.with_label_values(&["csr"]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics.reconciles.with_label_values(&["csr", "ok"]).inc();
+    Ok(Action::await_change())
+}
+
+fn error_policy<K>(_obj: Arc<K>, e: &Error, ctx: Arc<Ctx>) -> Action {
+    tracing::warn!(error = %e, "reconcile failed; retrying");
+    ctx.metrics.reconciles.with_label_values(&["any", "error"]).inc();
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Runs the node controller until the future is dropped.
+pub async fn run_nodes(ctx: Arc<Ctx>, workers: u16) {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(workers))
+        .run(reconcile_node, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Runs the CSR approval controller until the future is dropped.
+pub async fn run_csrs(ctx: Arc<Ctx>, workers: u16) {
+    let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default())
+        .with_config(kube::runtime::controller::Config::default().concurrency(workers))
+        .run(reconcile_csr, error_policy, ctx)
+        .for_each(|_| async {})
+        .await;
+}
+
+/// Base64 of a PEM, as CSRs carry requests (for tests and tools).
+pub fn encode_request(pem: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(pem)
+}

@@ -1,0 +1,11 @@
+//! sks-ccm: the cloud controller manager of SKS clusters. Each controller is a
+//! pure decision over typed inputs (`decide` functions, testable without a
+//! network) and a thin shell that observes and acts.
+
+pub mod cloud;
+pub mod controllers;
+pub mod csr;
+pub mod leader;
+pub mod node_init;
+pub mod node_lifecycle;
+pub mod serve;

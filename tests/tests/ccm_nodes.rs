@@ -1,0 +1,409 @@
+//! sks-ccm against sks-zone and a Kubernetes API: nodes are initialized from
+//! their instances, foreign nodes stay tainted, kubelet serving CSRs are
+//! approved only when every claim matches an instance, instance lifecycle
+//! reaches the Nodes, and only the leader acts.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use orchestrator::model::*;
+use serde_json::{Value, json};
+use sks_e2e::apiserver::Kubectl;
+use sks_e2e::ccm::Ccm;
+use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::wait_for;
+use sks_e2e::zone::{Zone, ZoneOptions};
+use uuid::Uuid;
+
+/// What kubelets may do, as the Node authorizer and system:node allow; mallory may only ask for certificates.
+fn policy() -> Option<String> {
+    Some(
+        json!({"rules": [
+            {"groups": ["system:nodes"], "verbs": ["*"], "apiGroups": ["", "coordination.k8s.io", "certificates.k8s.io", "events.k8s.io"],
+             "resources": ["nodes", "nodes/status", "leases", "certificatesigningrequests", "events"]},
+            {"users": ["mallory"], "verbs": ["create", "get"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"]}
+        ]})
+        .to_string(),
+    )
+}
+
+/// Registers a Node as a kubelet does, as the node itself.
+fn register(kube: &KubeApi, name: &str, system_uuid: &str, ip: &str) {
+    let k = node_kubectl(kube, name);
+    let node = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        "spec": {"taints": [{"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}]},
+        "status": {"nodeInfo": {"systemUUID": system_uuid, "machineID": "m", "bootID": "b", "kernelVersion": "6", "osImage": "x", "containerRuntimeVersion": "c", "kubeletVersion": "v1.34.2", "kubeProxyVersion": "", "operatingSystem": "linux", "architecture": "amd64"},
+            "addresses": [{"type": "InternalIP", "address": ip}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ok"}]}});
+    let out = k.with_stdin(&["create", "-f", "-"], &node.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn node_kubectl(kube: &KubeApi, name: &str) -> Kubectl {
+    let user = format!("system:node:{name}");
+    Kubectl::new(kube.user_kubeconfig(&user, &["system:nodes"]), kube.dir().join(format!("cache-{name}")))
+}
+
+fn csr_request(cn: &str, org: &str, dns: &[&str], ips: &[&str]) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
+    for ip in ips {
+        params.subject_alt_names.push(rcgen::SanType::IpAddress(ip.parse().unwrap()));
+    }
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params.distinguished_name.push(rcgen::DnType::OrganizationName, org);
+    base64::engine::general_purpose::STANDARD.encode(params.serialize_request(&key).unwrap().pem().unwrap())
+}
+
+fn submit(k: &Kubectl, name: &str, signer: &str, usages: &[&str], request: &str) {
+    let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest", "metadata": {"name": name},
+        "spec": {"signerName": signer, "usages": usages, "request": request}});
+    let out = k.with_stdin(&["create", "-f", "-"], &csr.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn get(k: &Kubectl, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&k.ok(&a)).unwrap()
+}
+
+async fn decided(k: &Kubectl, csr: &str) -> (String, String) {
+    wait_for(&format!("CSR {csr} to be decided"), Duration::from_secs(20), || {
+        let k = k.clone();
+        let csr = csr.to_owned();
+        async move {
+            let c = get(&k, &["get", "csr", &csr]);
+            let cond = c["status"]["conditions"].as_array()?.first()?.clone();
+            Some((cond["type"].as_str()?.to_owned(), cond["message"].as_str().unwrap_or("").to_owned()))
+        }
+    })
+    .await
+}
+
+const SERVING: &str = "kubernetes.io/kubelet-serving";
+const USAGES: &[&str] = &["digital signature", "key encipherment", "server auth"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_csrs_and_lifecycle() {
+    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let c = zone.client().await;
+    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
+    let medium = c.list_instance_types().await.unwrap().into_iter().find(|t| t.name() == "standard.medium").unwrap();
+    // A second nodepool with labels and taints to propagate.
+    let taints = std::collections::BTreeMap::from([(
+        "dedicated".to_string(),
+        NodepoolTaint { value: "gpu".into(), effect: TaintEffect::NoSchedule },
+    )]);
+    let labels = std::collections::BTreeMap::from([
+        ("team".to_string(), "ml".to_string()),
+        ("node-role.kubernetes.io/gpu".to_string(), "x".to_string()),
+    ]);
+    let gpu = c
+        .create_sks_nodepool(
+            cluster.id,
+            &CreateSksNodepool {
+                spec: SksNodepoolSpec {
+                    name: Some("gpu".into()),
+                    instance_type: Some(Ref::from(medium.id)),
+                    disk_size: Some(20),
+                    taints: Some(taints),
+                    labels: Some(labels),
+                    ..Default::default()
+                },
+                size: 1,
+                addons: None,
+            },
+        )
+        .await
+        .unwrap()
+        .reference_id()
+        .unwrap();
+    // Another cluster's instance, to attack with.
+    let other = c
+        .create_sks_cluster(&CreateSksCluster {
+            spec: SksClusterSpec { name: Some("other".into()), ..Default::default() },
+            level: SksClusterLevel::Pro,
+            version: "1.34.2".into(),
+            cni: None,
+            create_default_security_group: None,
+        })
+        .await
+        .unwrap()
+        .reference_id()
+        .unwrap();
+    c.create_sks_nodepool(
+        other,
+        &CreateSksNodepool {
+            spec: SksNodepoolSpec {
+                name: Some("w".into()),
+                instance_type: Some(Ref::from(medium.id)),
+                disk_size: Some(20),
+                ..Default::default()
+            },
+            size: 1,
+            addons: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let kube = KubeApi::start(KubeOptions {
+        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
+        policy: policy(),
+        ..Default::default()
+    })
+    .await;
+    let _ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), &["--node-sync-period-seconds", "1"]);
+    let k = kube.kubectl();
+
+    let all = c.list_instances(&InstanceFilter::default()).await.unwrap();
+    let gpu_pool = c.get_sks_nodepool(cluster.id, gpu).await.unwrap().instance_pool.unwrap().id;
+    let (mine, foreign): (Vec<&Instance>, Vec<&Instance>) = all.iter().partition(|i| {
+        let pool = i.manager.as_ref().unwrap().id;
+        pool == gpu_pool || pool == cluster.nodepools[0].instance_pool.unwrap().id
+    });
+    assert_eq!(mine.len(), 4);
+    for i in &mine {
+        register(&kube, &i.name, &i.id.to_string(), &i.public_ip.unwrap().to_string());
+    }
+    register(&kube, "stranger", &Uuid::new_v4().to_string(), "127.0.0.250");
+
+    for i in &mine {
+        let node = wait_for(&format!("node {} to be initialized", i.name), Duration::from_secs(20), || {
+            let k = k.clone();
+            let name = i.name.clone();
+            async move {
+                let n = get(&k, &["get", "node", &name]);
+                n["spec"]["providerID"].is_string().then_some(n)
+            }
+        })
+        .await;
+        assert_eq!(node["spec"]["providerID"], format!("exoscale://{}", i.id));
+        let l = &node["metadata"]["labels"];
+        assert_eq!(l["node.kubernetes.io/instance-type"], "standard.medium");
+        assert_eq!(
+            (l["topology.kubernetes.io/region"].as_str(), l["topology.kubernetes.io/zone"].as_str()),
+            (Some("ch-gva-2"), Some("ch-gva-2"))
+        );
+        let taints: Vec<&str> = node["spec"]["taints"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|x| x["key"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(!taints.contains(&"node.cloudprovider.kubernetes.io/uninitialized"));
+        let ext: Vec<&str> = node["status"]["addresses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["type"] == "ExternalIP")
+            .filter_map(|a| a["address"].as_str())
+            .collect();
+        assert!(ext.contains(&i.public_ip.unwrap().to_string().as_str()));
+        if i.manager.as_ref().unwrap().id == gpu_pool {
+            assert_eq!(l["node.exoscale.net/nodepool-id"], gpu.to_string());
+            assert_eq!(l["team"], "ml");
+            assert!(
+                l.get("node-role.kubernetes.io/gpu").is_none(),
+                "kubernetes.io labels are never taken from nodepools"
+            );
+            assert_eq!(taints, vec!["dedicated"]);
+        }
+    }
+    // A node with no instance in this cluster stays tainted, with a Warning event.
+    let events = wait_for("a NodeNotInCluster event", Duration::from_secs(20), || {
+        let k = k.clone();
+        async move {
+            let e = get(&k, &["get", "events.events.k8s.io", "-A"]);
+            e["items"]
+                .as_array()?
+                .iter()
+                .find(|e| e["reason"] == "NodeNotInCluster" && e["regarding"]["name"] == "stranger")
+                .cloned()
+        }
+    })
+    .await;
+    assert_eq!(events["type"], "Warning");
+    let stranger = get(&k, &["get", "node", "stranger"]);
+    assert!(stranger["spec"]["providerID"].is_null());
+    assert_eq!(stranger["spec"]["taints"][0]["key"], "node.cloudprovider.kubernetes.io/uninitialized");
+
+    // CSRs: the valid one is approved (and signed), every attack denied with its reason.
+    let (a, b) = (mine[0], mine[1]);
+    let (a_ip, b_ip) = (a.public_ip.unwrap().to_string(), b.public_ip.unwrap().to_string());
+    let ka = node_kubectl(&kube, &a.name);
+    let cn = format!("system:node:{}", a.name);
+    submit(&ka, "good", SERVING, USAGES, &csr_request(&cn, "system:nodes", &[&a.name], &[&a_ip]));
+    assert_eq!(decided(&k, "good").await.0, "Approved");
+    wait_for("the approved CSR to be issued", Duration::from_secs(10), || {
+        let k = k.clone();
+        async move { get(&k, &["get", "csr", "good"])["status"]["certificate"].is_string().then_some(()) }
+    })
+    .await;
+    let attacks: Vec<(&str, Kubectl, &str, Vec<&str>, String, &str)> = vec![
+        (
+            "other-name",
+            ka.clone(),
+            SERVING,
+            USAGES.to_vec(),
+            csr_request(&format!("system:node:{}", b.name), "system:nodes", &[&b.name], &[&b_ip]),
+            "subject must be",
+        ),
+        (
+            "extra-ip",
+            ka.clone(),
+            SERVING,
+            USAGES.to_vec(),
+            csr_request(&cn, "system:nodes", &[&a.name], &[&a_ip, "10.1.2.3"]),
+            "IP SAN 10.1.2.3",
+        ),
+        (
+            "ip-of-another",
+            ka.clone(),
+            SERVING,
+            USAGES.to_vec(),
+            csr_request(&cn, "system:nodes", &[&a.name], &[&b_ip]),
+            &"IP SAN",
+        ),
+        (
+            "not-a-node",
+            Kubectl::new(kube.user_kubeconfig("mallory", &["system:authenticated"]), kube.dir().join("cache-m")),
+            SERVING,
+            USAGES.to_vec(),
+            csr_request(&cn, "system:nodes", &[&a.name], &[&a_ip]),
+            "is not a node",
+        ),
+        (
+            "client-usage",
+            ka.clone(),
+            SERVING,
+            vec!["digital signature", "client auth"],
+            csr_request(&cn, "system:nodes", &[&a.name], &[&a_ip]),
+            "usage \"client auth\"",
+        ),
+        (
+            "other-cluster",
+            node_kubectl(&kube, &foreign[0].name),
+            SERVING,
+            USAGES.to_vec(),
+            csr_request(
+                &format!("system:node:{}", foreign[0].name),
+                "system:nodes",
+                &[&foreign[0].name],
+                &[&foreign[0].public_ip.unwrap().to_string()],
+            ),
+            "no instance named",
+        ),
+    ];
+    for (name, kk, signer, usages, req, _) in &attacks {
+        submit(kk, name, signer, usages, req);
+    }
+    submit(
+        &ka,
+        "other-signer",
+        "kubernetes.io/kube-apiserver-client",
+        &["client auth"],
+        &csr_request(&cn, "system:nodes", &[], &[]),
+    );
+    for (name, _, _, _, _, reason) in &attacks {
+        let (kind, message) = decided(&k, name).await;
+        assert_eq!(kind, "Denied", "{name}: {message}");
+        assert!(message.contains(reason), "{name}: {message:?} lacks {reason:?}");
+    }
+    let other = get(&k, &["get", "csr", "other-signer"]);
+    assert!(other["status"]["conditions"].is_null(), "CSRs for other signers are left alone: {other}");
+
+    // Lifecycle: a stopped instance taints its Node; a deleted one deletes it.
+    c.stop_instance(b.id).await.unwrap();
+    wait_for("the shutdown taint", Duration::from_secs(20), || {
+        let k = k.clone();
+        let name = b.name.clone();
+        async move {
+            let n = get(&k, &["get", "node", &name]);
+            n["spec"]["taints"]
+                .as_array()?
+                .iter()
+                .any(|t| t["key"] == "node.cloudprovider.kubernetes.io/shutdown")
+                .then_some(())
+        }
+    })
+    .await;
+    c.delete_instance(a.id).await.unwrap();
+    wait_for("the deleted instance's Node to go", Duration::from_secs(20), || {
+        let k = k.clone();
+        let name = a.name.clone();
+        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
+    })
+    .await;
+    assert!(k.run(&["get", "node", "stranger"]).status.success(), "a node of no instance of ours is never deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_acts_and_a_successor_takes_over() {
+    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let c = zone.client().await;
+    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
+    let kube = KubeApi::start(KubeOptions {
+        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
+        policy: policy(),
+        ..Default::default()
+    })
+    .await;
+    let args = [
+        "--leader-elect-lease-duration-seconds",
+        "3",
+        "--leader-elect-renew-deadline-seconds",
+        "2",
+        "--leader-elect-retry-period-seconds",
+        "1",
+    ];
+    let mut first = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
+    let k = kube.kubectl();
+    let holder = wait_for("a leader", Duration::from_secs(20), || {
+        let k = k.clone();
+        async move {
+            get(&k, &["get", "lease", "sks-ccm", "-n", "kube-system"])["spec"]["holderIdentity"]
+                .as_str()
+                .map(str::to_owned)
+        }
+    })
+    .await;
+    let second = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
+    let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
+    register(&kube, &instances[0].name, &instances[0].id.to_string(), "127.0.0.1");
+    wait_for("the leader to initialize a node", Duration::from_secs(20), || {
+        let k = k.clone();
+        let name = instances[0].name.clone();
+        async move { get(&k, &["get", "node", &name])["spec"]["providerID"].is_string().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        get(&k, &["get", "lease", "sks-ccm", "-n", "kube-system"])["spec"]["holderIdentity"].as_str(),
+        Some(holder.as_str()),
+        "the second replica did not take the lease"
+    );
+
+    first.kill();
+    let started = std::time::Instant::now();
+    let successor = wait_for("the other replica to take over", Duration::from_secs(15), || {
+        let k = k.clone();
+        let holder = holder.clone();
+        async move {
+            let h = get(&k, &["get", "lease", "sks-ccm", "-n", "kube-system"])["spec"]["holderIdentity"]
+                .as_str()
+                .map(str::to_owned)?;
+            (h != holder).then_some(h)
+        }
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(3 + 3), "took over after {:?}", started.elapsed());
+    assert_ne!(successor, holder);
+    register(&kube, &instances[1].name, &instances[1].id.to_string(), "127.0.0.1");
+    wait_for("the new leader to initialize a node", Duration::from_secs(20), || {
+        let k = k.clone();
+        let name = instances[1].name.clone();
+        async move { get(&k, &["get", "node", &name])["spec"]["providerID"].is_string().then_some(()) }
+    })
+    .await;
+    drop(second);
+}
