@@ -240,7 +240,8 @@ async fn nodes_csrs_and_lifecycle() {
         async move { get(&k, &["get", "csr", "good"])["status"]["certificate"].is_string().then_some(()) }
     })
     .await;
-    let attacks: Vec<(&str, Kubectl, &str, Vec<&str>, String, &str)> = vec![
+    type Attack<'a> = (&'a str, Kubectl, &'a str, Vec<&'a str>, String, &'a str);
+    let attacks: Vec<Attack> = vec![
         (
             "other-name",
             ka.clone(),
@@ -263,7 +264,7 @@ async fn nodes_csrs_and_lifecycle() {
             SERVING,
             USAGES.to_vec(),
             csr_request(&cn, "system:nodes", &[&a.name], &[&b_ip]),
-            &"IP SAN",
+            "IP SAN",
         ),
         (
             "not-a-node",

@@ -29,6 +29,9 @@ pub struct Target {
     pub client: reqwest::Client,
 }
 
+/// Merged OpenAPI v3 root paths: when, for which APIServices state, and what.
+type MergedRoots = (Instant, u64, Map<String, Value>);
+
 /// Proxies aggregated groups; shares the stand-in's caches.
 pub struct Aggregator {
     apiservices: Arc<ObjectCache>,
@@ -38,7 +41,7 @@ pub struct Aggregator {
     identity_pem: String,
     clients: Mutex<BTreeMap<String, reqwest::Client>>,
     /// The merged roots, with when and for which APIServices state they were fetched.
-    openapi: tokio::sync::Mutex<Option<(Instant, u64, Map<String, Value>)>>,
+    openapi: tokio::sync::Mutex<Option<MergedRoots>>,
 }
 
 /// Headers a client may not pass through: credentials and identity.
