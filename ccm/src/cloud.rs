@@ -58,6 +58,11 @@ impl Cloud {
         }
     }
 
+    /// The cluster's id.
+    pub fn cluster(&self) -> Uuid {
+        self.cluster
+    }
+
     /// The orchestrator client.
     pub fn client(&self) -> &orchestrator::Client {
         &self.client

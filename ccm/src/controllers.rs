@@ -17,7 +17,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use serde_json::json;
 
 use crate::cloud::Cloud;
-use crate::{csr, node_init, node_lifecycle};
+use crate::{csr, heal, node_init, node_lifecycle};
 
 /// How old the cloud snapshot may be when a lookup misses.
 const MISS_REFRESH: Duration = Duration::from_millis(500);
@@ -70,6 +70,8 @@ pub struct Ctx {
     pub metrics: Metrics,
     /// How often initialized Nodes are re-checked.
     pub sync_period: Duration,
+    /// Auto-healing thresholds.
+    pub heal: heal::Config,
     /// When a foreign Node was last reported, so events do not repeat every retry.
     warned: Mutex<HashMap<String, Instant>>,
 }
@@ -82,8 +84,9 @@ impl Ctx {
         recorder: Recorder,
         metrics: Metrics,
         sync_period: Duration,
+        heal: heal::Config,
     ) -> Self {
-        Ctx { client, cloud, recorder, metrics, sync_period, warned: Mutex::new(HashMap::new()) }
+        Ctx { client, cloud, recorder, metrics, sync_period, heal, warned: Mutex::new(HashMap::new()) }
     }
 }
 
@@ -185,6 +188,11 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
         }
         node_lifecycle::Action::Keep => {}
     }
+    if let Ok(Some(instance)) = &lookup
+        && let Some(nodepool) = snapshot.nodepool_of(instance)
+    {
+        auto_heal(node, instance, nodepool, ctx).await?;
+    }
     if let Ok(Some(instance)) = &lookup {
         if let Some(status) = node_init::address_patch(node, instance) {
             nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
@@ -197,6 +205,60 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
         }
     }
     Ok(Action::requeue(ctx.sync_period))
+}
+
+/// Reboots, then replaces, a Node's instance that stays NotReady.
+async fn auto_heal(
+    node: &Node,
+    instance: &orchestrator::model::Instance,
+    nodepool: &orchestrator::model::SksNodepool,
+    ctx: &Ctx,
+) -> Result<(), Error> {
+    let annotated = |n: &Node| n.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(heal::REBOOTED_AT));
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    if !ctx.heal.enabled || (ready && !annotated(node)) {
+        return Ok(());
+    }
+    let name = node.name_any();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let all = nodes.list(&kube::api::ListParams::default().labels(node_init::NODEPOOL_ID_LABEL)).await?;
+    let pool_id = nodepool.id.to_string();
+    let others = all.items.iter().filter(|n| n.name_any() != name && annotated(n));
+    let in_nodepool = others.clone().filter(|n| n.labels().get(node_init::NODEPOOL_ID_LABEL) == Some(&pool_id)).count();
+    let budget = heal::Budget { in_nodepool, in_cluster: others.count(), cluster_nodes: all.items.len() };
+    match heal::decide(node, instance, nodepool, jiff::Timestamp::now(), &ctx.heal, budget) {
+        heal::Heal::Nothing => {}
+        heal::Heal::Reboot => {
+            ctx.cloud.client().reboot_instance(instance.id).await?;
+            let patch = json!({"metadata": {"annotations": {heal::REBOOTED_AT: jiff::Timestamp::now().to_string()}}});
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            let note = format!(
+                "node {name} has been NotReady for over {:?} while instance {} runs: rebooted it",
+                ctx.heal.reboot_after, instance.id
+            );
+            tracing::warn!(node = %name, "{note}");
+            event(ctx, node, EventType::Warning, "AutoHealReboot", note).await;
+        }
+        heal::Heal::Replace => {
+            ctx.cloud.client().evict_sks_nodepool_members(ctx.cloud.cluster(), nodepool.id, vec![instance.id]).await?;
+            let note = format!(
+                "node {name} stayed NotReady {:?} after a reboot: evicted instance {} so nodepool {} replaces it",
+                ctx.heal.replace_after, instance.id, nodepool.id
+            );
+            tracing::warn!(node = %name, "{note}");
+            event(ctx, node, EventType::Warning, "AutoHealReplace", note).await;
+        }
+        heal::Heal::Clear => {
+            let patch = json!({"metadata": {"annotations": {heal::REBOOTED_AT: null}}});
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            event(ctx, node, EventType::Normal, "AutoHealRecovered", format!("node {name} is Ready again")).await;
+        }
+    }
+    Ok(())
 }
 
 fn facts(c: &CertificateSigningRequest) -> csr::CsrFacts {

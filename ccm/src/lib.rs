@@ -5,6 +5,7 @@
 pub mod cloud;
 pub mod controllers;
 pub mod csr;
+pub mod heal;
 pub mod leader;
 pub mod node_init;
 pub mod node_lifecycle;

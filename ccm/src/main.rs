@@ -61,6 +61,18 @@ struct Args {
     /// How often initialized Nodes are re-checked against their instance.
     #[arg(long, default_value = "60")]
     node_sync_period_seconds: u64,
+    /// Reboot, then replace, instances of Nodes that stay NotReady.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    auto_heal: bool,
+    /// NotReady this long (with a running instance): reboot it.
+    #[arg(long, default_value = "900")]
+    auto_heal_reboot_after_seconds: u64,
+    /// Still NotReady this long after the reboot: evict it so its nodepool replaces it.
+    #[arg(long, default_value = "900")]
+    auto_heal_replace_after_seconds: u64,
+    /// Largest share of the cluster's nodes healed at once (at least one node).
+    #[arg(long, default_value = "0.1")]
+    auto_heal_max_share: f64,
     /// Concurrent reconciles per controller.
     #[arg(long, default_value = "8")]
     workers: u16,
@@ -107,25 +119,8 @@ async fn kube_client(path: &Option<PathBuf>) -> anyhow::Result<kube::Client> {
 async fn run(args: Args) -> anyhow::Result<()> {
     orchestrator::install_crypto_provider();
     let registry = prometheus::Registry::new();
-    let config = orchestrator::ClientConfig::from_env();
-    let zone = config.zone.clone().unwrap_or_else(|| "ch-gva-2".to_owned());
-    let orchestrator_client = orchestrator::Client::connect(
-        config,
-        orchestrator::CredentialSource::from_env()?,
-        Some(orchestrator::ClientMetrics::register(&registry)?),
-    )
-    .await
-    .context("connecting to the orchestrator")?;
-    let client = kube_client(&args.kubeconfig).await?;
-    let cloud = Arc::new(Cloud::new(orchestrator_client, args.cluster_id, zone));
+    let client_metrics = orchestrator::ClientMetrics::register(&registry)?;
     let metrics = Metrics::register(&registry)?;
-    let identity =
-        format!("{}_{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "sks-ccm".into()), Uuid::new_v4().simple());
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: "sks-ccm".into(), instance: Some(identity.clone()) });
-    let sync = Duration::from_secs(args.node_sync_period_seconds);
-    let ctx = Arc::new(Ctx::new(client.clone(), cloud.clone(), recorder, metrics, sync));
-
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(args.bind_address)
         .await
@@ -134,6 +129,44 @@ async fn run(args: Args) -> anyhow::Result<()> {
     use std::io::Write as _;
     std::io::stdout().flush()?;
     tokio::spawn(sks_ccm::serve::serve(listener, registry, ready.clone()));
+
+    // An unreachable orchestrator at start is an outage like any other: keep trying, act on nothing.
+    let config = orchestrator::ClientConfig::from_env();
+    let zone = config.zone.clone().unwrap_or_else(|| "ch-gva-2".to_owned());
+    let orchestrator_client = loop {
+        let attempt = async {
+            orchestrator::Client::connect(
+                config.clone(),
+                orchestrator::CredentialSource::from_env()?,
+                Some(client_metrics.clone()),
+            )
+            .await
+        };
+        match attempt.await {
+            Ok(c) => break c,
+            Err(e @ (orchestrator::Error::Credentials(_) | orchestrator::Error::Config(_))) => {
+                return Err(anyhow::Error::new(e).context("connecting to the orchestrator"));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the orchestrator is unreachable; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
+    let client = kube_client(&args.kubeconfig).await?;
+    let cloud = Arc::new(Cloud::new(orchestrator_client, args.cluster_id, zone));
+    let identity =
+        format!("{}_{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "sks-ccm".into()), Uuid::new_v4().simple());
+    let recorder =
+        Recorder::new(client.clone(), Reporter { controller: "sks-ccm".into(), instance: Some(identity.clone()) });
+    let sync = Duration::from_secs(args.node_sync_period_seconds);
+    let heal = sks_ccm::heal::Config {
+        enabled: args.auto_heal,
+        reboot_after: Duration::from_secs(args.auto_heal_reboot_after_seconds),
+        replace_after: Duration::from_secs(args.auto_heal_replace_after_seconds),
+        max_share: args.auto_heal_max_share,
+    };
+    let ctx = Arc::new(Ctx::new(client.clone(), cloud.clone(), recorder, metrics, sync, heal));
     {
         let (cloud, ready) = (cloud.clone(), ready.clone());
         tokio::spawn(async move {

@@ -185,3 +185,12 @@ pub async fn signed_request(
     let bytes = resp.bytes().await.expect("reading body");
     (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
+
+impl Zone {
+    /// Injects faults into every API answer: `ratio` of them get `status`.
+    pub async fn set_faults(&self, ratio: f64, status: u16) {
+        let body = serde_json::json!({"ratio": ratio, "status": status}).to_string();
+        let (code, answer) = signed_request(&self.url, "PUT", "/admin/faults", Some(&body), None, 600).await;
+        assert_eq!(code, 200, "{answer}");
+    }
+}

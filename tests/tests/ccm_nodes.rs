@@ -408,3 +408,140 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
     .await;
     drop(second);
 }
+
+async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {
+    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let c = zone.client().await;
+    let cluster = c.list_sks_clusters().await.unwrap().remove(0).id;
+    let kube = KubeApi::start(KubeOptions {
+        zone_cluster: Some((zone.endpoint(), cluster.to_string())),
+        policy: policy(),
+        ..Default::default()
+    })
+    .await;
+    let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), ccm_args);
+    let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
+    for i in &instances {
+        register(&kube, &i.name, &i.id.to_string(), &i.public_ip.unwrap().to_string());
+    }
+    let k = kube.kubectl();
+    for i in &instances {
+        wait_for("initialization", Duration::from_secs(20), || {
+            let k = k.clone();
+            let name = i.name.clone();
+            async move { get(&k, &["get", "node", &name])["spec"]["providerID"].is_string().then_some(()) }
+        })
+        .await;
+    }
+    (zone, kube, ccm, instances, cluster)
+}
+
+async fn event_for(k: &Kubectl, node: &str, reason: &str) -> Value {
+    wait_for(&format!("a {reason} event for {node}"), Duration::from_secs(30), || {
+        let k = k.clone();
+        let (node, reason) = (node.to_owned(), reason.to_owned());
+        async move {
+            let e = get(&k, &["get", "events.events.k8s.io", "-A"]);
+            e["items"]
+                .as_array()?
+                .iter()
+                .find(|e| e["reason"] == reason.as_str() && e["regarding"]["name"] == node.as_str())
+                .cloned()
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_healing_reboots_then_replaces() {
+    let args = [
+        "--node-sync-period-seconds",
+        "1",
+        "--auto-heal-reboot-after-seconds",
+        "2",
+        "--auto-heal-replace-after-seconds",
+        "3",
+        "--auto-heal-max-share",
+        "0.5",
+    ];
+    let (zone, kube, _ccm, instances, cluster) = cluster_with_nodes(&args).await;
+    let k = kube.kubectl();
+    let sick = &instances[0];
+    let now = jiff::Timestamp::now().to_string();
+    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "test", "lastTransitionTime": now}]}});
+    node_kubectl(&kube, &sick.name).ok(&[
+        "patch",
+        "node",
+        &sick.name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    let reboot = event_for(&k, &sick.name, "AutoHealReboot").await;
+    assert_eq!(reboot["type"], "Warning");
+    let replace = event_for(&k, &sick.name, "AutoHealReplace").await;
+    assert!(replace["note"].as_str().unwrap().contains(&sick.id.to_string()));
+    let c = zone.client().await;
+    assert!(c.get_instance(sick.id).await.unwrap_err().is_not_found(), "the sick instance was evicted");
+    let np = c.get_sks_cluster(cluster).await.unwrap().nodepools.remove(0);
+    assert_eq!(np.size, 2, "evicting shrinks the pool; the nodepool's size is what SKS restores");
+    wait_for("the evicted instance's Node to be deleted", Duration::from_secs(20), || {
+        let k = k.clone();
+        let name = sick.name.clone();
+        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
+    })
+    .await;
+    // The healthy ones were never touched.
+    for i in &instances[1..] {
+        assert!(c.get_instance(i.id).await.is_ok());
+        let n = get(&k, &["get", "node", &i.name]);
+        assert!(n["metadata"]["annotations"]["node.exoscale.net/auto-heal-rebooted-at"].is_null());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_answering_503_deletes_nothing() {
+    let args = ["--node-sync-period-seconds", "1"];
+    let (zone, kube, mut ccm, instances, cluster) = cluster_with_nodes(&args).await;
+    let errors_503 = |url: String| async move {
+        let text = reqwest::get(format!("{url}/metrics")).await.ok()?.text().await.ok()?;
+        let n: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("orchestrator_requests_total") && l.contains("code=\"503\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        Some(n)
+    };
+    // The instance of a Node disappears while the CCM is down; then the orchestrator fails.
+    ccm.kill();
+    let gone = &instances[0];
+    zone.client().await.delete_instance(gone.id).await.unwrap();
+    zone.set_faults(1.0, 503).await;
+    let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), &args);
+    wait_for("the CCM to see 503s", Duration::from_secs(60), || {
+        let url = ccm.url.clone();
+        async move { errors_503(url).await.filter(|n| *n >= 20.0).map(|_| ()) }
+    })
+    .await;
+    let k = kube.kubectl();
+    for i in &instances {
+        let n = get(&k, &["get", "node", &i.name]);
+        let taints: Vec<&str> = n["spec"]["taints"]
+            .as_array()
+            .map(|t| t.iter().filter_map(|x| x["key"].as_str()).collect())
+            .unwrap_or_default();
+        assert!(!taints.contains(&"node.cloudprovider.kubernetes.io/shutdown"), "an outage tainted {}", i.name);
+    }
+    // Once the orchestrator answers again, the confirmed 404 deletes that Node, and only it.
+    zone.set_faults(0.0, 503).await;
+    wait_for("the Node of the deleted instance to go", Duration::from_secs(30), || {
+        let k = k.clone();
+        let name = gone.name.clone();
+        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
+    })
+    .await;
+    for i in &instances[1..] {
+        assert!(k.run(&["get", "node", &i.name]).status.success());
+    }
+}

@@ -8,8 +8,35 @@ use uuid::Uuid;
 
 use crate::app::{ApiError, ApiResult, App};
 
+/// Faults injected into every orchestrator API answer (not into `/admin`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Faults {
+    /// Share of requests answered with `status` instead (0 to 1).
+    #[serde(default)]
+    pub ratio: f64,
+    /// The status answered (e.g. 503 or 429).
+    #[serde(default)]
+    pub status: u16,
+    /// `Retry-After` seconds sent with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+}
+
+impl Faults {
+    /// The injected answer for this request, if one is drawn.
+    pub fn draw(&self) -> Option<ApiError> {
+        if self.ratio <= 0.0 || rand::random::<f64>() >= self.ratio {
+            return None;
+        }
+        let status =
+            axum::http::StatusCode::from_u16(self.status).unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        Some(ApiError { status, message: format!("injected fault: {status}") })
+    }
+}
+
 /// Serves `/admin/<rest>`.
-pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)]) -> ApiResult<Value> {
+pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)], body: &[u8]) -> ApiResult<Value> {
     let zone =
         query.iter().find(|(k, _)| k == "zone").map(|(_, v)| v.clone()).unwrap_or_else(|| app.config.zones[0].clone());
     if !app.config.zones.contains(&zone) {
@@ -28,6 +55,17 @@ pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)]
                 "aggregation": pair(&rec.pki.aggregation),
                 "kubelet": pair(&rec.pki.kubelet),
             }))
+        }
+        (&Method::GET, ["faults"]) => Ok(serde_json::to_value(app.faults()).unwrap_or_default()),
+        (&Method::PUT, ["faults"]) => {
+            let faults: Faults =
+                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("faults: {e}")))?;
+            if !(0.0..=1.0).contains(&faults.ratio) {
+                return Err(ApiError::bad_request("ratio: must be between 0 and 1"));
+            }
+            tracing::warn!(?faults, "fault injection changed");
+            app.set_faults(faults.clone());
+            Ok(serde_json::to_value(faults).unwrap_or_default())
         }
         _ => Err(ApiError::not_found("admin endpoint", rest)),
     }

@@ -34,6 +34,7 @@ pub struct App {
     store: Store,
     /// Accepted API keys and their secrets.
     pub keys: BTreeMap<String, String>,
+    faults: Mutex<crate::admin::Faults>,
 }
 
 /// An API error answered as `{"message": ...}` with its status.
@@ -81,7 +82,17 @@ impl App {
     /// Loads the state from `store`.
     pub fn new(config: Config, store: Store, keys: BTreeMap<String, String>) -> anyhow::Result<Self> {
         let world = World::load(store.load()?, &config.zones)?;
-        Ok(App { config, world: Mutex::new(world), store, keys })
+        Ok(App { config, world: Mutex::new(world), store, keys, faults: Mutex::default() })
+    }
+
+    /// The faults injected now.
+    pub fn faults(&self) -> crate::admin::Faults {
+        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes the injected faults.
+    pub fn set_faults(&self, faults: crate::admin::Faults) {
+        *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
     }
 
     /// Runs `f` on the current state.

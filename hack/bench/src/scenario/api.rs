@@ -265,6 +265,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             format!("{:.1}", c.per_minute),
         ]);
     }
+    let mut op_table =
+        Table::new("Orchestrator request time seen by sks-apiserver (mean since start)", &["operation", "ms"]);
+    for (op, ms) in &orchestrator_ms {
+        op_table.row(vec![op.clone(), fmt_ms(*ms)]);
+    }
     let mut mem_table = Table::new("sks-apiserver memory", &["when", "RSS MiB", "peak RSS MiB"]);
     for (when, m) in [
         (format!("{} nodepools loaded", p.nodepools + 1), &mem_loaded),
@@ -292,7 +297,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         scenario: "api",
         parameters: serde_json::to_value(&p)?,
         results,
-        tables: vec![load_table, calls_table, mem_table, setup_table, targets_table(&targets)],
+        tables: vec![load_table, calls_table, op_table, mem_table, setup_table, targets_table(&targets)],
     })
 }
 

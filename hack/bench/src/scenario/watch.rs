@@ -328,48 +328,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         .map(|r| r.ok().and_then(Result::ok).unwrap_or_default())
         .collect();
 
-    let mut from_response = Vec::new();
-    let mut from_request = Vec::new();
-    let mut early = 0u64;
-    let mut missed = 0u64;
-    let mut changes = Vec::with_capacity(p.changes);
-    for k in 0..p.changes {
-        let arrivals: Vec<Instant> = logs.iter().filter_map(|l| l.arrivals.get(k).copied().flatten()).collect();
-        missed += (open - arrivals.len()) as u64;
-        for &at in &arrivals {
-            if at < answered[k] {
-                early += 1;
-            }
-            from_response.push(at.saturating_duration_since(answered[k]).as_micros() as u64);
-            from_request.push(at.saturating_duration_since(sent[k]).as_micros() as u64);
-        }
-        let spread = match (arrivals.iter().min(), arrivals.iter().max()) {
-            (Some(a), Some(b)) => b.duration_since(*a).as_secs_f64() * 1000.0,
-            _ => 0.0,
-        };
-        changes.push(Change {
-            replicas: values[k],
-            patch_ms: answered[k].duration_since(sent[k]).as_secs_f64() * 1000.0,
-            delivered: arrivals.len(),
-            spread_ms: spread,
-        });
-    }
     let watch_errors: Vec<String> = logs.iter().filter_map(|l| l.error.clone()).take(5).collect();
     let events: u64 = logs.iter().map(|l| l.events).sum();
-    let delay = summarize_us(&mut from_response);
-    let delay_from_request = summarize_us(&mut from_request);
-    let mut patch_us: Vec<u64> = changes.iter().map(|c| (c.patch_ms * 1000.0) as u64).collect();
-    let patch = summarize_us(&mut patch_us);
-    let mut spread_us: Vec<u64> = changes.iter().map(|c| (c.spread_ms * 1000.0) as u64).collect();
-    let spread = summarize_us(&mut spread_us);
+    let d = delays(&logs, &sent, &answered, &values, open);
+    let (missed, early) = (d.missed, d.early);
 
     let all_open = open == p.watches;
     let targets = vec![
         Target::new(
             "change to all watches p99 < 1 s (1,000 watches)",
-            format!("{} ms ({open} watches, {missed} missed)", fmt_ms(delay.p99_ms)),
+            format!("{} ms from PATCH sent ({open} watches, {missed} missed)", fmt_ms(d.from_sent.p99_ms)),
             p.watches >= 1000,
-            delay.p99_ms < 1000.0 && missed == 0 && all_open,
+            // From the PATCH being sent is an upper bound: it includes the orchestrator write and refresh.
+            d.from_sent.p99_ms < 1000.0 && missed == 0 && all_open,
         ),
         Target::new(
             "RSS < 50 MiB, 1,000 nodepools + 1,000 watches",
@@ -400,10 +371,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             fmt_ms(s.max_ms),
         ]
     };
-    watch_table.row(row("from PATCH response", &delay));
-    watch_table.row(row("from PATCH sent", &delay_from_request));
-    watch_table.row(row("first to last watch (per change)", &spread));
-    watch_table.row(row("PATCH round trip (per change)", &patch));
+    watch_table.row(row("from PATCH sent (upper bound)", &d.from_sent));
+    watch_table.row(row("from first watch to get it (fan-out)", &d.from_first));
+    watch_table.row(row("from PATCH response (0 if before)", &d.from_response));
+    watch_table.row(row("first to last watch, per change", &d.spread));
+    watch_table.row(row("PATCH round trip, per change", &d.patch));
     let mut facts = Table::new("Watch fan-out", &["what", "value"]);
     for (what, value) in [
         ("watches open (client / server gauge)", format!("{open} / {server_watches}")),
@@ -442,16 +414,17 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         "open_seconds": open_seconds,
         "open_failures": failures,
         "new_server_sockets": sockets,
-        "delay_from_patch_response": delay,
-        "delay_from_patch_sent": delay_from_request,
-        "spread_first_to_last": spread,
-        "patch": patch,
+        "delay_from_patch_sent": d.from_sent,
+        "delay_from_first_delivery": d.from_first,
+        "delay_from_patch_response": d.from_response,
+        "spread_first_to_last": d.spread,
+        "patch": d.patch,
         "deliveries_missed": missed,
         "changes_incomplete": incomplete,
         "deliveries_before_response": early,
         "events_received": events,
         "watch_errors": watch_errors,
-        "changes": changes,
+        "changes": d.changes,
         "cpu_cores_during_changes": {"apiserver": cores[0], "bench": cores[1], "other": other_cores},
         "apiserver_memory": {"loaded": mem_loaded, "watching": mem_watching, "end": mem_end, "peak_rss_mib": procfs::peak_mib(&[mem_loaded, mem_watching, mem_end])},
         "setup": {"create_nodepools_s": stack.create_seconds, "apiserver_ready_s": stack.ready_seconds},
@@ -459,4 +432,85 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         "targets": targets_json(&targets),
     });
     Ok(Report { scenario: "watch", parameters: serde_json::to_value(&p)?, results, tables })
+}
+
+/// Delivery delays over every watcher and change.
+struct Delays {
+    /// From sending the PATCH: an upper bound, with the orchestrator write and refresh in it.
+    from_sent: Summary,
+    /// From the first watcher to get the same change: the fan-out alone.
+    from_first: Summary,
+    /// From the PATCH response, 0 for deliveries that came before it (the cache
+    /// publishes a change before the write answers).
+    from_response: Summary,
+    /// Per change, first to last watcher.
+    spread: Summary,
+    /// Per change, the PATCH round trip.
+    patch: Summary,
+    /// Deliveries that came before the PATCH response.
+    early: u64,
+    /// Deliveries that never came.
+    missed: u64,
+    /// Per change details.
+    changes: Vec<Change>,
+}
+
+fn delays(logs: &[Log], sent: &[Instant], answered: &[Instant], values: &[i64], open: usize) -> Delays {
+    let us = |d: Duration| d.as_micros() as u64;
+    let (mut from_sent, mut from_first, mut from_response) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut early, mut missed) = (0, 0);
+    let mut changes = Vec::with_capacity(sent.len());
+    for k in 0..sent.len() {
+        let arrivals: Vec<Instant> = logs.iter().filter_map(|l| l.arrivals.get(k).copied().flatten()).collect();
+        missed += (open - arrivals.len()) as u64;
+        let first = arrivals.iter().min().copied();
+        let last = arrivals.iter().max().copied();
+        for &at in &arrivals {
+            early += u64::from(at < answered[k]);
+            from_sent.push(us(at.saturating_duration_since(sent[k])));
+            from_response.push(us(at.saturating_duration_since(answered[k])));
+            from_first.push(first.map_or(0, |f| us(at.saturating_duration_since(f))));
+        }
+        changes.push(Change {
+            replicas: values[k],
+            patch_ms: answered[k].duration_since(sent[k]).as_secs_f64() * 1000.0,
+            delivered: arrivals.len(),
+            spread_ms: match (first, last) {
+                (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() * 1000.0,
+                _ => 0.0,
+            },
+        });
+    }
+    let mut patch_us: Vec<u64> = changes.iter().map(|c| (c.patch_ms * 1000.0) as u64).collect();
+    let mut spread_us: Vec<u64> = changes.iter().map(|c| (c.spread_ms * 1000.0) as u64).collect();
+    Delays {
+        from_sent: summarize_us(&mut from_sent),
+        from_first: summarize_us(&mut from_first),
+        from_response: summarize_us(&mut from_response),
+        spread: summarize_us(&mut spread_us),
+        patch: summarize_us(&mut patch_us),
+        early,
+        missed,
+        changes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_per_delivery() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let logs = vec![
+            Log { arrivals: vec![Some(ms(10))], ..Default::default() },
+            Log { arrivals: vec![Some(ms(30))], ..Default::default() },
+            Log { arrivals: vec![None], ..Default::default() },
+        ];
+        let d = delays(&logs, &[t0], &[ms(20)], &[2], 3);
+        assert_eq!((d.missed, d.early), (1, 1));
+        assert_eq!((d.from_sent.max_ms, d.from_first.max_ms, d.from_response.max_ms), (30.0, 20.0, 10.0));
+        assert_eq!((d.changes[0].delivered, d.changes[0].spread_ms, d.changes[0].patch_ms), (2, 20.0, 20.0));
+    }
 }
