@@ -67,6 +67,10 @@ struct Args {
     /// Watch events kept per kind; older resourceVersions get 410 Expired (the compaction window).
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
+    /// Also issue a serving certificate for an aggregated API server: NAME=DNS[,DNS...]
+    /// writes NAME.crt and NAME.key to the certificate directory, signed by the cluster CA (ca.crt).
+    #[arg(long = "issue-serving-cert")]
+    issue_serving_certs: Vec<String>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -101,6 +105,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let url = format!("https://{}", listener.local_addr()?);
     pki.write(&args.cert_dir, &url)?;
+    for spec in &args.issue_serving_certs {
+        let (name, dns) = spec.split_once('=').context("--issue-serving-cert: expected NAME=DNS[,DNS...]")?;
+        let dns: Vec<String> = dns.split(',').map(str::to_owned).collect();
+        let cert = pki.control_plane.issue_serving(&dns, &["127.0.0.1".parse()?], Duration::from_secs(365 * 86400))?;
+        std::fs::write(args.cert_dir.join(format!("{name}.crt")), &cert.cert_pem)?;
+        std::fs::write(args.cert_dir.join(format!("{name}.key")), &cert.key_pem)?;
+    }
 
     let tokens = Arc::new(match &args.token_auth_file {
         Some(p) => tokens::StaticTokens::parse(

@@ -161,6 +161,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let app = Arc::new(App::new(config, store, keys)?);
     if args.seed {
         seed::ensure(&app, &args.seed_cluster, &args.seed_nodepool, args.seed_size)?;
+        // Scripts (hack/local-up) read the seeded cluster's id from here.
+        let zone = &args.zones[0];
+        let id = app.read(|w| {
+            w.zone(zone)
+                .clusters
+                .values()
+                .find(|c| c.cluster.spec.name.as_deref() == Some(args.seed_cluster.as_str()))
+                .map(|c| c.cluster.id)
+        });
+        if let Some(id) = id {
+            std::fs::write(
+                args.state_dir.join("seed.json"),
+                serde_json::json!({"cluster-id": id, "zone": zone}).to_string(),
+            )?;
+        }
     }
     tokio::spawn(tick_loop(app.clone()));
     if let Some(kubeconfig) = &args.kubeconfig {
