@@ -6,6 +6,7 @@ pub mod cloud;
 pub mod controllers;
 pub mod csr;
 pub mod heal;
+pub mod lb;
 pub mod leader;
 pub mod node_init;
 pub mod node_lifecycle;

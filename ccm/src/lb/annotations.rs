@@ -1,0 +1,407 @@
+//! The only place that reads `service.beta.kubernetes.io/exoscale-loadbalancer-*`:
+//! every key of the Exoscale CCM, with its meaning and default, parsed into a
+//! typed configuration. Every error names the key, the value and what was expected,
+//! and a Service with any invalid annotation is not acted on.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use uuid::Uuid;
+
+/// The common prefix.
+pub const PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
+
+/// Every key suffix this parser knows, for typo detection.
+pub const KEYS: &[&str] = &[
+    "id",
+    "name",
+    "description",
+    "external",
+    "service-name",
+    "service-description",
+    "service-instancepool-id",
+    "service-sks-nodepool-name",
+    "sks-cluster-name",
+    "service-strategy",
+    "service-healthcheck-mode",
+    "service-healthcheck-port",
+    "service-healthcheck-uri",
+    "service-healthcheck-interval",
+    "service-healthcheck-timeout",
+    "service-healthcheck-retries",
+];
+
+/// How connections are spread over backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// `round-robin` (default).
+    RoundRobin,
+    /// `source-hash`.
+    SourceHash,
+    /// `maglev-hash`.
+    MaglevHash,
+}
+
+/// How backends are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `tcp` (default).
+    Tcp,
+    /// `http`.
+    Http,
+    /// `https`.
+    Https,
+}
+
+/// One annotation error: the key, the value and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnotationError {
+    /// The full annotation key.
+    pub key: String,
+    /// The value found.
+    pub value: String,
+    /// What was expected.
+    pub expected: String,
+}
+
+impl std::fmt::Display for AnnotationError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "annotation {} has value {:?}; expected {}", self.key, self.value, self.expected)
+    }
+}
+
+/// The NLB configuration a Service's annotations ask for (defaults applied
+/// where the Exoscale CCM applies them; `None` where it depends on the Service).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LbConfig {
+    /// `id`: the NLB.
+    pub id: Option<Uuid>,
+    /// `name`: the NLB's name (default `k8s-<service uid>`, applied by the controller).
+    pub name: Option<String>,
+    /// `description`.
+    pub description: Option<String>,
+    /// `external`: the NLB is managed elsewhere; never created or deleted.
+    pub external: bool,
+    /// `service-name` (one-port Services only).
+    pub service_name: Option<String>,
+    /// `service-description` (one-port Services only).
+    pub service_description: Option<String>,
+    /// `service-instancepool-id`.
+    pub instance_pool: Option<Uuid>,
+    /// `service-sks-nodepool-name` (with `sks-cluster-name`).
+    pub nodepool_name: Option<String>,
+    /// `sks-cluster-name`.
+    pub cluster_name: Option<String>,
+    /// `service-strategy`.
+    pub strategy: Strategy,
+    /// `service-healthcheck-mode`.
+    pub mode: Mode,
+    /// `service-healthcheck-port` (else the nodePort or healthCheckNodePort).
+    pub healthcheck_port: Option<u16>,
+    /// `service-healthcheck-uri`.
+    pub healthcheck_uri: Option<String>,
+    /// `service-healthcheck-interval` (default 10 s).
+    pub interval: Duration,
+    /// `service-healthcheck-timeout` (default 5 s).
+    pub timeout: Duration,
+    /// `service-healthcheck-retries` (default 1).
+    pub retries: u32,
+}
+
+/// Parses a Go duration (`10s`, `1m30s`, `500ms`, `1.5s`) as `time.ParseDuration` does.
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let secs = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * secs;
+        rest = &rest[unit_end..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// Parses every annotation of a Service; all problems are reported together.
+pub fn parse(annotations: &BTreeMap<String, String>) -> Result<LbConfig, Vec<AnnotationError>> {
+    let mut errors = Vec::new();
+    let get = |suffix: &str| annotations.get(&format!("{PREFIX}{suffix}")).map(|v| v.trim().to_owned());
+    let mut fail = |suffix: &str, value: &str, expected: &str| {
+        errors.push(AnnotationError {
+            key: format!("{PREFIX}{suffix}"),
+            value: value.to_owned(),
+            expected: expected.to_owned(),
+        });
+    };
+    for key in annotations.keys() {
+        if let Some(suffix) = key.strip_prefix(PREFIX)
+            && !KEYS.contains(&suffix)
+        {
+            let value = annotations[key].clone();
+            fail(suffix, &value, &format!("a known key; {suffix:?} is not one (known: {})", KEYS.join(", ")));
+        }
+    }
+    let uuid = |suffix: &str, fail: &mut dyn FnMut(&str, &str, &str)| match get(suffix) {
+        None => None,
+        Some(v) if v.is_empty() => None,
+        Some(v) => match Uuid::parse_str(&v) {
+            Ok(id) => Some(id),
+            Err(_) => {
+                fail(suffix, &v, "a UUID");
+                None
+            }
+        },
+    };
+    let id = uuid("id", &mut fail);
+    let instance_pool = uuid("service-instancepool-id", &mut fail);
+    let text = |suffix: &str, max: usize, fail: &mut dyn FnMut(&str, &str, &str)| match get(suffix) {
+        Some(v) if v.chars().count() > max => {
+            fail(suffix, &v, &format!("at most {max} characters"));
+            None
+        }
+        Some(v) if v.is_empty() => None,
+        other => other,
+    };
+    let name = text("name", 255, &mut fail);
+    let description = text("description", 255, &mut fail);
+    let service_name = text("service-name", 255, &mut fail);
+    let service_description = text("service-description", 255, &mut fail);
+    let nodepool_name = text("service-sks-nodepool-name", 255, &mut fail);
+    let cluster_name = text("sks-cluster-name", 255, &mut fail);
+    let external = match get("external").as_deref() {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(v) => {
+            fail("external", v, "\"true\" or \"false\"");
+            false
+        }
+    };
+    let strategy = match get("service-strategy").as_deref() {
+        None | Some("") | Some("round-robin") => Strategy::RoundRobin,
+        Some("source-hash") => Strategy::SourceHash,
+        Some("maglev-hash") => Strategy::MaglevHash,
+        Some(v) => {
+            fail("service-strategy", v, "one of round-robin, source-hash, maglev-hash");
+            Strategy::RoundRobin
+        }
+    };
+    let mode = match get("service-healthcheck-mode").as_deref() {
+        None | Some("") | Some("tcp") => Mode::Tcp,
+        Some("http") => Mode::Http,
+        Some("https") => Mode::Https,
+        Some(v) => {
+            fail("service-healthcheck-mode", v, "one of tcp, http, https");
+            Mode::Tcp
+        }
+    };
+    let healthcheck_port = match get("service-healthcheck-port") {
+        None => None,
+        Some(v) if v.is_empty() => None,
+        Some(v) => match v.parse::<u16>() {
+            Ok(p) if p > 0 => Some(p),
+            _ => {
+                fail("service-healthcheck-port", &v, "a port number from 1 to 65535");
+                None
+            }
+        },
+    };
+    let healthcheck_uri = text("service-healthcheck-uri", 255, &mut fail);
+    if let Some(uri) = &healthcheck_uri
+        && !uri.starts_with('/')
+    {
+        fail("service-healthcheck-uri", uri, "an absolute path starting with /");
+    }
+    let duration = |suffix: &str,
+                    default: Duration,
+                    range: std::ops::RangeInclusive<u64>,
+                    fail: &mut dyn FnMut(&str, &str, &str)| match get(suffix) {
+        None => default,
+        Some(v) if v.is_empty() => default,
+        Some(v) => match parse_go_duration(&v) {
+            Some(d) if range.contains(&d.as_secs()) && d.subsec_nanos() == 0 => d,
+            Some(_) => {
+                fail(
+                    suffix,
+                    &v,
+                    &format!("a whole number of seconds from {}s to {}s (the NLB's range)", range.start(), range.end()),
+                );
+                default
+            }
+            None => {
+                fail(suffix, &v, "a duration such as 10s or 1m");
+                default
+            }
+        },
+    };
+    let interval = duration("service-healthcheck-interval", Duration::from_secs(10), 5..=300, &mut fail);
+    let timeout = duration("service-healthcheck-timeout", Duration::from_secs(5), 2..=60, &mut fail);
+    let retries = match get("service-healthcheck-retries") {
+        None => 1,
+        Some(v) if v.is_empty() => 1,
+        Some(v) => match v.parse::<u32>() {
+            Ok(r) if (1..=20).contains(&r) => r,
+            _ => {
+                fail("service-healthcheck-retries", &v, "a whole number from 1 to 20");
+                1
+            }
+        },
+    };
+    if interval < timeout {
+        let v = get("service-healthcheck-interval").unwrap_or_else(|| "10s".into());
+        fail(
+            "service-healthcheck-interval",
+            &v,
+            &format!("at least the health check timeout ({}s)", timeout.as_secs()),
+        );
+    }
+    if nodepool_name.is_some() && cluster_name.is_none() {
+        let v = nodepool_name.clone().unwrap_or_default();
+        fail("service-sks-nodepool-name", &v, &format!("to be used with {PREFIX}sks-cluster-name"));
+    }
+    if external && id.is_none() && name.is_none() {
+        fail("external", "true", &format!("an existing NLB named by {PREFIX}id or {PREFIX}name"));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(LbConfig {
+        id,
+        name,
+        description,
+        external,
+        service_name,
+        service_description,
+        instance_pool,
+        nodepool_name,
+        cluster_name,
+        strategy,
+        mode,
+        healthcheck_port,
+        healthcheck_uri,
+        interval,
+        timeout,
+        retries,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (format!("{PREFIX}{k}"), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_exoscale_ccm() {
+        let c = parse(&BTreeMap::new()).unwrap();
+        assert_eq!(
+            (c.strategy, c.mode, c.interval, c.timeout, c.retries, c.external),
+            (Strategy::RoundRobin, Mode::Tcp, Duration::from_secs(10), Duration::from_secs(5), 1, false)
+        );
+        assert_eq!((c.id, c.name, c.healthcheck_port), (None, None, None));
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let id = Uuid::new_v4();
+        let pool = Uuid::new_v4();
+        let c = parse(&ann(&[
+            ("id", &id.to_string()),
+            ("name", "web"),
+            ("description", "d"),
+            ("service-name", "http"),
+            ("service-description", "sd"),
+            ("service-instancepool-id", &pool.to_string()),
+            ("service-sks-nodepool-name", "workers"),
+            ("sks-cluster-name", "demo"),
+            ("service-strategy", "source-hash"),
+            ("service-healthcheck-mode", "http"),
+            ("service-healthcheck-port", "10256"),
+            ("service-healthcheck-uri", "/healthz"),
+            ("service-healthcheck-interval", "1m"),
+            ("service-healthcheck-timeout", "3s"),
+            ("service-healthcheck-retries", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (c.id, c.instance_pool, c.strategy, c.mode),
+            (Some(id), Some(pool), Strategy::SourceHash, Mode::Http)
+        );
+        assert_eq!(
+            (c.healthcheck_port, c.healthcheck_uri.as_deref(), c.interval, c.timeout, c.retries),
+            (Some(10256), Some("/healthz"), Duration::from_secs(60), Duration::from_secs(3), 3)
+        );
+        assert_eq!((c.nodepool_name.as_deref(), c.cluster_name.as_deref()), (Some("workers"), Some("demo")));
+    }
+
+    #[test]
+    fn errors_name_key_value_and_expectation() {
+        let errs = parse(&ann(&[
+            ("id", "not-a-uuid"),
+            ("service-strategy", "least-conn"),
+            ("service-healthcheck-port", "70000"),
+            ("service-healthcheck-interval", "fast"),
+            ("service-healthcheck-retries", "0"),
+            ("external", "yes"),
+            ("service-helthcheck-mode", "tcp"),
+        ]))
+        .unwrap_err();
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let all = text.join("\n");
+        for needle in [
+            "exoscale-loadbalancer-id has value \"not-a-uuid\"; expected a UUID",
+            "service-strategy has value \"least-conn\"; expected one of round-robin, source-hash, maglev-hash",
+            "service-healthcheck-port has value \"70000\"; expected a port number",
+            "service-healthcheck-interval has value \"fast\"; expected a duration",
+            "service-healthcheck-retries has value \"0\"; expected a whole number from 1 to 20",
+            "external has value \"yes\"",
+            "\"service-helthcheck-mode\" is not one",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let e =
+            parse(&ann(&[("service-healthcheck-interval", "5s"), ("service-healthcheck-timeout", "10s")])).unwrap_err();
+        assert!(e[0].expected.contains("at least the health check timeout"), "{e:?}");
+        let e = parse(&ann(&[("service-sks-nodepool-name", "workers")])).unwrap_err();
+        assert!(e[0].expected.contains("sks-cluster-name"));
+        let e = parse(&ann(&[("external", "true")])).unwrap_err();
+        assert!(e[0].expected.contains("an existing NLB"));
+        assert!(parse(&ann(&[("external", "true"), ("name", "shared")])).unwrap().external);
+        let e = parse(&ann(&[("service-healthcheck-interval", "1500ms")])).unwrap_err();
+        assert!(e[0].expected.contains("whole number of seconds"));
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_go_duration("10"), None, "Go requires a unit");
+        assert_eq!(parse_go_duration("s"), None);
+    }
+}
