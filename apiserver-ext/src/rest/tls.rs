@@ -87,10 +87,20 @@ pub(crate) fn parse_pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>>
     Ok(certs)
 }
 
+/// How long a successful chain verification is reused: every request on a
+/// connection carries the same chain, and signature checks dominate the cost
+/// of small requests.
+const VERIFIED_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most verified chains remembered before the cache is emptied.
+const VERIFIED_MAX: usize = 10_000;
+
 /// A set of CAs that client certificates are checked against (chain, validity, client-auth usage).
 #[derive(Clone, Debug)]
 pub(crate) struct CaPool {
     verifier: Arc<dyn ClientCertVerifier>,
+    /// Chains (by SHA-256) that verified, and when. A CA change builds a new pool, so entries never outlive their
+    /// CAs; a certificate that expires is accepted at most `VERIFIED_TTL` longer.
+    verified: Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>>,
 }
 
 impl CaPool {
@@ -110,7 +120,7 @@ impl CaPool {
             .allow_unauthenticated()
             .build()
             .context("building the client certificate verifier")?;
-        Ok(Some(Self { verifier }))
+        Ok(Some(Self { verifier, verified: Arc::default() }))
     }
 
     /// Whether `chain` (end entity first) chains to one of these CAs and is usable for client authentication now.
@@ -118,7 +128,27 @@ impl CaPool {
         let Some((end_entity, intermediates)) = chain.split_first() else {
             return Err(rustls::Error::NoCertificatesPresented);
         };
-        self.verifier.verify_client_cert(end_entity, intermediates, UnixTime::now()).map(|_| ())
+        use sha2::Digest as _;
+        let mut hasher = sha2::Sha256::new();
+        for cert in chain {
+            hasher.update((cert.len() as u64).to_be_bytes());
+            hasher.update(cert.as_ref());
+        }
+        let key: [u8; 32] = hasher.finalize().into();
+        let now = std::time::Instant::now();
+        let mut verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.get(&key).is_some_and(|at| now.duration_since(*at) < VERIFIED_TTL) {
+            return Ok(());
+        }
+        drop(verified);
+        // Failures are never cached: a fixed clock or a new CA must be able to change the answer.
+        self.verifier.verify_client_cert(end_entity, intermediates, UnixTime::now())?;
+        verified = self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(key, now);
+        Ok(())
     }
 }
 

@@ -2,29 +2,28 @@
 //! connections; changes made through the apiserver; the delay until every
 //! watch has the change; the apiserver's memory with the watches open.
 
+mod delays;
+mod stream;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use bytes::Bytes;
 use futures::StreamExt as _;
-use http_body_util::BodyExt as _;
-use hyper::body::Incoming;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
+use self::delays::delays;
+use self::stream::{Log, Opened, Shared, open_on, watcher};
 use super::{Common, Target, targets_json, targets_table};
-use crate::client::H2;
 use crate::procfs::{self, CpuMeter, Proc};
 use crate::report::{Report, Table};
 use crate::stack::{NODEPOOLS, SEED_NODEPOOL, Stack, metric_total, nodepool_name};
-use crate::stats::{Summary, fmt_ms, summarize_us};
+use crate::stats::{Summary, fmt_ms};
 
 /// Longest a watch stays open (asked of the server; the scenario ends well before).
 const WATCH_TIMEOUT_S: u64 = 900;
-/// How long opening one watch may take before its connection is deemed full.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Options of the `watch` scenario.
 #[derive(Debug, Clone, clap::Args)]
@@ -81,142 +80,6 @@ impl Params {
             transport: "TLS 1.3, client certificate, HTTP/2 (ALPN h2), watches multiplexed as streams",
         }
     }
-}
-
-/// What the watchers share with the driver.
-struct Shared {
-    /// The nodepool that changes.
-    name: String,
-    /// `spec.replicas` after each change.
-    values: Vec<i64>,
-    /// How many watchers have seen each change.
-    seen: Vec<AtomicUsize>,
-}
-
-/// One watcher's record.
-#[derive(Debug, Default)]
-struct Log {
-    /// When each change arrived.
-    arrivals: Vec<Option<Instant>>,
-    events: u64,
-    error: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct WatchEvent {
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    object: EventObject,
-}
-
-#[derive(Deserialize, Default)]
-struct EventObject {
-    #[serde(default)]
-    metadata: EventMeta,
-    #[serde(default)]
-    spec: EventSpec,
-    #[serde(default)]
-    message: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct EventMeta {
-    #[serde(default)]
-    name: String,
-}
-
-#[derive(Deserialize, Default)]
-struct EventSpec {
-    replicas: Option<i64>,
-}
-
-/// Reads one watch stream until every change was seen, it fails, or `stop` fires.
-async fn watcher(body: Incoming, shared: Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) -> Log {
-    let mut log = Log { arrivals: vec![None; shared.values.len()], ..Default::default() };
-    let mut body = body;
-    let mut buf: Vec<u8> = Vec::new();
-    let mut next = 0;
-    while next < shared.values.len() {
-        let frame = tokio::select! {
-            f = body.frame() => f,
-            _ = stop.changed() => return log,
-        };
-        // The arrival time is taken before any parsing, so parsing is not counted as delay.
-        let at = Instant::now();
-        let data: Bytes = match frame {
-            Some(Ok(f)) => match f.into_data() {
-                Ok(d) => d,
-                Err(_) => continue,
-            },
-            Some(Err(e)) => {
-                log.error = Some(format!("stream failed: {e}"));
-                return log;
-            }
-            None => {
-                log.error = Some("stream ended".to_owned());
-                return log;
-            }
-        };
-        buf.extend_from_slice(&data);
-        while let Some(end) = buf.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=end).collect();
-            log.events += 1;
-            let event: WatchEvent = match serde_json::from_slice(&line) {
-                Ok(e) => e,
-                Err(e) => {
-                    log.error = Some(format!("undecodable event: {e}"));
-                    return log;
-                }
-            };
-            if event.kind == "ERROR" {
-                log.error = Some(format!("ERROR event: {}", event.object.message.unwrap_or_default()));
-                return log;
-            }
-            if event.kind == "MODIFIED"
-                && next < shared.values.len()
-                && event.object.metadata.name == shared.name
-                && event.object.spec.replicas == Some(shared.values[next])
-            {
-                log.arrivals[next] = Some(at);
-                shared.seen[next].fetch_add(1, Ordering::SeqCst);
-                next += 1;
-            }
-        }
-    }
-    log
-}
-
-/// The watches opened on one connection, and why it stopped opening more, if it did.
-struct Opened {
-    bodies: Vec<Incoming>,
-    failure: Option<String>,
-}
-
-async fn open_on(mut conn: H2, path: String, count: usize) -> Opened {
-    let mut bodies = Vec::with_capacity(count);
-    for _ in 0..count {
-        match tokio::time::timeout(OPEN_TIMEOUT, conn.open(&path)).await {
-            Ok(Ok(resp)) if resp.status() == 200 => bodies.push(resp.into_body()),
-            Ok(Ok(resp)) => return Opened { bodies, failure: Some(format!("HTTP {}", resp.status())) },
-            Ok(Err(e)) => return Opened { bodies, failure: Some(format!("{e:#}")) },
-            Err(_) => {
-                // hyper's HTTP/2 client queues streams beyond the server's SETTINGS_MAX_CONCURRENT_STREAMS.
-                let failure = format!("no response in {OPEN_TIMEOUT:?} (stream limit of the connection?)");
-                return Opened { bodies, failure: Some(failure) };
-            }
-        }
-    }
-    Opened { bodies, failure: None }
-}
-
-#[derive(Debug, Clone, Serialize)]
-struct Change {
-    replicas: i64,
-    patch_ms: f64,
-    delivered: usize,
-    /// From the first watch to have it to the last, ms.
-    spread_ms: f64,
 }
 
 /// Runs the scenario.
@@ -280,7 +143,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
 
     let settle = args.common.settle("changes").await;
     eprintln!("{} changes of {} through the apiserver", p.changes, p.changed_nodepool);
-    let cpu = CpuMeter::start(&[stack.api_proc, Proc::current()]);
+    let cpu = CpuMeter::start(&[stack.api_proc, Proc::current(), stack.zone_proc]);
     let mut sent = Vec::with_capacity(p.changes);
     let mut answered = Vec::with_capacity(p.changes);
     let mut incomplete = 0;
@@ -387,6 +250,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         ("events received", events.to_string()),
         ("apiserver CPU during changes, cores", format!("{:.2}", cores[0])),
         ("bench CPU during changes, cores", format!("{:.2}", cores[1])),
+        ("sks-zone CPU during changes, cores", format!("{:.2}", cores[2])),
         ("other CPU during changes, cores", format!("{other_cores:.2}")),
     ] {
         facts.row(vec![what.to_owned(), value]);
@@ -425,92 +289,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         "events_received": events,
         "watch_errors": watch_errors,
         "changes": d.changes,
-        "cpu_cores_during_changes": {"apiserver": cores[0], "bench": cores[1], "other": other_cores},
+        "cpu_cores_during_changes": {"apiserver": cores[0], "bench": cores[1], "zone": cores[2], "other": other_cores},
         "apiserver_memory": {"loaded": mem_loaded, "watching": mem_watching, "end": mem_end, "peak_rss_mib": procfs::peak_mib(&[mem_loaded, mem_watching, mem_end])},
         "setup": {"create_nodepools_s": stack.create_seconds, "apiserver_ready_s": stack.ready_seconds},
         "quiet_wait": settle,
         "targets": targets_json(&targets),
     });
     Ok(Report { scenario: "watch", parameters: serde_json::to_value(&p)?, results, tables })
-}
-
-/// Delivery delays over every watcher and change.
-struct Delays {
-    /// From sending the PATCH: an upper bound, with the orchestrator write and refresh in it.
-    from_sent: Summary,
-    /// From the first watcher to get the same change: the fan-out alone.
-    from_first: Summary,
-    /// From the PATCH response, 0 for deliveries that came before it (the cache
-    /// publishes a change before the write answers).
-    from_response: Summary,
-    /// Per change, first to last watcher.
-    spread: Summary,
-    /// Per change, the PATCH round trip.
-    patch: Summary,
-    /// Deliveries that came before the PATCH response.
-    early: u64,
-    /// Deliveries that never came.
-    missed: u64,
-    /// Per change details.
-    changes: Vec<Change>,
-}
-
-fn delays(logs: &[Log], sent: &[Instant], answered: &[Instant], values: &[i64], open: usize) -> Delays {
-    let us = |d: Duration| d.as_micros() as u64;
-    let (mut from_sent, mut from_first, mut from_response) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut early, mut missed) = (0, 0);
-    let mut changes = Vec::with_capacity(sent.len());
-    for k in 0..sent.len() {
-        let arrivals: Vec<Instant> = logs.iter().filter_map(|l| l.arrivals.get(k).copied().flatten()).collect();
-        missed += (open - arrivals.len()) as u64;
-        let first = arrivals.iter().min().copied();
-        let last = arrivals.iter().max().copied();
-        for &at in &arrivals {
-            early += u64::from(at < answered[k]);
-            from_sent.push(us(at.saturating_duration_since(sent[k])));
-            from_response.push(us(at.saturating_duration_since(answered[k])));
-            from_first.push(first.map_or(0, |f| us(at.saturating_duration_since(f))));
-        }
-        changes.push(Change {
-            replicas: values[k],
-            patch_ms: answered[k].duration_since(sent[k]).as_secs_f64() * 1000.0,
-            delivered: arrivals.len(),
-            spread_ms: match (first, last) {
-                (Some(a), Some(b)) => b.duration_since(a).as_secs_f64() * 1000.0,
-                _ => 0.0,
-            },
-        });
-    }
-    let mut patch_us: Vec<u64> = changes.iter().map(|c| (c.patch_ms * 1000.0) as u64).collect();
-    let mut spread_us: Vec<u64> = changes.iter().map(|c| (c.spread_ms * 1000.0) as u64).collect();
-    Delays {
-        from_sent: summarize_us(&mut from_sent),
-        from_first: summarize_us(&mut from_first),
-        from_response: summarize_us(&mut from_response),
-        spread: summarize_us(&mut spread_us),
-        patch: summarize_us(&mut patch_us),
-        early,
-        missed,
-        changes,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn delays_per_delivery() {
-        let t0 = Instant::now();
-        let ms = |n: u64| t0 + Duration::from_millis(n);
-        let logs = vec![
-            Log { arrivals: vec![Some(ms(10))], ..Default::default() },
-            Log { arrivals: vec![Some(ms(30))], ..Default::default() },
-            Log { arrivals: vec![None], ..Default::default() },
-        ];
-        let d = delays(&logs, &[t0], &[ms(20)], &[2], 3);
-        assert_eq!((d.missed, d.early), (1, 1));
-        assert_eq!((d.from_sent.max_ms, d.from_first.max_ms, d.from_response.max_ms), (30.0, 20.0, 10.0));
-        assert_eq!((d.changes[0].delivered, d.changes[0].spread_ms, d.changes[0].patch_ms), (2, 20.0, 20.0));
-    }
 }
