@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::{reflector, watcher};
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use sks_e2e::apiserver::{ApiServer, kube_client};
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
@@ -39,7 +39,8 @@ async fn watchers_converge_across_a_restart() {
         let writer = reflector::store::Writer::new(ar.clone());
         let reader = writer.as_reader();
         let nodepools: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let stream = reflector(writer, watcher(nodepools, watcher::Config::default()));
+        // As client-go reflectors do, back off between failed watches instead of retrying hot.
+        let stream = reflector(writer, watcher(nodepools, watcher::Config::default()).default_backoff());
         tokio::spawn(stream.for_each(|_| async {}));
         stores.push(reader);
     }

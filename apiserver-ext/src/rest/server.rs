@@ -71,7 +71,13 @@ pub async fn serve(
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
-            builder.http2().timer(TokioTimer::new()).keep_alive_interval(Duration::from_secs(30));
+            // kube-apiserver's proxy multiplexes many watches over few connections: hyper's default of 200 streams
+            // would refuse the 201st, so allow as many as k8s.io/apiserver does for aggregated servers.
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Duration::from_secs(30))
+                .max_concurrent_streams(1000);
             if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
                 tracing::debug!(%remote, error = %e, "connection ended with an error");
             }

@@ -83,6 +83,7 @@ impl Report {
             "git_revision": git_revision(),
             "git_dirty": git_dirty(),
             "bin_dir": std::env::var("SKS_BIN_DIR").ok(),
+            "binaries": binaries(),
             "machine": machine(),
             "parameters": self.parameters,
             "results": self.results,
@@ -116,6 +117,24 @@ pub fn git_revision() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// When each binary under test was built (its modification time): the git
+/// revision is the checkout's, which may have moved since the build.
+pub fn binaries() -> Value {
+    let Ok(dir) = std::env::var("SKS_BIN_DIR") else { return Value::Null };
+    let mut out = serde_json::Map::new();
+    for name in ["sks-zone", "sks-apiserver", "sks-ccm"] {
+        let modified = std::fs::metadata(Path::new(&dir).join(name))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| jiff::Timestamp::try_from(t).ok())
+            .map(|t| t.to_string());
+        if let Some(modified) = modified {
+            out.insert(name.to_owned(), json!({"modified": modified}));
+        }
+    }
+    Value::Object(out)
 }
 
 /// Whether tracked files differ from HEAD (`None` outside a checkout): the
