@@ -1,12 +1,10 @@
 //! A running `sks-apiserver` and `kubectl` pointed at it.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::Duration;
 
 use crate::pki::TestPki;
-use crate::zone::{TEST_KEY, TEST_SECRET, Zone};
+use crate::zone::Zone;
 use crate::{TempDir, bin};
 
 /// A running `sks-apiserver` for a zone's cluster, killed on drop.
@@ -68,7 +66,7 @@ impl ApiServer {
             dir.path().join("metadata.json").display().to_string(),
         ];
         all.extend(args.iter().map(|s| s.to_string()));
-        let (child, url) = spawn(zone, &all, "127.0.0.1:0");
+        let (child, url) = spawn(zone, &all);
         let admin = TestPki::client(&pki.client_ca, "admin", &["system:masters"]);
         let kubeconfig = pki.kubeconfig("admin.kubeconfig", &url, "admin", &admin);
         ApiServer { child: Some(child), url, pki, kubeconfig, args: all, dir }
@@ -76,10 +74,7 @@ impl ApiServer {
 
     /// Kills the process (SIGKILL).
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::kill_child(&mut self.child);
     }
 
     /// Starts it again on the same port with the same state.
@@ -89,7 +84,7 @@ impl ApiServer {
         let mut args = self.args.clone();
         let i = args.iter().position(|a| a == "--listen").unwrap();
         args[i + 1] = listen.clone();
-        let (child, url) = spawn(zone, &args, &listen);
+        let (child, url) = spawn(zone, &args);
         assert_eq!(url, self.url);
         self.child = Some(child);
     }
@@ -105,29 +100,10 @@ impl ApiServer {
     }
 }
 
-fn spawn(zone: &Zone, args: &[String], _listen: &str) -> (Child, String) {
-    let mut child = Command::new(bin("sks-apiserver"))
-        .args(args)
-        .env("EXOSCALE_API_ENDPOINT", zone.endpoint())
-        .env("EXOSCALE_API_ZONE", "ch-gva-2")
-        .env("EXOSCALE_API_KEY", TEST_KEY)
-        .env("EXOSCALE_API_SECRET", TEST_SECRET)
-        .env("RUST_LOG", "warn")
-        .env_remove("KUBECONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting sks-apiserver");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines {}
-    });
-    let first = rx.recv_timeout(Duration::from_secs(30)).expect("sks-apiserver did not report its address");
+fn spawn(zone: &Zone, args: &[String]) -> (Child, String) {
+    let mut cmd = Command::new(bin("sks-apiserver"));
+    cmd.args(args).env("RUST_LOG", "warn").env_remove("KUBECONFIG").stderr(Stdio::inherit());
+    let (child, first) = crate::spawn_reporting(zone.orchestrator_env(&mut cmd), "sks-apiserver");
     let url = first.strip_prefix("sks-apiserver listening on ").expect("address line").trim().to_owned();
     (child, url)
 }

@@ -32,6 +32,23 @@ use std::time::Duration;
 use crate::apiserver::Kubectl;
 use crate::{TempDir, bin, wait_for};
 
+/// What kube-apiserver's Node authorizer and the `system:node` role let kubelets
+/// do, as a policy (JSON, so the RBAC translation for real binaries reads it too;
+/// that translation grants rules cluster-wide, ignoring `namespaces`).
+pub fn node_policy_rules() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({"groups": ["system:nodes"], "verbs": ["get", "list", "watch", "create", "update", "patch"], "apiGroups": [""], "resources": ["nodes", "nodes/status"]}),
+        serde_json::json!({"groups": ["system:nodes"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "namespaces": ["kube-node-lease"]}),
+        serde_json::json!({"groups": ["system:nodes"], "verbs": ["get", "list", "watch", "create"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"]}),
+        serde_json::json!({"groups": ["system:nodes"], "verbs": ["create", "patch", "update"], "apiGroups": ["", "events.k8s.io"], "resources": ["events"]}),
+    ]
+}
+
+/// A policy document of `rules`.
+pub fn policy(rules: Vec<serde_json::Value>) -> String {
+    serde_json::json!({ "rules": rules }).to_string()
+}
+
 /// How to start the API.
 #[derive(Debug, Clone, Default)]
 pub struct KubeOptions {
@@ -59,20 +76,6 @@ pub struct KubeApi {
     /// Whether these are real binaries.
     pub real: bool,
     dir: TempDir,
-}
-
-fn read_first_line(child: &mut Child, what: &str) -> String {
-    use std::io::{BufRead as _, BufReader};
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines {}
-    });
-    rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("{what} did not start"))
 }
 
 fn free_port() -> u16 {
@@ -105,7 +108,7 @@ impl KubeApi {
         cmd.args(["--listen", "127.0.0.1:0", "--cert-dir"])
             .arg(&cert_dir)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
+            .env_remove("KUBECONFIG")
             .stderr(Stdio::inherit());
         if let Some(p) = &opts.policy {
             let path = dir.path().join("policy.yaml");
@@ -124,14 +127,9 @@ impl KubeApi {
             cmd.args(["--watch-history", &h.to_string()]);
         }
         if let Some((endpoint, cluster)) = &opts.zone_cluster {
-            cmd.args(["--zone-cluster-id", cluster])
-                .env("EXOSCALE_API_ENDPOINT", endpoint)
-                .env("EXOSCALE_API_ZONE", "ch-gva-2")
-                .env("EXOSCALE_API_KEY", crate::zone::TEST_KEY)
-                .env("EXOSCALE_API_SECRET", crate::zone::TEST_SECRET);
+            crate::zone::orchestrator_env(endpoint, cmd.args(["--zone-cluster-id", cluster]));
         }
-        let mut child = cmd.spawn().expect("starting kube-standin");
-        let line = read_first_line(&mut child, "kube-standin");
+        let (child, line) = crate::spawn_reporting(&mut cmd, "kube-standin");
         let url = line.strip_prefix("kube-standin listening on ").expect("address line").trim().to_owned();
         KubeApi {
             children: vec![child],
@@ -284,6 +282,20 @@ impl KubeApi {
         assert!(out.status.success(), "applying RBAC: {}", String::from_utf8_lossy(&out.stderr));
     }
 
+    /// Kills every process of the API (SIGKILL), as an unreachable API server.
+    pub fn kill(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.children.clear();
+    }
+
+    /// A kube-rs client as the admin.
+    pub async fn client(&self) -> kube::Client {
+        crate::apiserver::kube_client(&self.kubeconfig).await
+    }
+
     /// `kubectl` as the admin.
     pub fn kubectl(&self) -> Kubectl {
         Kubectl::new(self.kubeconfig.clone(), self.dir.path().join("kube-cache"))
@@ -316,9 +328,6 @@ fn serde_yaml_like(text: &str) -> serde_json::Value {
 
 impl Drop for KubeApi {
     fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.kill();
     }
 }

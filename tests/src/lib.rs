@@ -6,7 +6,6 @@ pub mod ccm;
 pub mod kubeapi;
 pub mod pki;
 pub mod proxy;
-pub mod standin;
 pub mod zone;
 
 use std::path::PathBuf;
@@ -28,6 +27,39 @@ pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
     assert!(path.exists(), "{} not found: build the binaries first (cargo build --workspace --bins)", path.display());
     path
+}
+
+/// Spawns `cmd` with stdout piped and returns it with its first stdout line (the
+/// address it reports), waiting at most 30 s; stdout keeps being drained so the
+/// process never blocks on a full pipe.
+pub fn spawn_reporting(cmd: &mut std::process::Command, what: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead as _, BufReader};
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => (child, line),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not report its address within 30 s");
+        }
+    }
+}
+
+/// Kills a started process (SIGKILL) and reaps it, once.
+pub fn kill_child(child: &mut Option<std::process::Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
 }
 
 /// A fresh directory under the system temp dir, removed on drop.

@@ -1,6 +1,5 @@
 //! A running `sks-zone` process.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,6 +12,15 @@ use crate::{TempDir, bin};
 pub const TEST_KEY: &str = "EXOtestkey";
 /// Its secret.
 pub const TEST_SECRET: &str = "test-secret-do-not-log";
+
+/// Points a process at the zone whose bootstrap endpoint is `endpoint`, with the test key.
+pub fn orchestrator_env<'c>(endpoint: &str, cmd: &'c mut Command) -> &'c mut Command {
+    cmd.env("EXOSCALE_API_ENDPOINT", endpoint)
+        .env("EXOSCALE_API_ZONE", "ch-gva-2")
+        .env("EXOSCALE_API_KEY", TEST_KEY)
+        .env("EXOSCALE_API_SECRET", TEST_SECRET)
+        .env_remove("EXOSCALE_API_CREDENTIALS_FILE")
+}
 
 /// Options of a test zone.
 #[derive(Debug, Clone, Default)]
@@ -45,23 +53,12 @@ fn spawn(state: &Path, options: &ZoneOptions, listen: &str) -> (Child, String) {
         .args(["--instance-boot-delay-ms", &options.boot_delay_ms.to_string()])
         .args(&options.extra)
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
+        .env_remove("KUBECONFIG")
         .stderr(Stdio::inherit());
     if options.seed {
         cmd.arg("--seed");
     }
-    let mut child = cmd.spawn().expect("starting sks-zone");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        // Keep draining so the zone never blocks on a full pipe.
-        for _ in lines {}
-    });
-    let first = rx.recv_timeout(Duration::from_secs(30)).expect("sks-zone did not report its address within 30 s");
+    let (child, first) = crate::spawn_reporting(&mut cmd, "sks-zone");
     let url = first
         .strip_prefix("sks-zone listening on ")
         .and_then(|rest| rest.split_whitespace().next())
@@ -90,10 +87,7 @@ impl Zone {
 
     /// Kills the process with SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        crate::kill_child(&mut self.child);
     }
 
     /// Stops the process with SIGTERM and waits for it.
@@ -111,6 +105,13 @@ impl Zone {
         }
     }
 
+    /// Starts the zone again on the same address and state with `extra` arguments
+    /// added for good (e.g. `--kubeconfig`, known only once the cluster exists).
+    pub fn restart_with(&mut self, extra: &[String]) {
+        self.options.extra.extend_from_slice(extra);
+        self.restart();
+    }
+
     /// Starts the zone again on the same address and state directory.
     pub fn restart(&mut self) {
         self.kill9();
@@ -118,6 +119,11 @@ impl Zone {
         let (child, url) = spawn(self.state.path(), &self.options, &listen);
         assert_eq!(url, self.url);
         self.child = Some(child);
+    }
+
+    /// Points a process at this zone the way the Exoscale CCM reads it (endpoint, zone, test key).
+    pub fn orchestrator_env<'c>(&self, cmd: &'c mut Command) -> &'c mut Command {
+        orchestrator_env(&self.endpoint(), cmd)
     }
 
     /// Client settings for this zone with fast retries and polling.

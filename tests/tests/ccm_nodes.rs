@@ -10,21 +10,16 @@ use orchestrator::model::*;
 use serde_json::{Value, json};
 use sks_e2e::apiserver::Kubectl;
 use sks_e2e::ccm::Ccm;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules};
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
-/// What kubelets may do, as the Node authorizer and system:node allow; mallory may only ask for certificates.
+/// What kubelets may do; mallory may only ask for certificates.
 fn policy() -> Option<String> {
-    Some(
-        json!({"rules": [
-            {"groups": ["system:nodes"], "verbs": ["*"], "apiGroups": ["", "coordination.k8s.io", "certificates.k8s.io", "events.k8s.io"],
-             "resources": ["nodes", "nodes/status", "leases", "certificatesigningrequests", "events"]},
-            {"users": ["mallory"], "verbs": ["create", "get"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"]}
-        ]})
-        .to_string(),
-    )
+    let mut rules = node_policy_rules();
+    rules.push(json!({"users": ["mallory"], "verbs": ["create", "get"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"]}));
+    Some(sks_e2e::kubeapi::policy(rules))
 }
 
 /// Registers a Node as a kubelet does, as the node itself.

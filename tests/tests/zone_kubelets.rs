@@ -5,7 +5,6 @@
 //! instance goes away or stops and resume when it starts again.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -14,7 +13,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use orchestrator::model::{Authority, Instance};
-use sks_e2e::standin::{Standin, ZoneProcess};
+use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 
@@ -45,26 +44,36 @@ async fn serving_csrs(csrs: &Api<CertificateSigningRequest>) -> Vec<CertificateS
     list.items.into_iter().filter(|c| c.spec.signer_name == SIGNER).collect()
 }
 
-/// Checks with `openssl` that `cert_pem` was signed by `ca_pem` and is the
-/// node's: subject `system:node:<name>`, SANs the node name and `ip`.
-fn check_serving_cert(cert_pem: &str, ca_pem: &str, dir: &std::path::Path, name: &str, ip: &str) {
-    let (cert, ca) = (dir.join(format!("{name}.pem")), dir.join("zone-kubelet-ca.pem"));
-    std::fs::write(&cert, cert_pem).unwrap();
-    std::fs::write(&ca, ca_pem).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).output().expect("running openssl");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "openssl {} failed: {text}", args.join(" "));
-        text
-    };
-    let (cert, ca) = (cert.display().to_string(), ca.display().to_string());
-    run(&["verify", "-CAfile", &ca, &cert]);
-    let text = run(&["x509", "-noout", "-subject", "-ext", "subjectAltName", "-in", &cert]);
-    assert!(
-        text.contains(&format!("CN=system:node:{name}")) || text.contains(&format!("CN = system:node:{name}")),
-        "{text}"
-    );
-    assert!(text.contains(&format!("DNS:{name}")) && text.contains(&format!("IP Address:{ip}")), "{text}");
+/// Waits until `name`'s Lease has been renewed `times` more times: the kubelets'
+/// own clock, so "nothing else happened meanwhile" is checked over a real interval.
+async fn renewals(leases: &Api<Lease>, name: &str, times: usize) {
+    let mut last = renew_time(leases, name).await;
+    for _ in 0..times {
+        let seen = last;
+        last = wait_for(&format!("{name}'s lease to be renewed"), Duration::from_secs(20), || async {
+            renew_time(leases, name).await.filter(|t| Some(*t) > seen)
+        })
+        .await
+        .into();
+    }
+}
+
+/// Checks that `cert_pem` was signed by `ca_pem` and is the node's: subject
+/// `system:node:<name>`, SANs the node name and `ip`.
+fn check_serving_cert(cert_pem: &str, ca_pem: &str, name: &str, ip: &str) {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert_pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+    let (_, ca_pem) = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes()).unwrap();
+    let cert = cert_pem.parse_x509().unwrap();
+    let ca = ca_pem.parse_x509().unwrap();
+    cert.verify_signature(Some(ca.public_key())).expect("signed by the cluster's kubelet CA");
+    assert_eq!(cert.issuer(), ca.subject());
+    let cn: Vec<&str> = cert.subject().iter_common_name().filter_map(|c| c.as_str().ok()).collect();
+    assert_eq!(cn, [format!("system:node:{name}")]);
+    let sans = cert.subject_alternative_name().unwrap().expect("SANs").value.general_names.clone();
+    assert!(sans.iter().any(|g| matches!(g, GeneralName::DNSName(d) if *d == name)), "{sans:?}");
+    let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+    assert!(sans.iter().any(|g| matches!(g, GeneralName::IPAddress(b) if *b == ip.octets())), "{sans:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,15 +83,20 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
     let cluster = client.list_sks_clusters().await.unwrap().into_iter().next().expect("the seeded cluster");
     let nodepool = cluster.nodepools.first().cloned().expect("the seeded nodepool");
     let pool_id = nodepool.instance_pool.expect("nodepool instance pool").id;
-    let mut standin = Standin::start(&zone, &cluster.id.to_string(), &["--node-monitor-grace-period-seconds", "3"]);
+    let mut standin = KubeApi::start(KubeOptions {
+        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
+        policy: Some(policy(node_policy_rules())),
+        node_grace_seconds: Some(3),
+        ..Default::default()
+    })
+    .await;
     let extra = [
         "--kubeconfig".to_owned(),
         standin.kubeconfig.display().to_string(),
         "--kubelet-lease-interval-seconds".to_owned(),
         "1".to_owned(),
     ];
-    // Dropped first (declared last), then the stand-in, then the zone and its state.
-    let _zone_process = ZoneProcess::relaunch(&mut zone, &extra);
+    zone.restart_with(&extra);
 
     let mut instances: BTreeMap<String, Instance> = BTreeMap::new();
     let members = client.get_instance_pool(pool_id).await.unwrap().instances;
@@ -175,9 +189,9 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
         .await;
         assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
         let ip = instances[name].public_ip.unwrap().to_string();
-        check_serving_cert(&cert, &kubelet_ca, &standin.cert_dir(), name, &ip);
+        check_serving_cert(&cert, &kubelet_ca, name, &ip);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    renewals(&leases, &kept, 2).await;
     assert_eq!(serving_csrs(&csrs).await.len(), 3, "the kubelet whose CSR was denied does not ask again");
 
     // 4. Scaling down silences the removed instances: their Leases stop, their
@@ -190,7 +204,7 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
     }
     let before: Vec<_> = futures::future::join_all(removed.iter().map(|n| renew_time(&leases, n))).await;
     let kept_before = renew_time(&leases, &kept).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    renewals(&leases, &kept, 2).await;
     let after: Vec<_> = futures::future::join_all(removed.iter().map(|n| renew_time(&leases, n))).await;
     assert_eq!(before, after, "leases of removed instances {removed:?} must not be renewed");
     assert!(renew_time(&leases, &kept).await.unwrap() > kept_before, "the remaining node renews its lease");
@@ -211,12 +225,11 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
     let resumed = renew_time(&leases, &kept).await.unwrap();
     assert!(Timestamp::now().duration_since(resumed).unsigned_abs() < Duration::from_secs(5), "lease renewed again");
     assert_ne!(boot(&node(&nodes, &kept).await.unwrap()), first_boot, "a restarted instance reports a new boot id");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    renewals(&leases, &kept, 2).await;
     assert_eq!(serving_csrs(&csrs).await.len(), 3, "a restarted kubelet does not ask again after a denial");
 
     // 6. An unreachable Kubernetes API does not stop the zone.
     standin.kill();
-    tokio::time::sleep(Duration::from_secs(2)).await;
     let started = std::time::Instant::now();
     client.get_sks_cluster(cluster.id).await.expect("the zone keeps serving");
     assert!(started.elapsed() < Duration::from_secs(5), "the zone answered slowly: {:?}", started.elapsed());
