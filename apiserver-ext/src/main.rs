@@ -192,16 +192,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("sks-apiserver listening on https://{}", listener.local_addr()?);
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    sks_apiserver::rest::server::serve(listener, tls, api, shutdown()).await?;
+    sks_apiserver::rest::server::serve(listener, tls, api, sks_apiserver::rest::server::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown() {
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
 }

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use futures::StreamExt as _;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
@@ -215,12 +214,7 @@ async fn auto_heal(
     ctx: &Ctx,
 ) -> Result<(), Error> {
     let annotated = |n: &Node| n.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(heal::REBOOTED_AT));
-    let ready = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-    if !ctx.heal.enabled || (ready && !annotated(node)) {
+    if !ctx.heal.enabled || (node_lifecycle::is_ready(node) && !annotated(node)) {
         return Ok(());
     }
     let name = node.name_any();
@@ -345,9 +339,4 @@ pub async fn run_csrs(ctx: Arc<Ctx>, workers: u16) {
         .run(reconcile_csr, error_policy, ctx)
         .for_each(|_| async {})
         .await;
-}
-
-/// Base64 of a PEM, as CSRs carry requests (for tests and tools).
-pub fn encode_request(pem: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(pem)
 }

@@ -18,7 +18,8 @@ pub enum Action {
     Taints(Vec<Taint>),
 }
 
-fn is_ready(node: &Node) -> bool {
+/// Whether the Node reports Ready=True.
+pub fn is_ready(node: &Node) -> bool {
     node.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

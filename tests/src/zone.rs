@@ -193,9 +193,9 @@ pub async fn signed_request(
 }
 
 impl Zone {
-    /// Injects faults into every API answer: `ratio` of them get `status`.
-    pub async fn set_faults(&self, ratio: f64, status: u16) {
-        let body = serde_json::json!({"ratio": ratio, "status": status}).to_string();
+    /// Injects faults: `ratio` of the answers to `operations` (all when `None`) get `status`.
+    pub async fn set_faults(&self, ratio: f64, status: u16, operations: Option<&[&str]>) {
+        let body = serde_json::json!({"ratio": ratio, "status": status, "operations": operations}).to_string();
         let (code, answer) = signed_request(&self.url, "PUT", "/admin/faults", Some(&body), None, 600).await;
         assert_eq!(code, 200, "{answer}");
     }

@@ -160,16 +160,6 @@ impl ObjectCache {
         (inner.objects.values().cloned().collect(), self.rv(self.counter_now()))
     }
 
-    /// Number of objects.
-    pub fn len(&self) -> usize {
-        self.lock().objects.len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn record(&self, inner: &mut Inner, kind: EventType, object: Arc<Value>, previous: Option<Arc<Value>>, rv: u64) {
         let event = Arc::new(Event { kind, object, previous, rv });
         inner.history.push_back(event.clone());
@@ -267,11 +257,6 @@ impl ObjectCache {
     pub fn bookmark_rv(&self, rx: &broadcast::Receiver<Arc<Event>>) -> Option<u64> {
         let _inner = self.lock();
         rx.is_empty().then(|| self.rv(self.counter_now()))
-    }
-
-    /// Whether `rv` was issued by this cache.
-    pub fn owns(&self, rv: u64) -> bool {
-        rv >> COUNTER_BITS == self.epoch
     }
 }
 

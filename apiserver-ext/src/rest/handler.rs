@@ -22,7 +22,7 @@ use super::patch;
 use super::request::{FieldValidation, Query, ResourcePath, Route, WriteOptions, route, verb};
 use super::resource::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
-use super::status::{ApiError, ApiResult, success_status};
+use super::status::{ApiError, ApiResult, GroupResource, success_status};
 use super::storage::{Context, DeleteOptions, Storage};
 use super::table::{Format, negotiate, partial_metadata, table};
 use super::watch::{self, Filter, Start, WatchParams};
@@ -263,13 +263,9 @@ impl ApiServer {
                 namespace: path.namespace.clone().unwrap_or_default(),
                 path: String::new(),
             };
-            let def = self.storage(path).map(|(_, d)| d.clone());
-            let fallback = ResourceDef { group: "", ..super::resource::placeholder() };
-            let gr_def = def.as_deref().unwrap_or(&fallback);
-            if let Err(mut e) = self.check(&user, &attrs, Some(gr_def)).await {
-                if def.is_none() {
-                    e.message = e.message.replace("API group \"\"", &format!("API group \"{}\"", path.group));
-                }
+            // Authorized by what the path names, whoever serves it (a storage or an extension).
+            let gr = GroupResource { group: &path.group, resource: &path.resource };
+            if let Err(e) = self.check(&user, &attrs, Some(gr)).await {
                 return outcome(error_response(&e));
             }
             let req = match self.extend(&user, req).await {
@@ -426,7 +422,7 @@ impl ApiServer {
         }
     }
 
-    async fn check(&self, user: &UserInfo, attrs: &Attributes, def: Option<&ResourceDef>) -> ApiResult<()> {
+    async fn check(&self, user: &UserInfo, attrs: &Attributes, gr: Option<GroupResource<'_>>) -> ApiResult<()> {
         let decision = self
             .authz
             .authorize(user, attrs)
@@ -435,8 +431,8 @@ impl ApiServer {
         if decision.allowed {
             return Ok(());
         }
-        Err(match def {
-            Some(d) => ApiError::forbidden(d.group_resource(), &attrs.name, &user.name, &attrs.verb, &decision.reason),
+        Err(match gr {
+            Some(gr) => ApiError::forbidden(gr, &attrs.name, &user.name, &attrs.verb, &decision.reason),
             None => ApiError::new(
                 403,
                 "Forbidden",
@@ -510,7 +506,7 @@ impl ApiServer {
         match verb {
             "get" => {
                 let obj = storage.cache().get(&key).ok_or_else(|| ApiError::not_found(gr, name))?;
-                Ok(render_one(def, &obj, format))
+                Ok(render_with(def, &obj, format, StatusCode::OK))
             }
             "list" => self.list(storage, def, path, query, format),
             "watch" => self.watch(storage, def, path, query, format),
@@ -824,10 +820,6 @@ fn with_defaults(mut obj: Value, def: &ResourceDef, namespace: Option<&str>) -> 
         }
     }
     Ok(obj)
-}
-
-fn render_one(def: &ResourceDef, obj: &Value, format: Format) -> Response<ResponseBody> {
-    render_with(def, obj, format, StatusCode::OK)
 }
 
 fn render_with(def: &ResourceDef, obj: &Value, format: Format, code: StatusCode) -> Response<ResponseBody> {

@@ -110,28 +110,3 @@ impl ResourceDef {
         out
     }
 }
-
-/// Reads a string at a JSON pointer, for cells and selectors.
-pub fn str_at<'v>(obj: &'v Value, pointer: &str) -> &'v str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-}
-
-/// A definition with no resource, for messages about paths no storage serves.
-pub fn placeholder() -> ResourceDef {
-    ResourceDef {
-        group: "",
-        version: "",
-        plural: "",
-        singular: "",
-        kind: "",
-        short_names: &[],
-        categories: &[],
-        namespaced: false,
-        verbs: &[],
-        subresources: Vec::new(),
-        columns: Vec::new(),
-        schema: serde_json::json!({}),
-        extra_field_selectors: &[],
-        strategic_merge: None,
-    }
-}

@@ -21,11 +21,17 @@ pub struct Faults {
     /// `Retry-After` seconds sent with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// Only these operations (OpenAPI operation ids, e.g. `get-instance`); all when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operations: Option<Vec<String>>,
 }
 
 impl Faults {
-    /// The injected answer for this request, if one is drawn.
-    pub fn draw(&self) -> Option<ApiError> {
+    /// The injected answer for a request of `operation`, if one is drawn.
+    pub fn draw(&self, operation: &str) -> Option<ApiError> {
+        if self.operations.as_ref().is_some_and(|ops| !ops.iter().any(|o| o == operation)) {
+            return None;
+        }
         if self.ratio <= 0.0 || rand::random::<f64>() >= self.ratio {
             return None;
         }

@@ -94,16 +94,16 @@ async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: 
     };
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
-    if let Some(fault) = app.faults().draw() {
-        let retry_after = app.faults().retry_after;
-        let mut resp = fault.into_response();
-        if let Some(secs) = retry_after {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
-        }
-        return resp;
-    }
     match prepare(&app, &method, path, api_path, zone, query, &headers, &body) {
         Ok(call) => {
+            let faults = app.faults();
+            if let Some(fault) = faults.draw(&call.operation) {
+                let mut resp = fault.into_response();
+                if let Some(secs) = faults.retry_after {
+                    resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+                }
+                return resp;
+            }
             let result = tokio::task::block_in_place(|| handlers::dispatch(&app, &call));
             match result {
                 Ok(value) => axum::Json(value).into_response(),

@@ -179,27 +179,29 @@ pub fn evict(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "instance pool")?;
     app.write(|tx| {
         let pool = writable_pool(tx, &call.zone, id)?;
-        evict_from(app, tx, &call.zone, &call.operation, pool, &body)
+        evict_from(app, tx, &call.zone, pool, &body)?;
+        json(lifecycle::start_operation(tx, &app.config, &call.zone, &call.operation, link(id), Completion::Nothing))
     })
 }
 
-/// Evicts `body.instances` from `pool` in one transaction.
+/// Removes exactly `body.instances` from `pool` and shrinks it by their number;
+/// the caller records the operation (on the pool, or on its nodepool).
 pub fn evict_from(
     app: &App,
     tx: &mut Tx<'_>,
     zone: &str,
-    command: &str,
-    pool: InstancePool,
+    mut pool: InstancePool,
     body: &EvictRequest,
-) -> ApiResult<Value> {
+) -> ApiResult<()> {
     check_evict(pool.id, &lifecycle::pool_members(tx, zone, pool.id), body)?;
     for instance in &body.instances {
         tx.remove::<crate::world::InstanceRec>(zone, *instance);
     }
-    change_pool(app, tx, zone, command, pool, |p| {
-        p.size -= body.instances.len() as i64;
-        Ok(Completion::Nothing)
-    })
+    pool.size -= body.instances.len() as i64;
+    let id = pool.id;
+    tx.put(zone, pool);
+    lifecycle::reconcile_pool(tx, &app.config, zone, id);
+    Ok(())
 }
 
 pub fn reset_field(app: &App, call: &Call) -> ApiResult<Value> {

@@ -509,7 +509,7 @@ pub fn evict_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
             .get::<InstancePool>(&call.zone, pool_id)
             .cloned()
             .ok_or_else(|| ApiError::internal(format!("SKS nodepool {id} has lost its instance pool {pool_id}")))?;
-        pools::evict_from(app, tx, &call.zone, &call.operation, pool, &body)?;
+        pools::evict_from(app, tx, &call.zone, pool, &body)?;
         // The operation clients wait on references the nodepool, not its pool.
         let link = nodepool_link(cluster, id);
         json(lifecycle::start_operation(tx, &app.config, &call.zone, &call.operation, link, Completion::Nothing))
