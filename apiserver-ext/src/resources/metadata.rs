@@ -35,6 +35,15 @@ pub trait MetadataStore: Send + Sync {
     fn load(&self) -> BoxFuture<'_, Result<BTreeMap<String, ObjectMeta>, String>>;
     /// Stores one object's metadata.
     fn save<'a>(&'a self, uid: &'a str, meta: &'a ObjectMeta) -> BoxFuture<'a, Result<(), String>>;
+    /// Stores several objects' metadata; stores that can do it in one write override this.
+    fn save_many<'a>(&'a self, items: &'a [(String, ObjectMeta)]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            for (uid, meta) in items {
+                self.save(uid, meta).await?;
+            }
+            Ok(())
+        })
+    }
     /// Forgets one object.
     fn remove<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, Result<(), String>>;
 }
@@ -93,6 +102,15 @@ impl MetadataStore for FileStore {
         })
     }
 
+    fn save_many<'a>(&'a self, items: &'a [(String, ObjectMeta)]) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let _g = self.lock.lock().await;
+            let mut all = self.read().await?;
+            all.extend(items.iter().cloned());
+            self.write(&all).await
+        })
+    }
+
     fn remove<'a>(&'a self, uid: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let _g = self.lock.lock().await;
@@ -116,6 +134,10 @@ mod tests {
         assert!(store.load().await.unwrap().is_empty());
         let meta = ObjectMeta { finalizers: vec!["x/y".into()], generation: 3, ..Default::default() };
         store.save("u1", &meta).await.unwrap();
+        store.save_many(&[("u2".into(), meta.clone()), ("u3".into(), meta.clone())]).await.unwrap();
+        assert_eq!(store.load().await.unwrap().len(), 3);
+        store.remove("u2").await.unwrap();
+        store.remove("u3").await.unwrap();
         assert_eq!(FileStore::new(&path).load().await.unwrap().get("u1"), Some(&meta));
         store.remove("u1").await.unwrap();
         assert!(store.load().await.unwrap().is_empty());

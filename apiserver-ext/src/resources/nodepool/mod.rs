@@ -209,6 +209,7 @@ impl NodePools {
         let stamp = now();
         let mut seen = BTreeSet::new();
         let mut current = BTreeMap::new();
+        let mut changed = Vec::new();
         for np in cluster.nodepools {
             let name = np.spec.name.clone().unwrap_or_default();
             let uid = np.id.to_string();
@@ -226,10 +227,8 @@ impl NodePools {
                     None
                 }
             };
-            if let Some(meta) = &meta
-                && let Err(e) = self.store.save(&uid, meta).await
-            {
-                tracing::warn!(error = %e, nodepool = %name, "saving nodepool metadata failed");
+            if let Some(meta) = meta {
+                changed.push((uid.clone(), meta));
             }
             let meta = self.metas.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).cloned().unwrap_or_default();
             let members = np.instance_pool.and_then(|p| by_pool.get(&p.id)).map(Vec::as_slice).unwrap_or(&[]);
@@ -243,6 +242,12 @@ impl NodePools {
             self.cache.upsert(convert::to_object(&np, &meta, &types, &seen_now));
             seen.insert(name.clone());
             current.insert(name, np);
+        }
+        // One store write for every generation bump of this refresh (1,000 on a first start).
+        if !changed.is_empty()
+            && let Err(e) = self.store.save_many(&changed).await
+        {
+            tracing::warn!(error = %e, nodepools = changed.len(), "saving nodepool metadata failed");
         }
         let (objects, _) = self.cache.snapshot();
         for obj in objects {
