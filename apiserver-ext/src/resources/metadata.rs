@@ -94,12 +94,7 @@ impl MetadataStore for FileStore {
     }
 
     fn save<'a>(&'a self, uid: &'a str, meta: &'a ObjectMeta) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let _g = self.lock.lock().await;
-            let mut all = self.read().await?;
-            all.insert(uid.to_owned(), meta.clone());
-            self.write(&all).await
-        })
+        Box::pin(async move { self.save_many(&[(uid.to_owned(), meta.clone())]).await })
     }
 
     fn save_many<'a>(&'a self, items: &'a [(String, ObjectMeta)]) -> BoxFuture<'a, Result<(), String>> {
