@@ -90,11 +90,7 @@ fn enabled(list: &[String], name: &str) -> bool {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
+    sks_process::init_logging(&args.log).context("--log")?;
     for c in &args.controllers {
         let name = c.trim_start_matches('-');
         anyhow::ensure!(
@@ -192,7 +188,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         };
         tokio::spawn(leader::run(client.clone(), cfg, tx));
     }
-    let shutdown = shutdown();
+    let shutdown = sks_process::shutdown_signal();
     tokio::pin!(shutdown);
     let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
@@ -222,13 +218,4 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown() {
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
 }

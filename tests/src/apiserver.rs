@@ -77,6 +77,11 @@ impl ApiServer {
         crate::kill_child(&mut self.child);
     }
 
+    /// Stops it with SIGTERM: its exit status, `None` if it did not stop within 5 s.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        crate::terminate_child(&mut self.child)
+    }
+
     /// Starts it again on the same port with the same state.
     pub fn restart(&mut self, zone: &Zone) {
         self.kill();

@@ -33,6 +33,11 @@ impl Ccm {
     pub fn kill(&mut self) {
         crate::kill_child(&mut self.child);
     }
+
+    /// Stops it with SIGTERM: its exit status, `None` if it did not stop within 5 s.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        crate::terminate_child(&mut self.child)
+    }
 }
 
 impl Drop for Ccm {

@@ -62,6 +62,22 @@ pub fn kill_child(child: &mut Option<std::process::Child>) {
     }
 }
 
+/// Stops a started process with SIGTERM and reaps it, once: its exit status, or `None`
+/// when it had not exited 5 s later (it is then killed).
+pub fn terminate_child(child: &mut Option<std::process::Child>) -> Option<std::process::ExitStatus> {
+    let mut c = child.take()?;
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+    for _ in 0..100 {
+        if let Ok(Some(status)) = c.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+    None
+}
+
 /// A fresh directory under the system temp dir, removed on drop.
 pub struct TempDir(PathBuf);
 

@@ -90,19 +90,9 @@ impl Zone {
         crate::kill_child(&mut self.child);
     }
 
-    /// Stops the process with SIGTERM and waits for it.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-            for _ in 0..100 {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+    /// Stops the process with SIGTERM: its exit status, `None` if it did not stop within 5 s.
+    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+        crate::terminate_child(&mut self.child)
     }
 
     /// Starts the zone again on the same address and state with `extra` arguments

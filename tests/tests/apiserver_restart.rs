@@ -57,4 +57,5 @@ async fn watchers_converge_across_a_restart() {
     wait_for("every watcher to see 6 replicas after the restart", Duration::from_secs(60), || converged(6)).await;
     c.scale_sks_nodepool(cluster.id, np, 2).await.unwrap();
     wait_for("every watcher to see 2 replicas", Duration::from_secs(30), || converged(2)).await;
+    assert!(api.stop().is_some_and(|s| s.success()), "SIGTERM stops sks-apiserver promptly, watches open");
 }

@@ -364,7 +364,7 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
         }
     })
     .await;
-    let second = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
+    let mut second = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
     let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
     register(&kube, &instances[0].name, &instances[0].id.to_string(), "127.0.0.1");
     wait_for("the leader to initialize a node", Duration::from_secs(20), || {
@@ -401,7 +401,7 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
         async move { get(&k, &["get", "node", &name])["spec"]["providerID"].is_string().then_some(()) }
     })
     .await;
-    drop(second);
+    assert!(second.stop().is_some_and(|s| s.success()), "SIGTERM stops sks-ccm cleanly");
 }
 
 async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {

@@ -31,7 +31,7 @@ async fn state_survives_a_graceful_restart() {
     let lb_id = c.create_load_balancer(&lb("keep")).await.unwrap().reference_id().unwrap();
     let ca = c.get_sks_cluster_authority_cert(clusters[0].id, Authority::ControlPlane).await.unwrap();
 
-    zone.stop();
+    assert!(zone.stop().is_some_and(|s| s.success()), "SIGTERM stops the zone cleanly");
     zone.restart();
     let c = zone.client().await;
     let after = c.list_sks_clusters().await.unwrap();

@@ -84,16 +84,3 @@ pub async fn serve(
         });
     }
 }
-
-/// Completes on SIGTERM or Ctrl-C, for a graceful stop.
-pub async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
-}

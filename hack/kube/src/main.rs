@@ -78,11 +78,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
+    sks_process::init_logging(&args.log).context("--log")?;
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
 }
 
@@ -218,6 +214,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("admin kubeconfig: {}", args.cert_dir.join("admin.kubeconfig").display());
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    sks_apiserver::rest::server::serve(listener, tls, api, sks_apiserver::rest::server::shutdown_signal()).await?;
+    sks_apiserver::rest::server::serve(listener, tls, api, sks_process::shutdown_signal()).await?;
     Ok(())
 }

@@ -105,11 +105,7 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&args.log).context("--log")?)
-        .with_writer(std::io::stderr)
-        .init();
+    sks_process::init_logging(&args.log).context("--log")?;
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(run(args))
 }
 
@@ -205,7 +201,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     use std::io::Write as _;
     std::io::stdout().flush()?;
 
-    axum::serve(listener, http::router(app)).with_graceful_shutdown(shutdown()).await?;
+    axum::serve(listener, http::router(app)).with_graceful_shutdown(sks_process::shutdown_signal()).await?;
     Ok(())
 }
 
@@ -228,20 +224,4 @@ async fn tick_loop(app: Arc<App>) {
             let _ = app.write(|tx| Ok(lifecycle::tick(tx, &app.config, now)));
         }
     }
-}
-
-async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down");
 }
