@@ -73,6 +73,29 @@ async fn resource_versions_conflicts_and_already_exists() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Sets ConfigMap `w`'s `v` to `i` with a merge patch.
+fn set_w(k: &Kubectl, i: u32) {
+    k.ok(&[
+        "patch",
+        "cm",
+        "w",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        &json!({"data": {"v": i.to_string()}}).to_string(),
+    ]);
+}
+
+/// The ConfigMap events after `rv`, one JSON line each, for a second.
+fn watch_from(k: &Kubectl, rv: u64) -> String {
+    k.ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"),
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_resume_from_a_resource_version_and_expire_after_compaction() {
     let api = KubeApi::start(KubeOptions { watch_history: Some(5), ..Default::default() }).await;
@@ -80,22 +103,9 @@ async fn watches_resume_from_a_resource_version_and_expire_after_compaction() {
     assert!(apply(&k, json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "w", "namespace": "default"}, "data": {"v": "0"}})).status.success());
     let start = rv(&obj(&k, &["get", "cm", "w", "-n", "default"]));
     for i in 1..=3 {
-        k.ok(&[
-            "patch",
-            "cm",
-            "w",
-            "-n",
-            "default",
-            "--type=merge",
-            "-p",
-            &json!({"data": {"v": i.to_string()}}).to_string(),
-        ]);
+        set_w(&k, i);
     }
-    let out = k.ok(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={start}&timeoutSeconds=1"),
-    ]);
+    let out = watch_from(&k, start);
     let seen: Vec<String> = out
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap()["object"]["data"]["v"].as_str().unwrap_or("").to_owned())
@@ -104,22 +114,9 @@ async fn watches_resume_from_a_resource_version_and_expire_after_compaction() {
     if !api.real {
         // The stand-in keeps 5 events per kind: older resourceVersions are compacted.
         for i in 4..=12 {
-            k.ok(&[
-                "patch",
-                "cm",
-                "w",
-                "-n",
-                "default",
-                "--type=merge",
-                "-p",
-                &json!({"data": {"v": i.to_string()}}).to_string(),
-            ]);
+            set_w(&k, i);
         }
-        let out = k.ok(&[
-            "get",
-            "--raw",
-            &format!("/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={start}&timeoutSeconds=1"),
-        ]);
+        let out = watch_from(&k, start);
         let first: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
         assert_eq!((first["type"].as_str(), first["object"]["code"].as_u64()), (Some("ERROR"), Some(410)), "{out}");
     }
