@@ -29,6 +29,17 @@ pub struct Target {
     pub client: reqwest::Client,
 }
 
+impl Target {
+    /// A GET of `path` made by the aggregator itself as `user` in `group`, bounded like its own checks.
+    fn get_as(&self, path: &str, user: &str, group: &str) -> reqwest::RequestBuilder {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .header("X-Remote-User", user)
+            .header("X-Remote-Group", group)
+            .timeout(Duration::from_secs(5))
+    }
+}
+
 /// Merged OpenAPI v3 root paths: when, for which APIServices state, and what.
 type MergedRoots = (Instant, u64, Map<String, Value>);
 
@@ -212,11 +223,7 @@ impl Aggregator {
         let version = apiservice["spec"]["version"].as_str().unwrap_or("");
         let target = self.target(apiservice).map_err(|e| ("ServiceNotFound".to_owned(), e))?;
         let resp = target
-            .client
-            .get(format!("{}/apis/{group}/{version}", target.base))
-            .header("X-Remote-User", "system:kube-aggregator")
-            .header("X-Remote-Group", "system:masters")
-            .timeout(Duration::from_secs(5))
+            .get_as(&format!("/apis/{group}/{version}"), "system:kube-aggregator", "system:masters")
             .send()
             .await
             .map_err(|e| {
@@ -324,14 +331,7 @@ impl Extension for Aggregator {
                         continue;
                     }
                 };
-                let resp = target
-                    .client
-                    .get(format!("{}/openapi/v3", target.base))
-                    .header("X-Remote-User", "system:aggregator")
-                    .header("X-Remote-Group", "system:authenticated")
-                    .timeout(Duration::from_secs(5))
-                    .send()
-                    .await;
+                let resp = target.get_as("/openapi/v3", "system:aggregator", "system:authenticated").send().await;
                 let doc = match resp {
                     Ok(r) => r.json::<Value>().await,
                     Err(e) => Err(e),
