@@ -24,6 +24,8 @@ pub struct Config {
     pub boot_delay: Duration,
     /// API server URL reported for every cluster, instead of a made-up one.
     pub cluster_endpoint: Option<String>,
+    /// Whether the NLB data plane runs, so answers carry `healthcheck-status`.
+    pub nlb_dataplane: bool,
 }
 
 /// The zone: configuration, state, storage and accepted API keys.
@@ -35,6 +37,11 @@ pub struct App {
     /// Accepted API keys and their secrets.
     pub keys: BTreeMap<String, String>,
     faults: Mutex<crate::admin::Faults>,
+    /// Bumped after every commit that changed something, so followers of the
+    /// state (the NLB data plane) react at once instead of polling.
+    generation: tokio::sync::watch::Sender<u64>,
+    /// NLB backend health as the data plane's checks last found it.
+    pub health: crate::dataplane::HealthBoard,
 }
 
 /// An API error answered as `{"message": ...}` with its status.
@@ -82,7 +89,20 @@ impl App {
     /// Loads the state from `store`.
     pub fn new(config: Config, store: Store, keys: BTreeMap<String, String>) -> anyhow::Result<Self> {
         let world = World::load(store.load()?, &config.zones)?;
-        Ok(App { config, world: Mutex::new(world), store, keys, faults: Mutex::default() })
+        Ok(App {
+            config,
+            world: Mutex::new(world),
+            store,
+            keys,
+            faults: Mutex::default(),
+            generation: tokio::sync::watch::Sender::new(0),
+            health: crate::dataplane::HealthBoard::default(),
+        })
+    }
+
+    /// A receiver that sees a new value after every commit that changed the state.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     /// The faults injected now.
@@ -114,6 +134,10 @@ impl App {
         if let Err(e) = committed {
             tracing::error!(error = %e, "cannot persist state; stopping so no unsaved change is acknowledged");
             std::process::abort();
+        }
+        if !changes.is_empty() {
+            // Still under the world lock: a follower woken now reads this commit or a later one.
+            self.generation.send_modify(|g| *g = g.wrapping_add(1));
         }
         out
     }

@@ -5,6 +5,7 @@
 mod admin;
 mod app;
 mod catalog;
+mod dataplane;
 mod handlers;
 mod http;
 mod ipam;
@@ -98,6 +99,17 @@ struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     kubelet_lease_interval_seconds: u64,
 
+    /// Run the NLB data plane: every running NLB listens on its address and forwards to the healthy running
+    /// members of each service's instance pool (`--nlb-dataplane=false`: NLBs are only stored).
+    #[arg(long, env = "SKS_ZONE_NLB_DATAPLANE", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    nlb_dataplane: bool,
+
+    /// How long one second of an NLB healthcheck's interval and timeout lasts, in milliseconds. The API allows
+    /// no interval under 5 s; tests shorten the second instead.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    nlb_healthcheck_second_ms: u64,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -152,6 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         operation_delay: Duration::from_millis(args.operation_delay_ms),
         boot_delay: Duration::from_millis(args.instance_boot_delay_ms),
         cluster_endpoint: args.cluster_endpoint.clone(),
+        nlb_dataplane: args.nlb_dataplane,
     };
     let store = store::Store::open(&args.state_dir.join("zone.redb"))?;
     let app = Arc::new(App::new(config, store, keys)?);
@@ -174,6 +187,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     tokio::spawn(tick_loop(app.clone()));
+    if args.nlb_dataplane {
+        let options = dataplane::Options { healthcheck_second: Duration::from_millis(args.nlb_healthcheck_second_ms) };
+        dataplane::spawn(app.clone(), options).context("starting the NLB data plane")?;
+    }
     if let Some(kubeconfig) = &args.kubeconfig {
         orchestrator::install_crypto_provider();
         kubelets::spawn(

@@ -1,5 +1,7 @@
 //! Network load balancers and their services, stored and returned exactly as
 //! sent: a CCM compares them field by field and would rewrite on any injected default.
+//! The one addition is `healthcheck-status`, rendered from the data plane's
+//! checks on the way out (never stored).
 
 use orchestrator::model::{
     AddLoadBalancerService, CreateLoadBalancer, LoadBalancer, LoadBalancerList, LoadBalancerService,
@@ -11,10 +13,11 @@ use uuid::Uuid;
 
 use super::json;
 use crate::app::{ApiError, ApiResult, App};
+use crate::dataplane;
 use crate::http::Call;
 use crate::ipam;
 use crate::lifecycle;
-use crate::world::{Completion, Target, Tx};
+use crate::world::{Completion, Target, Tx, ZoneState};
 
 fn link(id: Uuid) -> Option<(Uuid, String)> {
     Some((id, format!("/load-balancer/{id}")))
@@ -47,16 +50,35 @@ pub fn create(app: &App, call: &Call) -> ApiResult<Value> {
     })
 }
 
+/// An NLB as answered: as stored, plus each service's `healthcheck-status`
+/// when the data plane runs.
+fn rendered(app: &App, zone: &ZoneState, lb: &LoadBalancer) -> LoadBalancer {
+    let mut lb = lb.clone();
+    if app.config.nlb_dataplane {
+        dataplane::decorate(&mut lb, zone, &app.health);
+    }
+    lb
+}
+
+/// The NLB `id` as answered, if it exists.
+fn find(app: &App, zone: &str, id: Uuid) -> Option<LoadBalancer> {
+    app.read(|w| {
+        let zone = w.zone(zone);
+        zone.load_balancers.get(&id).map(|lb| rendered(app, zone, lb))
+    })
+}
+
 pub fn list(app: &App, call: &Call) -> ApiResult<Value> {
-    let load_balancers = app.read(|w| w.zone(&call.zone).load_balancers.values().cloned().collect());
+    let load_balancers = app.read(|w| {
+        let zone = w.zone(&call.zone);
+        zone.load_balancers.values().map(|lb| rendered(app, zone, lb)).collect()
+    });
     json(LoadBalancerList { load_balancers })
 }
 
 pub fn get(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "load balancer")?;
-    app.read(|w| w.zone(&call.zone).load_balancers.get(&id).cloned())
-        .map(json)
-        .unwrap_or_else(|| Err(ApiError::not_found("load balancer", id)))
+    find(app, &call.zone, id).map(json).unwrap_or_else(|| Err(ApiError::not_found("load balancer", id)))
 }
 
 fn existing(tx: &Tx<'_>, zone: &str, id: Uuid) -> ApiResult<LoadBalancer> {
@@ -185,9 +207,7 @@ fn service_of(lb: &mut LoadBalancer, id: Uuid) -> ApiResult<&mut LoadBalancerSer
 pub fn get_service(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "load balancer")?;
     let sid = call.id("service-id", "load balancer service")?;
-    let mut lb = app
-        .read(|w| w.zone(&call.zone).load_balancers.get(&id).cloned())
-        .ok_or_else(|| ApiError::not_found("load balancer", id))?;
+    let mut lb = find(app, &call.zone, id).ok_or_else(|| ApiError::not_found("load balancer", id))?;
     json(service_of(&mut lb, sid)?.clone())
 }
 

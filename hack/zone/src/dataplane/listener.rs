@@ -1,0 +1,57 @@
+//! Binding a service's socket, and retrying until it works: the address may
+//! be taken by another process (or, for a moment, by the listener this one
+//! replaces). A failure is logged with the NLB, address and error and never
+//! stops anything else.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+use super::health::HealthBoard;
+use super::plan::{Bind, Route, Transport};
+use super::{tcp, udp};
+
+/// First pause after a failed bind; it doubles up to `MAX_RETRY`.
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+/// Longest pause between two binds.
+const MAX_RETRY: Duration = Duration::from_secs(5);
+
+/// Binds `bind` (retrying) and serves it with the current `route`, until aborted.
+pub async fn run(bind: Bind, route: watch::Receiver<Arc<Route>>, board: HealthBoard) {
+    let mut pause = FIRST_RETRY;
+    loop {
+        let bound = match bind.transport {
+            Transport::Tcp => TcpListener::bind(bind.addr).await.map(Socket::Tcp),
+            Transport::Udp => UdpSocket::bind(bind.addr).await.map(Socket::Udp),
+        };
+        let (lb, service) = {
+            let r = route.borrow();
+            (r.lb, r.service)
+        };
+        match bound {
+            Ok(socket) => {
+                tracing::info!(%lb, %service, ip = %bind.addr.ip(), port = bind.addr.port(), protocol = bind.transport.as_str(), "NLB service listening");
+                match socket {
+                    Socket::Tcp(listener) => tcp::serve(listener, route, board).await,
+                    Socket::Udp(socket) => udp::serve(socket, route, board).await,
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(
+                    %lb, %service, ip = %bind.addr.ip(), port = bind.addr.port(), protocol = bind.transport.as_str(),
+                    %error, retry_in_ms = pause.as_millis() as u64, "NLB service cannot listen; retrying"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
+enum Socket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
