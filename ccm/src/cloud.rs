@@ -3,23 +3,25 @@
 //! of N joining nodes costs a few list calls, not N lookups.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use orchestrator::model::{Instance, InstanceFilter, ManagerType, SksNodepool};
 use uuid::Uuid;
 
+use crate::fresh::Fresh;
+
 /// One view of the cluster's instances.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    /// When it was taken.
-    pub at: Option<Instant>,
     /// Instances of this cluster's nodepools, by id.
     pub instances: HashMap<Uuid, Instance>,
     /// Ids by lower-case name.
     pub by_name: HashMap<String, Uuid>,
     /// Nodepools by the id of their instance pool.
     pub nodepools: HashMap<Uuid, SksNodepool>,
+    /// The cluster's name.
+    pub cluster_name: String,
 }
 
 impl Snapshot {
@@ -40,22 +42,14 @@ pub struct Cloud {
     cluster: Uuid,
     /// The zone's name (labels `topology.kubernetes.io/region` and `zone`).
     pub zone: String,
-    snapshot: RwLock<Snapshot>,
-    refreshing: tokio::sync::Mutex<()>,
+    snapshot: Fresh<Snapshot>,
     types: RwLock<HashMap<Uuid, String>>,
 }
 
 impl Cloud {
     /// A cache of `cluster` in `zone`.
     pub fn new(client: orchestrator::Client, cluster: Uuid, zone: String) -> Self {
-        Cloud {
-            client,
-            cluster,
-            zone,
-            snapshot: RwLock::new(Snapshot::default()),
-            refreshing: tokio::sync::Mutex::new(()),
-            types: RwLock::new(HashMap::new()),
-        }
+        Cloud { client, cluster, zone, snapshot: Fresh::default(), types: RwLock::new(HashMap::new()) }
     }
 
     /// The cluster's id.
@@ -69,28 +63,17 @@ impl Cloud {
     }
 
     /// The current snapshot.
-    pub fn snapshot(&self) -> Snapshot {
-        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn age(&self) -> Option<Duration> {
-        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).at.map(|t| t.elapsed())
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.get()
     }
 
     /// Refreshes unless a snapshot younger than `max_age` exists; concurrent
     /// callers wait for one refresh instead of making their own.
     pub async fn ensure_fresh(&self, max_age: Duration) -> Result<(), orchestrator::Error> {
-        if self.age().is_some_and(|a| a <= max_age) {
-            return Ok(());
-        }
-        let _one = self.refreshing.lock().await;
-        if self.age().is_some_and(|a| a <= max_age) {
-            return Ok(());
-        }
-        self.refresh().await
+        self.snapshot.ensure_fresh(max_age, || self.load()).await
     }
 
-    async fn refresh(&self) -> Result<(), orchestrator::Error> {
+    async fn load(&self) -> Result<Snapshot, orchestrator::Error> {
         if self.types.read().unwrap_or_else(|e| e.into_inner()).is_empty() {
             let types = self.client.list_instance_types().await?;
             *self.types.write().unwrap_or_else(|e| e.into_inner()) =
@@ -107,9 +90,7 @@ impl Cloud {
             .map(|i| (i.id, i))
             .collect();
         let by_name = mine.values().map(|i| (i.name.to_lowercase(), i.id)).collect();
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) =
-            Snapshot { at: Some(Instant::now()), instances: mine, by_name, nodepools };
-        Ok(())
+        Ok(Snapshot { instances: mine, by_name, nodepools, cluster_name: cluster.spec.name.unwrap_or_default() })
     }
 
     /// The `<family>.<size>` name of an instance type.

@@ -100,9 +100,16 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
-async fn event(ctx: &Ctx, obj: &impl kube::Resource<DynamicType = ()>, type_: EventType, reason: &str, note: String) {
+/// Publishes an Event about `obj`; a failure is logged, never fatal.
+pub(crate) async fn event(
+    recorder: &Recorder,
+    obj: &impl kube::Resource<DynamicType = ()>,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
+    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
         tracing::warn!(error = %e, reason, "publishing an event failed");
     }
 }
@@ -141,7 +148,7 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
                     node_init::UNINITIALIZED
                 );
                 tracing::warn!(node = %name, "{why}");
-                event(ctx, node, EventType::Warning, "NodeNotInCluster", why).await;
+                event(&ctx.recorder, node, EventType::Warning, "NodeNotInCluster", why).await;
             }
             return Ok(Action::requeue(Duration::from_secs(30)));
         };
@@ -175,8 +182,14 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
     match node_lifecycle::decide(node, &lookup) {
         node_lifecycle::Action::Delete => {
             tracing::info!(node = %name, "the node's instance is gone; deleting the node");
-            event(ctx, node, EventType::Normal, "DeletingNode", format!("instance of node {name} no longer exists"))
-                .await;
+            event(
+                &ctx.recorder,
+                node,
+                EventType::Normal,
+                "DeletingNode",
+                format!("instance of node {name} no longer exists"),
+            )
+            .await;
             nodes.delete(&name, &DeleteParams::default()).await?;
             return Ok(Action::await_change());
         }
@@ -235,7 +248,7 @@ async fn auto_heal(
                 ctx.heal.reboot_after, instance.id
             );
             tracing::warn!(node = %name, "{note}");
-            event(ctx, node, EventType::Warning, "AutoHealReboot", note).await;
+            event(&ctx.recorder, node, EventType::Warning, "AutoHealReboot", note).await;
         }
         heal::Heal::Replace => {
             ctx.cloud.client().evict_sks_nodepool_members(ctx.cloud.cluster(), nodepool.id, vec![instance.id]).await?;
@@ -244,12 +257,13 @@ async fn auto_heal(
                 ctx.heal.replace_after, instance.id, nodepool.id
             );
             tracing::warn!(node = %name, "{note}");
-            event(ctx, node, EventType::Warning, "AutoHealReplace", note).await;
+            event(&ctx.recorder, node, EventType::Warning, "AutoHealReplace", note).await;
         }
         heal::Heal::Clear => {
             let patch = json!({"metadata": {"annotations": {heal::REBOOTED_AT: null}}});
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
-            event(ctx, node, EventType::Normal, "AutoHealRecovered", format!("node {name} is Ready again")).await;
+            event(&ctx.recorder, node, EventType::Normal, "AutoHealRecovered", format!("node {name} is Ready again"))
+                .await;
         }
     }
     Ok(())
@@ -309,7 +323,7 @@ async fn reconcile_csr(c: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Resu
     api.patch_subresource("approval", &name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     let severity = if type_ == "Approved" { EventType::Normal } else { EventType::Warning };
     tracing::info!(csr = %name, decision = type_, %message, "decided kubelet serving CSR");
-    event(&ctx, c.as_ref(), severity, reason, message).await;
+    event(&ctx.recorder, c.as_ref(), severity, reason, message).await;
     ctx.metrics.latency.with_label_values(&["csr"]).observe(started.elapsed().as_secs_f64());
     ctx.metrics.reconciles.with_label_values(&["csr", "ok"]).inc();
     Ok(Action::await_change())

@@ -15,11 +15,12 @@ use sks_ccm::leader;
 use uuid::Uuid;
 
 /// The controllers this binary runs.
-const CONTROLLERS: &[&str] = &["cloud-node", "cloud-node-lifecycle", "node-csr-approval"];
+const CONTROLLERS: &[&str] = &["cloud-node", "cloud-node-lifecycle", "node-csr-approval", "service"];
 
 /// Cloud controller manager for SKS clusters: initializes Nodes from their
 /// instances, approves kubelet serving certificates it can tie to an instance,
-/// and follows instances' lifecycle.
+/// follows instances' lifecycle, and serves LoadBalancer Services (no
+/// `loadBalancerClass`, or `exoscale.net/nlb`) with Network Load Balancers.
 ///
 /// Orchestrator access comes from the Exoscale CCM's variables:
 /// EXOSCALE_API_ENDPOINT, EXOSCALE_API_ZONE (or EXOSCALE_ZONE), and
@@ -34,7 +35,8 @@ struct Args {
     /// ID of the SKS cluster whose nodes are managed.
     #[arg(long, env = "SKS_CLUSTER_ID")]
     cluster_id: Uuid,
-    /// Controllers to run: `*` for all, `-name` to disable one (cloud-node, cloud-node-lifecycle, node-csr-approval).
+    /// Controllers to run: `*` for all, `-name` to disable one (cloud-node, cloud-node-lifecycle,
+    /// node-csr-approval, service). `*,-service` turns load balancing off.
     #[arg(long, value_delimiter = ',', default_value = "*")]
     controllers: Vec<String>,
     /// Elect a leader through a Lease; only the leader acts.
@@ -73,6 +75,16 @@ struct Args {
     /// Largest share of the cluster's nodes healed at once (at least one node).
     #[arg(long, default_value = "0.1")]
     auto_heal_max_share: f64,
+    /// How often every NLB is compared with its Service (one list call per period).
+    #[arg(long, default_value = "300")]
+    lb_drift_period_seconds: u64,
+    /// Without health-check annotations and with `externalTrafficPolicy: Cluster`, probe
+    /// kube-proxy's `:10256/healthz` (HTTP) instead of the nodePort (TCP).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+    lb_kube_proxy_healthcheck: bool,
+    /// Concurrent Service reconciles.
+    #[arg(long, default_value = "8")]
+    concurrent_service_syncs: u16,
     /// Concurrent reconciles per controller.
     #[arg(long, default_value = "8")]
     workers: u16,
@@ -199,6 +211,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             if enabled(&args.controllers, "node-csr-approval") {
                 running.push(tokio::spawn(run_csrs(ctx.clone(), args.workers)));
+            }
+            if enabled(&args.controllers, "service") {
+                let config = sks_ccm::lb::controller::Config {
+                    drift_period: Duration::from_secs(args.lb_drift_period_seconds.max(1)),
+                    options: sks_ccm::lb::desired::Options { kube_proxy_healthcheck: args.lb_kube_proxy_healthcheck },
+                    workers: args.concurrent_service_syncs,
+                };
+                let lb = sks_ccm::lb::controller::run(
+                    client.clone(),
+                    cloud.clone(),
+                    ctx.recorder.clone(),
+                    ctx.metrics.clone(),
+                    config,
+                );
+                running.push(tokio::spawn(lb));
             }
             tracing::info!(controllers = running.len(), "controllers started");
         } else if !lead && !running.is_empty() {

@@ -94,8 +94,9 @@ pub struct LbConfig {
     pub cluster_name: Option<String>,
     /// `service-strategy`.
     pub strategy: Strategy,
-    /// `service-healthcheck-mode`.
-    pub mode: Mode,
+    /// `service-healthcheck-mode` (`None`: not set, the controller picks by
+    /// `externalTrafficPolicy`).
+    pub mode: Option<Mode>,
     /// `service-healthcheck-port` (else the nodePort or healthCheckNodePort).
     pub healthcheck_port: Option<u16>,
     /// `service-healthcheck-uri`.
@@ -206,12 +207,13 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<LbConfig, Vec<Ann
         }
     };
     let mode = match get("service-healthcheck-mode").as_deref() {
-        None | Some("") | Some("tcp") => Mode::Tcp,
-        Some("http") => Mode::Http,
-        Some("https") => Mode::Https,
+        None | Some("") => None,
+        Some("tcp") => Some(Mode::Tcp),
+        Some("http") => Some(Mode::Http),
+        Some("https") => Some(Mode::Https),
         Some(v) => {
             fail("service-healthcheck-mode", v, "one of tcp, http, https");
-            Mode::Tcp
+            None
         }
     };
     let healthcheck_port = match get("service-healthcheck-port") {
@@ -317,7 +319,7 @@ mod tests {
         let c = parse(&BTreeMap::new()).unwrap();
         assert_eq!(
             (c.strategy, c.mode, c.interval, c.timeout, c.retries, c.external),
-            (Strategy::RoundRobin, Mode::Tcp, Duration::from_secs(10), Duration::from_secs(5), 1, false)
+            (Strategy::RoundRobin, None, Duration::from_secs(10), Duration::from_secs(5), 1, false)
         );
         assert_eq!((c.id, c.name, c.healthcheck_port), (None, None, None));
     }
@@ -346,7 +348,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (c.id, c.instance_pool, c.strategy, c.mode),
-            (Some(id), Some(pool), Strategy::SourceHash, Mode::Http)
+            (Some(id), Some(pool), Strategy::SourceHash, Some(Mode::Http))
         );
         assert_eq!(
             (c.healthcheck_port, c.healthcheck_uri.as_deref(), c.interval, c.timeout, c.retries),

@@ -1,4 +1,10 @@
-//! LoadBalancer Services as Network Load Balancers (in progress: the
-//! annotation parser is done; the controller follows).
+//! LoadBalancer Services as Network Load Balancers: the annotations (parsed in
+//! one place), the NLB they ask for, its owner, its target pool, the writes
+//! that converge it, and the controller that applies them.
 
 pub mod annotations;
+pub mod controller;
+pub mod desired;
+pub mod owner;
+pub mod plan;
+pub mod pool;
