@@ -2,6 +2,7 @@
 //! conditions with bounded retries, and clean up every process started.
 
 pub mod apiserver;
+pub mod backend;
 pub mod ccm;
 pub mod kubeapi;
 pub mod pki;

@@ -1,0 +1,407 @@
+//! sks-ccm's Service controller against sks-zone (with its NLB data plane and
+//! simulated kubelets) and a Kubernetes API, driven with kubectl: Services get
+//! NLBs that really forward to every instance, follow annotation changes in
+//! place, survive out-of-band deletion, and never touch NLBs that are not
+//! theirs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Node, Service};
+use kube::api::Api;
+use orchestrator::model::{
+    CreateLoadBalancer, HealthStatus, Healthcheck, HealthcheckMode, Instance, LoadBalancer, LoadBalancerServiceSpec,
+    Protocol, Ref, Strategy,
+};
+use serde_json::{Value, json};
+use sks_e2e::apiserver::Kubectl;
+use sks_e2e::backend::{self, Backend};
+use sks_e2e::ccm::Ccm;
+use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+use sks_e2e::wait_for;
+use sks_e2e::zone::{Zone, ZoneOptions};
+use uuid::Uuid;
+
+const PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
+
+/// sks-zone with the seeded 3-node cluster and its kubelets, a Kubernetes API and sks-ccm.
+struct Stack {
+    _zone: Zone,
+    kube: KubeApi,
+    _ccm: Ccm,
+    client: orchestrator::Client,
+    cluster: Uuid,
+    instances: Vec<Instance>,
+}
+
+impl Stack {
+    async fn start(ccm_args: &[&str]) -> Stack {
+        let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+        let client = zone.client().await;
+        let cluster = client.list_sks_clusters().await.unwrap().remove(0);
+        let kube = KubeApi::start(KubeOptions {
+            zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
+            policy: Some(policy(node_policy_rules())),
+            ..Default::default()
+        })
+        .await;
+        zone.restart_with(&["--kubeconfig".to_owned(), kube.kubeconfig.display().to_string()]);
+        let ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), ccm_args);
+        let pool = cluster.nodepools[0].instance_pool.unwrap().id;
+        let mut instances = Vec::new();
+        for r in client.get_instance_pool(pool).await.unwrap().instances {
+            instances.push(client.get_instance(r.id).await.unwrap());
+        }
+        // Pool inference reads the nodepool label sks-ccm puts on initialized Nodes.
+        let nodes: Api<Node> = Api::all(kube.client().await);
+        wait_for("3 initialized nodes", Duration::from_secs(60), || async {
+            let list = nodes.list(&Default::default()).await.ok()?;
+            let done = list.items.iter().filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()).is_some());
+            (done.count() == 3).then_some(())
+        })
+        .await;
+        Stack { _zone: zone, kube, _ccm: ccm, client, cluster: cluster.id, instances }
+    }
+
+    fn kubectl(&self) -> Kubectl {
+        self.kube.kubectl()
+    }
+
+    async fn services(&self) -> Api<Service> {
+        Api::namespaced(self.kube.client().await, "default")
+    }
+
+    /// A backend per instance on its public address at `port`.
+    async fn backends(&self, port: u16) -> Vec<Backend> {
+        let mut out = Vec::new();
+        for i in &self.instances {
+            let ip = i.public_ip.expect("instance address");
+            out.push(Backend::start(&i.name, SocketAddr::new(ip.into(), port)).await);
+        }
+        out
+    }
+
+    async fn nlb(&self, id: Uuid) -> Option<LoadBalancer> {
+        self.client.get_load_balancer(id).await.ok()
+    }
+}
+
+fn apply(k: &Kubectl, manifest: Value) {
+    let out = k.with_stdin(&["apply", "-f", "-"], &manifest.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn annotations(svc: &Service) -> BTreeMap<String, String> {
+    svc.metadata.annotations.clone().unwrap_or_default()
+}
+
+fn ingress_ip(svc: &Service) -> Option<String> {
+    svc.status.as_ref()?.load_balancer.as_ref()?.ingress.as_ref()?.first()?.ip.clone()
+}
+
+/// Waits until Service `name` has an ingress IP (and the `id` annotation), returning both.
+async fn provisioned(api: &Api<Service>, name: &str) -> (Uuid, String) {
+    wait_for(&format!("{name} to get an NLB"), Duration::from_secs(30), || async {
+        let svc = api.get_opt(name).await.ok()??;
+        let id = annotations(&svc).get(&format!("{PREFIX}id"))?.parse().ok()?;
+        Some((id, ingress_ip(&svc)?))
+    })
+    .await
+}
+
+fn node_port(svc: &Service, i: usize) -> u16 {
+    svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[i].node_port.unwrap() as u16
+}
+
+/// The backends reached by `n` requests through `addr`.
+async fn reached(addr: SocketAddr, n: usize) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    for _ in 0..n {
+        if let Some(name) = backend::get(addr).await {
+            seen.insert(name);
+        }
+    }
+    seen
+}
+
+async fn events_of(api_client: kube::Client, name: &str, reason: &str) -> Vec<String> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(api_client, "default");
+    let list = events.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+    list.into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name) && e.reason.as_deref() == Some(reason)
+        })
+        .filter_map(|e| e.note)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_follow_their_services() {
+    let s = Stack::start(&["--lb-drift-period-seconds", "2"]).await;
+    let k = s.kubectl();
+    let api = s.services().await;
+    apply(
+        &k,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+    );
+    k.ok(&[
+        "expose",
+        "service",
+        "web",
+        "--name",
+        "web-lb",
+        "--type",
+        "LoadBalancer",
+        "--port",
+        "8080",
+        "--target-port",
+        "8080",
+    ]);
+
+    // 1. An external IP, an NLB owned by this Service, one NLB service targeting the nodepool.
+    let (id, ip) = provisioned(&api, "web-lb").await;
+    let table = k.ok(&["get", "svc", "web-lb"]);
+    assert!(table.contains(&ip), "kubectl get svc shows the NLB address:\n{table}");
+    let svc = api.get("web-lb").await.unwrap();
+    assert!(
+        svc.metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .contains(&"service.kubernetes.io/load-balancer-cleanup".into())
+    );
+    let uid = svc.metadata.uid.clone().unwrap();
+    let nlb = s.nlb(id).await.unwrap();
+    assert_eq!(nlb.ip.map(|i| i.to_string()), Some(ip.clone()));
+    assert_eq!(nlb.spec.name, Some(format!("k8s-{uid}")));
+    let labels = nlb.spec.labels.clone().unwrap();
+    assert_eq!(
+        (labels["k8s-cluster-id"].as_str(), labels["k8s-service-uid"].as_str()),
+        (s.cluster.to_string().as_str(), uid.as_str())
+    );
+    let np = node_port(&svc, 0);
+    let [one] = nlb.services.as_slice() else { panic!("one NLB service per port: {:?}", nlb.services) };
+    let pool = s.instances[0].manager.clone().unwrap().id;
+    assert_eq!(one.spec.instance_pool, Some(Ref::from(pool)));
+    assert_eq!(
+        (one.spec.port, one.spec.target_port, one.spec.protocol.clone()),
+        (Some(8080), Some(np.into()), Some(Protocol::Tcp))
+    );
+    let hc = one.spec.healthcheck.clone().unwrap();
+    assert_eq!((hc.mode, hc.port), (Some(HealthcheckMode::Tcp), Some(np.into())), "eTP Cluster: TCP on the nodePort");
+
+    // 2. Real requests reach every backend; faster health checks are an in-place update.
+    let mut backends = s.backends(np).await;
+    let lb_addr: SocketAddr = format!("{ip}:8080").parse().unwrap();
+    let everyone: BTreeSet<String> = s.instances.iter().map(|i| i.name.clone()).collect();
+    k.ok(&[
+        "annotate",
+        "svc",
+        "web-lb",
+        &format!("{PREFIX}service-healthcheck-interval=5s"),
+        &format!("{PREFIX}service-healthcheck-timeout=2s"),
+    ]);
+    wait_for("the health check interval to be updated", Duration::from_secs(20), || async {
+        let lb = s.nlb(id).await?;
+        (lb.services[0].spec.healthcheck.as_ref()?.interval == Some(5)).then_some(())
+    })
+    .await;
+    let updated = s.nlb(id).await.unwrap();
+    assert_eq!((updated.ip, updated.services[0].id), (nlb.ip, one.id), "same NLB, same IP, same NLB service");
+    wait_for("requests to reach every backend", Duration::from_secs(30), || async {
+        (reached(lb_addr, 12).await == everyone).then_some(())
+    })
+    .await;
+
+    // 3. A backend that stops is taken out after its checks, and comes back.
+    let down = s.instances[1].public_ip.unwrap();
+    backends[1].stop();
+    wait_for("the stopped backend to fail its health check", Duration::from_secs(30), || async {
+        let lb = s.nlb(id).await?;
+        let st = lb.services[0].healthcheck_status.clone()?;
+        st.iter().any(|b| b.public_ip == Some(down) && b.status == Some(HealthStatus::Failure)).then_some(())
+    })
+    .await;
+    let mut expected = everyone.clone();
+    expected.remove(&s.instances[1].name);
+    for _ in 0..9 {
+        assert!(backend::get(lb_addr).await.is_some(), "an unhealthy backend got a new connection");
+    }
+    assert_eq!(reached(lb_addr, 9).await, expected);
+    backends[1].resume().await;
+    wait_for("the backend to come back", Duration::from_secs(30), || async {
+        (reached(lb_addr, 9).await == everyone).then_some(())
+    })
+    .await;
+
+    // 4. Changing the strategy updates the NLB service in place.
+    k.ok(&["annotate", "svc", "web-lb", &format!("{PREFIX}service-strategy=source-hash")]);
+    wait_for("the strategy to be updated", Duration::from_secs(20), || async {
+        (s.nlb(id).await?.services[0].spec.strategy == Some(Strategy::SourceHash)).then_some(())
+    })
+    .await;
+    let lb = s.nlb(id).await.unwrap();
+    assert_eq!((lb.ip, lb.services.len(), lb.services[0].id), (nlb.ip, 1, one.id));
+    assert_eq!(reached(lb_addr, 6).await.len(), 1, "source-hash keeps one client on one backend");
+
+    // 5. Adding a port adds an NLB service.
+    k.ok(&[
+        "patch",
+        "svc",
+        "web-lb",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/spec/ports/-","value":{"name":"alt","port":9090,"targetPort":9090}}]"#,
+    ]);
+    wait_for("a second NLB service", Duration::from_secs(20), || async {
+        (s.nlb(id).await?.services.len() == 2).then_some(())
+    })
+    .await;
+    let lb = s.nlb(id).await.unwrap();
+    assert_eq!(lb.ip, nlb.ip);
+    assert!(lb.services.iter().any(|x| x.spec.port == Some(9090)));
+
+    // 6. An invalid annotation leaves the NLB exactly as it is and says which key is wrong.
+    let before = s.nlb(id).await.unwrap();
+    k.ok(&[
+        "annotate",
+        "--overwrite",
+        "svc",
+        "web-lb",
+        &format!("{PREFIX}service-healthcheck-retries=many"),
+        &format!("{PREFIX}service-strategy=round-robin"),
+    ]);
+    let note = wait_for("a Warning event naming the key", Duration::from_secs(20), || async {
+        let notes = events_of(s.kube.client().await, "web-lb", "SyncLoadBalancerFailed").await;
+        notes.into_iter().find(|n| n.contains("service-healthcheck-retries"))
+    })
+    .await;
+    assert!(note.contains("\"many\"") && note.contains("expected a whole number"), "{note}");
+    let settled = |mut lb: LoadBalancer| {
+        lb.services.iter_mut().for_each(|x| x.healthcheck_status = None);
+        lb
+    };
+    let after = s.nlb(id).await.unwrap();
+    assert_eq!(
+        settled(after),
+        settled(before),
+        "the strategy change next to the bad annotation was not applied either"
+    );
+    k.ok(&["annotate", "svc", "web-lb", &format!("{PREFIX}service-healthcheck-retries-")]);
+    wait_for("the valid annotations to apply", Duration::from_secs(20), || async {
+        (s.nlb(id).await?.services[0].spec.strategy == Some(Strategy::RoundRobin)).then_some(())
+    })
+    .await;
+
+    // 7. Deleted out of band: the drift check brings it back with the same configuration.
+    s.client.delete_load_balancer(id).await.unwrap();
+    let (new_id, new_ip) = wait_for("the NLB to be recreated", Duration::from_secs(30), || async {
+        let (nid, nip) = provisioned(&api, "web-lb").await;
+        (nid != id).then_some((nid, nip))
+    })
+    .await;
+    let again = s.nlb(new_id).await.unwrap();
+    assert_eq!(again.services.len(), 2);
+    assert_eq!(again.spec.name, Some(format!("k8s-{uid}")));
+    wait_for("traffic through the new NLB", Duration::from_secs(30), || async {
+        let addr: SocketAddr = format!("{new_ip}:8080").parse().ok()?;
+        (reached(addr, 6).await == everyone).then_some(())
+    })
+    .await;
+
+    // 8. Deleting the Service removes the NLB, then the finalizer.
+    k.ok(&["delete", "svc", "web-lb", "--wait=true", "--timeout=30s"]);
+    assert!(api.get_opt("web-lb").await.unwrap().is_none());
+    assert!(s.nlb(new_id).await.is_none(), "the NLB is deleted with its Service");
+    let notes = events_of(s.kube.client().await, "web-lb", "DeletedLoadBalancer").await;
+    assert!(!notes.is_empty(), "a DeletedLoadBalancer event");
+    drop(backends);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_balancers_never_touch_what_is_not_theirs() {
+    let s = Stack::start(&[]).await;
+    let k = s.kubectl();
+    let api = s.services().await;
+    let pool = s.instances[0].manager.clone().unwrap().id;
+    let foreign_service = LoadBalancerServiceSpec {
+        name: Some("ssh".into()),
+        description: None,
+        instance_pool: Some(Ref::from(pool)),
+        protocol: Some(Protocol::Tcp),
+        strategy: Some(Strategy::RoundRobin),
+        port: Some(22),
+        target_port: Some(22),
+        healthcheck: Some(Healthcheck {
+            mode: Some(HealthcheckMode::Tcp),
+            port: Some(22),
+            interval: Some(10),
+            timeout: Some(5),
+            retries: Some(1),
+            ..Default::default()
+        }),
+    };
+    let create = |name: &str, labels: Option<BTreeMap<String, String>>| {
+        let c = s.client.clone();
+        let body = CreateLoadBalancer { name: Some(name.into()), description: None, labels };
+        async move { c.create_load_balancer(&body).await.unwrap().reference_id().unwrap() }
+    };
+    // Another cluster's NLB named "shop", and a shared NLB with a service of its own.
+    let other_cluster = BTreeMap::from([
+        ("k8s-cluster-id".to_string(), Uuid::new_v4().to_string()),
+        ("k8s-service-uid".to_string(), "u-other".to_string()),
+    ]);
+    let theirs = create("shop", Some(other_cluster)).await;
+    let shared = create("shared", None).await;
+    s.client.add_service_to_load_balancer(shared, &foreign_service).await.unwrap();
+    let theirs_before = s.nlb(theirs).await.unwrap();
+    let shared_before = s.nlb(shared).await.unwrap();
+
+    let lb_service = |name: &str, class: Option<&str>, ann: Value| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "annotations": ann},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": class, "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 80}]}})
+    };
+    apply(&k, lb_service("other-class", Some("example.com/other"), json!({})));
+    apply(&k, lb_service("shop", None, json!({format!("{PREFIX}name"): "shop"})));
+    apply(&k, lb_service("thief", None, json!({format!("{PREFIX}id"): theirs.to_string()})));
+    apply(
+        &k,
+        lb_service("tenant", None, json!({format!("{PREFIX}name"): "shared", format!("{PREFIX}external"): "true"})),
+    );
+
+    // Same name, another cluster: a new NLB of our own; theirs untouched.
+    let (shop, _) = provisioned(&api, "shop").await;
+    assert_ne!(shop, theirs);
+    assert_eq!(s.nlb(shop).await.unwrap().spec.name.as_deref(), Some("shop"));
+    // An id naming another cluster's NLB: refused with an event, nothing written.
+    let note = wait_for("the refusal event", Duration::from_secs(20), || async {
+        events_of(s.kube.client().await, "thief", "SyncLoadBalancerFailed").await.into_iter().next()
+    })
+    .await;
+    assert!(note.contains(&theirs.to_string()) && note.contains("belongs to") && note.contains("external"), "{note}");
+    // External by name: our port is added next to the foreign service.
+    let (tenant_id, tenant_ip) = provisioned(&api, "tenant").await;
+    assert_eq!(tenant_id, shared);
+    assert_eq!(Some(tenant_ip), shared_before.ip.map(|i| i.to_string()));
+    let on_shared = s.nlb(shared).await.unwrap();
+    assert_eq!(on_shared.services.len(), 2);
+    assert_eq!(on_shared.spec, shared_before.spec, "an external NLB is never renamed or relabelled");
+    // The other class was seen before the Services above were served, and left alone.
+    let other = api.get("other-class").await.unwrap();
+    assert_eq!(other.metadata.finalizers, None);
+    assert_eq!(ingress_ip(&other), None);
+
+    // Deleting: the external NLB stays with its own service; ours goes.
+    k.ok(&["delete", "svc", "tenant", "shop", "thief", "--wait=true", "--timeout=30s"]);
+    let after = s.nlb(shared).await.expect("an external NLB is never deleted");
+    assert_eq!(
+        after.services.iter().map(|x| x.spec.name.clone().unwrap()).collect::<Vec<_>>(),
+        vec!["ssh".to_string()]
+    );
+    assert!(s.nlb(shop).await.is_none());
+    let mut theirs_after = s.nlb(theirs).await.unwrap();
+    theirs_after.state = theirs_before.state.clone();
+    assert_eq!(theirs_after, theirs_before, "another cluster's NLB is never touched");
+}
