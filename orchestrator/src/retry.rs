@@ -37,8 +37,9 @@ impl RetryPolicy {
     ///
     /// Non-idempotent requests (`idempotent == false`, i.e. POST) are retried
     /// only when the orchestrator cannot have acted on them: no connection,
-    /// 429, or a 5xx it answered itself. A timeout after sending could mean the
-    /// create happened, so retrying it could duplicate a resource.
+    /// 429 or 503. A timeout after sending, or a 500/502/504 (which a proxy may
+    /// answer after the orchestrator acted), could mean the create happened, so
+    /// retrying it could duplicate a resource: the caller must look first.
     /// `jitter` is a sample in `[0, 1)`.
     pub fn delay(&self, attempt: u32, failure: Failure, idempotent: bool, jitter: f64) -> Option<Duration> {
         if attempt > self.max_retries {
@@ -50,7 +51,10 @@ impl RetryPolicy {
             Failure::InFlight => return None,
             Failure::Status(429, retry_after) => retry_after,
             Failure::Status(501, _) => return None,
-            Failure::Status(code, _) if (500..600).contains(&code) => None,
+            // 503 says the request was not taken; any other 5xx may come from a proxy
+            // after the orchestrator applied it, so only idempotent requests repeat it.
+            Failure::Status(503, _) => None,
+            Failure::Status(code, _) if (500..600).contains(&code) && idempotent => None,
             Failure::Status(..) => return None,
         };
         if let Some(after) = retry_after {
@@ -114,7 +118,11 @@ mod tests {
         assert_eq!(p.delay(1, Failure::InFlight, false, 0.5), None);
         assert!(p.delay(1, Failure::InFlight, true, 0.5).is_some());
         assert!(p.delay(1, Failure::Connect, false, 0.5).is_some());
-        assert!(p.delay(1, Failure::Status(502, None), false, 0.5).is_some());
+        assert!(p.delay(1, Failure::Status(503, None), false, 0.5).is_some());
+        for code in [500, 502, 504] {
+            assert_eq!(p.delay(1, Failure::Status(code, None), false, 0.5), None, "{code} may follow an applied POST");
+            assert!(p.delay(1, Failure::Status(code, None), true, 0.5).is_some(), "{code}");
+        }
     }
 
     #[test]

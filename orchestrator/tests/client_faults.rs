@@ -92,7 +92,7 @@ fn counter(registry: &prometheus::Registry, name: &str, labels: &[(&str, &str)])
 
 #[tokio::test]
 async fn retries_5xx_then_succeeds_once_and_counts() {
-    let s = script(vec![status(503), status(502), ok(op("success"))]);
+    let s = script(vec![status(503), status(503), ok(op("success"))]);
     let registry = prometheus::Registry::new();
     let c = client(serve(s.clone()).await, &registry).await;
     let done =
@@ -103,10 +103,24 @@ async fn retries_5xx_then_succeeds_once_and_counts() {
     assert!(seen.iter().all(|(m, p, signed)| m == "POST" && p == "/v2/load-balancer" && *signed));
     assert_eq!(
         counter(&registry, "orchestrator_requests_total", &[("operation", "create-load-balancer"), ("code", "503")]),
-        1
+        2
     );
     assert_eq!(counter(&registry, "orchestrator_requests_total", &[("code", "200")]), 1);
     assert_eq!(counter(&registry, "orchestrator_retries_total", &[("operation", "create-load-balancer")]), 2);
+}
+
+#[tokio::test]
+async fn a_post_answered_502_is_not_repeated_but_a_get_is() {
+    // A proxy's 502 may follow a create the orchestrator carried out: repeating it could duplicate.
+    let s = script(vec![status(502), ok(op("success"))]);
+    let c = client(serve(s.clone()).await, &prometheus::Registry::new()).await;
+    let err = c.create_load_balancer(&LoadBalancerSpec { name: Some("x".into()), ..Default::default() }).await;
+    assert!(matches!(err, Err(Error::Unavailable { status: 502, .. })), "{err:?}");
+    assert_eq!(s.seen.lock().unwrap().len(), 1);
+    let s = script(vec![status(502), ok(json!({"load-balancers": []}))]);
+    let c = client(serve(s.clone()).await, &prometheus::Registry::new()).await;
+    assert!(c.list_load_balancers().await.unwrap().is_empty());
+    assert_eq!(s.seen.lock().unwrap().len(), 2);
 }
 
 #[tokio::test]

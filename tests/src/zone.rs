@@ -185,7 +185,13 @@ pub async fn signed_request(
 impl Zone {
     /// Injects faults: `ratio` of the answers to `operations` (all when `None`) get `status`.
     pub async fn set_faults(&self, ratio: f64, status: u16, operations: Option<&[&str]>) {
-        let body = serde_json::json!({"ratio": ratio, "status": status, "operations": operations}).to_string();
+        self.set_faults_after(ratio, status, operations, false).await
+    }
+
+    /// As `set_faults`; with `after`, the request is carried out before the fault is answered.
+    pub async fn set_faults_after(&self, ratio: f64, status: u16, operations: Option<&[&str]>, after: bool) {
+        let body =
+            serde_json::json!({"ratio": ratio, "status": status, "operations": operations, "after": after}).to_string();
         let (code, answer) = signed_request(&self.url, "PUT", "/admin/faults", Some(&body), None, 600).await;
         assert_eq!(code, 200, "{answer}");
     }

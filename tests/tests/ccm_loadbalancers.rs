@@ -27,7 +27,7 @@ const PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
 
 /// sks-zone with the seeded 3-node cluster and its kubelets, a Kubernetes API and sks-ccm.
 struct Stack {
-    _zone: Zone,
+    zone: Zone,
     kube: KubeApi,
     _ccm: Ccm,
     client: orchestrator::Client,
@@ -61,7 +61,7 @@ impl Stack {
             (done.count() == 3).then_some(())
         })
         .await;
-        Stack { _zone: zone, kube, _ccm: ccm, client, cluster: cluster.id, instances }
+        Stack { zone, kube, _ccm: ccm, client, cluster: cluster.id, instances }
     }
 
     fn kubectl(&self) -> Kubectl {
@@ -404,4 +404,39 @@ async fn load_balancers_never_touch_what_is_not_theirs() {
     let mut theirs_after = s.nlb(theirs).await.unwrap();
     theirs_after.state = theirs_before.state.clone();
     assert_eq!(theirs_after, theirs_before, "another cluster's NLB is never touched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orchestrator_faults_never_duplicate_load_balancers() {
+    let s = Stack::start(&[]).await;
+    let k = s.kubectl();
+    let api = s.services().await;
+    let lb_service = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 80}]}})
+    };
+    // Every create is carried out but its answer is lost (a proxy's 502): the CCM must find it, not repeat it.
+    s.zone.set_faults_after(1.0, 502, Some(&["create-load-balancer"]), true).await;
+    for i in 0..4 {
+        apply(&k, lb_service(&format!("lost-{i}")));
+    }
+    for i in 0..4 {
+        provisioned(&api, &format!("lost-{i}")).await;
+    }
+    // Then a third of all calls refused with 503 or throttled: retried with backoff.
+    s.zone.set_faults(0.33, 503, None).await;
+    for i in 0..4 {
+        apply(&k, lb_service(&format!("busy-{i}")));
+    }
+    for i in 0..4 {
+        provisioned(&api, &format!("busy-{i}")).await;
+    }
+    s.zone.set_faults(0.0, 503, None).await;
+    let mut owners: BTreeMap<String, usize> = BTreeMap::new();
+    for lb in s.client.list_load_balancers().await.unwrap() {
+        let uid = lb.spec.labels.as_ref().and_then(|l| l.get("k8s-service-uid")).cloned().unwrap_or_default();
+        *owners.entry(uid).or_default() += 1;
+    }
+    assert_eq!(owners.len(), 8, "one NLB per Service: {owners:?}");
+    assert!(owners.values().all(|n| *n == 1), "no duplicates: {owners:?}");
 }

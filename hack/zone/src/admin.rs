@@ -24,6 +24,10 @@ pub struct Faults {
     /// Only these operations (OpenAPI operation ids, e.g. `get-instance`); all when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operations: Option<Vec<String>>,
+    /// Carry the request out, then answer the fault: a response lost on the way
+    /// back, after which a client that retries blindly would duplicate the write.
+    #[serde(default)]
+    pub after: bool,
 }
 
 impl Faults {

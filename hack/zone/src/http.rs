@@ -98,6 +98,14 @@ async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: 
         Ok(call) => {
             let faults = app.faults();
             if let Some(fault) = faults.draw(&call.operation) {
+                if faults.after {
+                    let done = tokio::task::block_in_place(|| handlers::dispatch(&app, &call));
+                    tracing::warn!(
+                        operation = call.operation,
+                        ok = done.is_ok(),
+                        "answering a fault after carrying the request out"
+                    );
+                }
                 let mut resp = fault.into_response();
                 if let Some(secs) = faults.retry_after {
                     resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
