@@ -12,7 +12,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::queue::{self, Pending};
 use serde_json::json;
 
 use crate::cloud::Cloud;
@@ -30,6 +32,8 @@ pub struct Metrics {
     pub latency: HistogramVec,
     /// `ccm_node_initialization_delay_seconds`: from Node creation to initialized.
     pub init_delay: prometheus::Histogram,
+    /// `ccm_queue_depth{controller}`: objects changed and not yet picked up.
+    pub queue_depth: IntGaugeVec,
 }
 
 impl Metrics {
@@ -52,8 +56,13 @@ impl Metrics {
         )?;
         r.register(Box::new(reconciles.clone()))?;
         r.register(Box::new(latency.clone()))?;
+        let queue_depth = IntGaugeVec::new(
+            Opts::new("ccm_queue_depth", "Objects seen changing that no reconcile has picked up yet"),
+            &["controller"],
+        )?;
         r.register(Box::new(init_delay.clone()))?;
-        Ok(Metrics { reconciles, latency, init_delay })
+        r.register(Box::new(queue_depth.clone()))?;
+        Ok(Metrics { reconciles, latency, init_delay, queue_depth })
     }
 }
 
@@ -73,6 +82,8 @@ pub struct Ctx {
     pub heal: heal::Config,
     /// When a foreign Node was last reported, so events do not repeat every retry.
     warned: Mutex<HashMap<String, Instant>>,
+    node_queue: Pending,
+    csr_queue: Pending,
 }
 
 impl Ctx {
@@ -85,7 +96,19 @@ impl Ctx {
         sync_period: Duration,
         heal: heal::Config,
     ) -> Self {
-        Ctx { client, cloud, recorder, metrics, sync_period, heal, warned: Mutex::new(HashMap::new()) }
+        let node_queue = Pending::new(metrics.queue_depth.with_label_values(&["node"]));
+        let csr_queue = Pending::new(metrics.queue_depth.with_label_values(&["csr"]));
+        Ctx {
+            client,
+            cloud,
+            recorder,
+            metrics,
+            sync_period,
+            heal,
+            warned: Mutex::new(HashMap::new()),
+            node_queue,
+            csr_queue,
+        }
     }
 }
 
@@ -116,6 +139,7 @@ pub(crate) async fn event(
 
 /// Initializes new Nodes and keeps initialized ones current.
 async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    ctx.node_queue.started(node.as_ref());
     let started = Instant::now();
     let result = node_step(&node, &ctx).await;
     ctx.metrics.latency.with_label_values(&["node"]).observe(started.elapsed().as_secs_f64());
@@ -288,6 +312,7 @@ fn facts(c: &CertificateSigningRequest) -> csr::CsrFacts {
 
 /// Approves or denies kubelet serving CSRs.
 async fn reconcile_csr(c: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    ctx.csr_queue.started(c.as_ref());
     let started = Instant::now();
     let facts = facts(&c);
     if facts.signer != csr::KUBELET_SERVING || facts.decided {
@@ -337,8 +362,9 @@ fn error_policy<K>(_obj: Arc<K>, e: &Error, ctx: Arc<Ctx>) -> Action {
 
 /// Runs the node controller until the future is dropped.
 pub async fn run_nodes(ctx: Arc<Ctx>, workers: u16) {
-    let api: Api<Node> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
+    let (store, changes) =
+        queue::watched(Api::<Node>::all(ctx.client.clone()), watcher::Config::default(), ctx.node_queue.clone());
+    Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .run(reconcile_node, error_policy, ctx)
         .for_each(|_| async {})
@@ -348,7 +374,8 @@ pub async fn run_nodes(ctx: Arc<Ctx>, workers: u16) {
 /// Runs the CSR approval controller until the future is dropped.
 pub async fn run_csrs(ctx: Arc<Ctx>, workers: u16) {
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default())
+    let (store, changes) = queue::watched(api, watcher::Config::default(), ctx.csr_queue.clone());
+    Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .run(reconcile_csr, error_policy, ctx)
         .for_each(|_| async {})

@@ -11,4 +11,5 @@ pub mod lb;
 pub mod leader;
 pub mod node_init;
 pub mod node_lifecycle;
+pub mod queue;
 pub mod serve;

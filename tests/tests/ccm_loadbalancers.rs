@@ -29,7 +29,7 @@ const PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
 struct Stack {
     zone: Zone,
     kube: KubeApi,
-    _ccm: Ccm,
+    ccm: Ccm,
     client: orchestrator::Client,
     cluster: Uuid,
     instances: Vec<Instance>,
@@ -61,7 +61,7 @@ impl Stack {
             (done.count() == 3).then_some(())
         })
         .await;
-        Stack { zone, kube, _ccm: ccm, client, cluster: cluster.id, instances }
+        Stack { zone, kube, ccm, client, cluster: cluster.id, instances }
     }
 
     fn kubectl(&self) -> Kubectl {
@@ -318,6 +318,13 @@ async fn load_balancers_follow_their_services() {
     let notes = events_of(s.kube.client().await, "web-lb", "DeletedLoadBalancer").await;
     assert!(!notes.is_empty(), "a DeletedLoadBalancer event");
     drop(backends);
+
+    // 9. Every controller's queue drained, and says so.
+    let metrics = reqwest::get(format!("{}/metrics", s.ccm.url)).await.unwrap().text().await.unwrap();
+    for controller in ["node", "csr", "service"] {
+        let line = format!("ccm_queue_depth{{controller=\"{controller}\"}} 0");
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,6 +399,15 @@ async fn load_balancers_never_touch_what_is_not_theirs() {
     let other = api.get("other-class").await.unwrap();
     assert_eq!(other.metadata.finalizers, None);
     assert_eq!(ingress_ip(&other), None);
+
+    // No longer a LoadBalancer: its NLB is deleted, then its finalizer and ingress removed.
+    k.ok(&["patch", "svc", "shop", "--type=merge", "-p", r#"{"spec":{"type":"ClusterIP"}}"#]);
+    wait_for("the type change to release the NLB", Duration::from_secs(20), || async {
+        let svc = api.get("shop").await.ok()?;
+        let released = svc.metadata.finalizers.clone().unwrap_or_default().is_empty() && ingress_ip(&svc).is_none();
+        (released && s.nlb(shop).await.is_none()).then_some(())
+    })
+    .await;
 
     // Deleting: the external NLB stays with its own service; ours goes.
     k.ok(&["delete", "svc", "tenant", "shop", "thief", "--wait=true", "--timeout=30s"]);

@@ -34,6 +34,7 @@ use crate::cloud::Cloud;
 use crate::controllers::{Error, Metrics, event};
 use crate::fresh::Fresh;
 use crate::node_init::NODEPOOL_ID_LABEL;
+use crate::queue::{self, Pending};
 
 /// `spec.loadBalancerClass` served here (Services without a class are served too).
 pub const CLASS: &str = "exoscale.net/nlb";
@@ -60,6 +61,7 @@ struct Ctx {
     nlbs: Fresh<HashMap<Uuid, LoadBalancer>>,
     nodes: Store<PartialObjectMeta<Node>>,
     config: Config,
+    queue: Pending,
 }
 
 impl Ctx {
@@ -96,6 +98,7 @@ fn has_finalizer(svc: &Service) -> bool {
 }
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    ctx.queue.started(svc.as_ref());
     let started = Instant::now();
     let result = step(&svc, &ctx).await;
     ctx.metrics.latency.with_label_values(&["service"]).observe(started.elapsed().as_secs_f64());
@@ -353,7 +356,9 @@ pub async fn run(client: kube::Client, cloud: Arc<Cloud>, recorder: Recorder, me
     let node_api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
     let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL)).default_backoff();
     tokio::spawn(reflector::reflector(writer, node_labels).for_each(|_| async {}));
-    let ctx = Arc::new(Ctx { client: client.clone(), cloud, recorder, metrics, nlbs: Fresh::default(), nodes, config });
+    let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
+    let (store, changes) = queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone());
+    let ctx = Arc::new(Ctx { client, cloud, recorder, metrics, nlbs: Fresh::default(), nodes, config, queue });
     let drift = {
         let ctx = ctx.clone();
         futures::stream::unfold(ctx, move |ctx| async move {
@@ -365,8 +370,7 @@ pub async fn run(client: kube::Client, cloud: Arc<Cloud>, recorder: Recorder, me
             Some(((), ctx))
         })
     };
-    let services: Api<Service> = Api::all(client);
-    Controller::new(services, watcher::Config::default())
+    Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.workers))
         .reconcile_all_on(drift)
         .run(reconcile, error_policy, ctx)
