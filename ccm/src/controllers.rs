@@ -275,9 +275,12 @@ async fn auto_heal(
             event(&ctx.recorder, node, EventType::Warning, "AutoHealReboot", note).await;
         }
         heal::Heal::Replace => {
-            ctx.cloud.client().evict_sks_nodepool_members(ctx.cloud.cluster(), nodepool.id, vec![instance.id]).await?;
+            ctx.cloud
+                .client()
+                .replace_sks_nodepool_members(ctx.cloud.cluster(), nodepool.id, vec![instance.id])
+                .await?;
             let note = format!(
-                "node {name} stayed NotReady {:?} after a reboot: evicted instance {} so nodepool {} replaces it",
+                "node {name} stayed NotReady {:?} after a reboot: replaced instance {} with a fresh one in nodepool {}",
                 ctx.heal.replace_after, instance.id, nodepool.id
             );
             tracing::warn!(node = %name, "{note}");

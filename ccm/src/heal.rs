@@ -1,6 +1,6 @@
 //! Auto-healing: a Node NotReady too long while its instance runs gets the
-//! instance rebooted; still NotReady later, the instance is evicted so its
-//! nodepool replaces it. One node per nodepool at a time, never more than a
+//! instance rebooted; still NotReady later, the instance is replaced by a
+//! fresh one (evicted, then the pool size restored). One node per nodepool at a time, never more than a
 //! share of the cluster.
 
 use std::time::Duration;
@@ -33,7 +33,7 @@ pub enum Heal {
     Nothing,
     /// Reboot the instance.
     Reboot,
-    /// Evict the instance so the nodepool replaces it.
+    /// Replace the instance with a fresh one (evict, then restore the pool size).
     Replace,
     /// The node recovered: forget the reboot.
     Clear,

@@ -674,6 +674,20 @@ impl Client {
         let path = format!("/sks-cluster/{cluster}/nodepool/{nodepool}:evict");
         self.mutate("evict-sks-nodepool-members", Method::PUT, &path, Some(&EvictRequest { instances })).await
     }
+
+    /// Replaces `instances` of a nodepool with fresh ones (from its current
+    /// template): evicts them, which shrinks the pool, then scales it back to the
+    /// size it had, which the eviction alone would not restore.
+    pub async fn replace_sks_nodepool_members(
+        &self,
+        cluster: Uuid,
+        nodepool: Uuid,
+        instances: Vec<Uuid>,
+    ) -> Result<Operation> {
+        let size = self.get_sks_nodepool(cluster, nodepool).await?.size;
+        self.evict_sks_nodepool_members(cluster, nodepool, instances).await?;
+        self.scale_sks_nodepool(cluster, nodepool, size).await
+    }
 }
 
 /// The cluster rotations the API offers.

@@ -480,7 +480,11 @@ async fn auto_healing_reboots_then_replaces() {
     let c = zone.client().await;
     assert!(c.get_instance(sick.id).await.unwrap_err().is_not_found(), "the sick instance was evicted");
     let np = c.get_sks_cluster(cluster).await.unwrap().nodepools.remove(0);
-    assert_eq!(np.size, 2, "evicting shrinks the pool; the nodepool's size is what SKS restores");
+    assert_eq!(np.size, 3, "a replacement keeps the nodepool's size");
+    let pool = np.instance_pool.unwrap().id;
+    let members = c.get_instance_pool(pool).await.unwrap().instances;
+    assert_eq!(members.len(), 3);
+    assert!(members.iter().all(|m| m.id != sick.id), "a fresh instance took the sick one's place");
     wait_for("the evicted instance's Node to be deleted", Duration::from_secs(20), || {
         let k = k.clone();
         let name = sick.name.clone();

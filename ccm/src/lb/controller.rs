@@ -357,7 +357,8 @@ pub async fn run(client: kube::Client, cloud: Arc<Cloud>, recorder: Recorder, me
     let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL)).default_backoff();
     tokio::spawn(reflector::reflector(writer, node_labels).for_each(|_| async {}));
     let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
-    let (store, changes) = queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone());
+    let (store, changes) =
+        queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone());
     let ctx = Arc::new(Ctx { client, cloud, recorder, metrics, nlbs: Fresh::default(), nodes, config, queue });
     let drift = {
         let ctx = ctx.clone();
