@@ -1,6 +1,7 @@
 //! `kube-standin`: a small in-memory Kubernetes API for tests and local runs.
 
 mod aggregator;
+mod audit;
 mod controllers;
 mod hooks;
 mod kinds;
@@ -71,6 +72,11 @@ struct Args {
     /// writes NAME.crt and NAME.key to the certificate directory, signed by the cluster CA (ca.crt).
     #[arg(long = "issue-serving-cert")]
     issue_serving_certs: Vec<String>,
+    /// Append one JSON line per authorized request of a user outside system:masters to this
+    /// file (user, groups, verb, apiGroup, resource, subresource, namespace, name, path, allowed);
+    /// decisions are then not cached, so every request is logged.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -172,11 +178,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Some(tokens.clone() as Arc<dyn TokenReviewer>),
         Duration::from_secs(10),
     )?);
-    let authz = Arc::new(Authorizer::new(
-        Some(policy.clone() as Arc<dyn AccessReviewer>),
-        Duration::from_secs(1),
-        Duration::from_secs(1),
-    ));
+    let (reviewer, ttl): (Arc<dyn AccessReviewer>, Duration) = match &args.audit_log {
+        Some(path) => {
+            let audited = audit::Audited::open(policy.clone(), path)
+                .with_context(|| format!("opening the audit log {}", path.display()))?;
+            (Arc::new(audited), Duration::ZERO)
+        }
+        None => (policy.clone(), Duration::from_secs(1)),
+    };
+    let authz = Arc::new(Authorizer::new(Some(reviewer), ttl, ttl));
     let identity = format!("{}{}", pki.front_proxy.cert_pem, pki.front_proxy.key_pem);
     let aggregator = Arc::new(aggregator::Aggregator::new(
         get("apiregistration.k8s.io/apiservices").cache().clone(),
