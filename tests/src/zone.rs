@@ -196,3 +196,17 @@ impl Zone {
         assert_eq!(code, 200, "{answer}");
     }
 }
+
+impl Zone {
+    /// Sends a signed `/admin/...` request (`path` starts with `/admin/`): status and JSON body.
+    pub async fn admin(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> (u16, serde_json::Value) {
+        let body = body.map(serde_json::Value::to_string);
+        signed_request(&self.url, method, path, body.as_deref(), None, 600).await
+    }
+
+    /// Publishes an SKS version (`PUT /admin/versions`): status and JSON body
+    /// (`sks-cluster-versions`, and the `auto-upgrades` it started).
+    pub async fn publish_version(&self, version: &str) -> (u16, serde_json::Value) {
+        self.admin("PUT", "/admin/versions", Some(&serde_json::json!({ "version": version }))).await
+    }
+}

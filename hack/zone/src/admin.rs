@@ -1,12 +1,17 @@
 //! Endpoints that are not part of the orchestrator API but serve the local
-//! stack (signed like every other call): handing a cluster's CAs to whatever
-//! plays its control plane.
+//! stack and its tests (signed like every other call): handing a cluster's CAs
+//! to whatever plays its control plane, injecting faults, publishing SKS
+//! versions, and switches that make control-plane components unhealthy or the
+//! next upgrade fail.
 
 use axum::http::Method;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::app::{ApiError, ApiResult, App};
+use crate::control_plane;
+use crate::upgrades::{self, FailSwitch};
+use crate::world::ClusterRec;
 
 /// Faults injected into every orchestrator API answer (not into `/admin`).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -77,6 +82,68 @@ pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)]
             app.set_faults(faults.clone());
             Ok(serde_json::to_value(faults).unwrap_or_default())
         }
+        (&Method::PUT, ["versions"]) => {
+            #[derive(serde::Deserialize)]
+            struct Body {
+                version: String,
+            }
+            let body: Body = decode("versions", body)?;
+            let (versions, auto_upgrades) = app.write(|tx| upgrades::publish(tx, &app.config, &body.version))?;
+            Ok(json!({"sks-cluster-versions": versions, "auto-upgrades": auto_upgrades}))
+        }
+        (&Method::PUT, ["sks-cluster", id, "components", name]) => {
+            #[derive(serde::Deserialize)]
+            struct Body {
+                healthy: bool,
+            }
+            let body: Body = decode("component", body)?;
+            change_cluster(app, &zone, id, |rec| {
+                let component = rec
+                    .control_plane
+                    .iter_mut()
+                    .find(|c| c.name == *name)
+                    .ok_or_else(|| ApiError::not_found("control-plane component", name))?;
+                component.healthy = body.healthy;
+                Ok(serde_json::to_value(&*component).unwrap_or_default())
+            })
+        }
+        (&Method::PUT, ["sks-cluster", id, "fail-next-upgrade"]) => {
+            let switch: FailSwitch = decode("fail-next-upgrade", body)?;
+            if !control_plane::COMPONENTS.contains(&switch.component.as_str()) {
+                return Err(ApiError::bad_request(format!(
+                    "component: {:?} is not a control-plane component; one of: {}",
+                    switch.component,
+                    control_plane::COMPONENTS.join(", ")
+                )));
+            }
+            change_cluster(app, &zone, id, |rec| {
+                rec.fail_next_upgrade = Some(switch.clone());
+                Ok(serde_json::to_value(&switch).unwrap_or_default())
+            })
+        }
+        (&Method::DELETE, ["sks-cluster", id, "fail-next-upgrade"]) => {
+            change_cluster(app, &zone, id, |rec| Ok(json!({"disarmed": rec.fail_next_upgrade.take()})))
+        }
         _ => Err(ApiError::not_found("admin endpoint", rest)),
     }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+}
+
+/// Changes a cluster's record in one transaction.
+fn change_cluster(
+    app: &App,
+    zone: &str,
+    id: &str,
+    f: impl FnOnce(&mut ClusterRec) -> ApiResult<Value>,
+) -> ApiResult<Value> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("SKS cluster", id))?;
+    app.write(|tx| {
+        let mut rec = tx.get::<ClusterRec>(zone, id).cloned().ok_or_else(|| ApiError::not_found("SKS cluster", id))?;
+        let out = f(&mut rec)?;
+        tx.put(zone, rec);
+        Ok(out)
+    })
 }

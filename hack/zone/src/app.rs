@@ -22,6 +22,8 @@ pub struct Config {
     pub operation_delay: Duration,
     /// How long new instances stay `starting`.
     pub boot_delay: Duration,
+    /// How long an upgrade takes to replace one control-plane component.
+    pub component_upgrade: Duration,
     /// API server URL reported for every cluster, instead of a made-up one.
     pub cluster_endpoint: Option<String>,
     /// Whether the NLB data plane runs, so answers carry `healthcheck-status`.

@@ -37,6 +37,7 @@ use crate::app::{App, Config};
 use crate::catalog;
 use crate::handlers;
 use crate::http::Call;
+use crate::upgrades;
 use crate::world::World;
 
 /// How often the supervisor compares the zone's instances with the running kubelets.
@@ -132,7 +133,7 @@ async fn supervise(app: Arc<App>, options: Options) {
         });
         for (id, machine) in desired {
             if let Some(r) = running.get(&id) {
-                // A nodepool upgrade changes the version the kubelet reports.
+                // A reinstall from another template changes the version the kubelet reports.
                 r.machine.send_if_modified(|m| {
                     let changed = *m != machine;
                     *m = machine.clone();
@@ -198,7 +199,12 @@ fn machines(world: &World, config: &Config, options: &Options) -> Result<BTreeMa
                     name: i.name.clone(),
                     ipv4: i.public_ip,
                     ipv6: i.ipv6_address,
-                    version: np.nodepool.version.clone().unwrap_or_else(|| cluster.cluster.version.clone()),
+                    // The version of the template it runs: after an upgrade, old members report the old one.
+                    version: i
+                        .template
+                        .and_then(|t| upgrades::template_version(world, t.id))
+                        .or_else(|| np.nodepool.version.clone())
+                        .unwrap_or_else(|| cluster.cluster.version.clone()),
                     cpus: kind.as_ref().map_or(1, |t| t.cpus),
                     memory_bytes: kind.as_ref().map_or(1 << 30, |t| t.memory),
                     disk_gib: i.disk_size.unwrap_or(50),

@@ -4,14 +4,15 @@
 use jiff::Timestamp;
 use orchestrator::model::{
     Instance, InstancePool, InstancePoolState, InstanceState, LoadBalancer, LoadBalancerServiceState,
-    LoadBalancerState, Manager, ManagerType, Operation, OperationState, PrivateNetworkAttachment, Ref, Reference,
-    SksClusterState, SksNodepoolState,
+    LoadBalancerState, Manager, ManagerType, Operation, OperationReason, OperationState, PrivateNetworkAttachment, Ref,
+    Reference, SksClusterState, SksNodepoolState,
 };
 use rand::Rng as _;
 use uuid::Uuid;
 
 use crate::app::Config;
 use crate::ipam;
+use crate::upgrades;
 use crate::world::{ClusterRec, Completion, InstanceRec, NodepoolRec, OpRec, Target, Tx};
 
 /// Now, in UNIX milliseconds.
@@ -24,6 +25,21 @@ pub fn now() -> Timestamp {
     Timestamp::from_second(Timestamp::now().as_second()).expect("the current time is representable")
 }
 
+/// A new `pending` operation on `reference` (with the API path of the resource).
+pub fn operation(command: &str, reference: Option<(Uuid, String)>) -> Operation {
+    Operation {
+        id: Uuid::new_v4(),
+        state: OperationState::Pending,
+        reference: reference.map(|(id, link)| Reference {
+            id: Some(id),
+            link: Some(format!("/v2{link}")),
+            command: Some(command.to_owned()),
+        }),
+        message: None,
+        reason: None,
+    }
+}
+
 /// Records an operation on `reference` (with the API path of the resource);
 /// with no configured delay it completes at once and is returned as `success`.
 pub fn start_operation(
@@ -34,17 +50,7 @@ pub fn start_operation(
     reference: Option<(Uuid, String)>,
     completion: Completion,
 ) -> Operation {
-    let mut op = Operation {
-        id: Uuid::new_v4(),
-        state: OperationState::Pending,
-        reference: reference.map(|(id, link)| Reference {
-            id: Some(id),
-            link: Some(format!("/v2{link}")),
-            command: Some(command.to_owned()),
-        }),
-        message: None,
-        reason: None,
-    };
+    let mut op = operation(command, reference);
     let delay = config.operation_delay.as_millis() as i64;
     if delay == 0 {
         complete(tx, config, zone, &completion);
@@ -52,6 +58,30 @@ pub fn start_operation(
     }
     tx.put(zone, OpRec { op: op.clone(), due_ms: now_ms() + delay, completion });
     op
+}
+
+/// What moving a due operation on led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// It is done: `success`.
+    Done,
+    /// It failed: `failure`, with why.
+    Failed(OperationReason, String),
+    /// It goes on; due again at this time (UNIX ms).
+    Until(i64),
+}
+
+/// Records `outcome` on an operation.
+pub fn settle(rec: &mut OpRec, outcome: Outcome) {
+    match outcome {
+        Outcome::Done => rec.op.state = OperationState::Success,
+        Outcome::Failed(reason, message) => {
+            rec.op.state = OperationState::Failure;
+            rec.op.reason = Some(reason);
+            rec.op.message = Some(message);
+        }
+        Outcome::Until(due) => rec.due_ms = due,
+    }
 }
 
 /// Completes every pending operation that is due and boots every instance
@@ -68,8 +98,14 @@ pub fn tick(tx: &mut Tx<'_>, config: &Config, now: i64) -> bool {
             .collect();
         for id in due {
             let completion = tx.get::<OpRec>(&zone, id).map(|o| o.completion.clone()).unwrap_or(Completion::Nothing);
-            complete(tx, config, &zone, &completion);
-            tx.update::<OpRec>(&zone, id, |o| o.op.state = OperationState::Success);
+            let outcome = match completion {
+                Completion::Upgrade(cluster, upgrade) => upgrades::advance(tx, config, &zone, cluster, upgrade, now),
+                other => {
+                    complete(tx, config, &zone, &other);
+                    Outcome::Done
+                }
+            };
+            tx.update::<OpRec>(&zone, id, |o| settle(o, outcome));
             changed = true;
         }
         let booted: Vec<Uuid> = tx
@@ -101,10 +137,13 @@ pub fn complete(tx: &mut Tx<'_>, config: &Config, zone: &str, completion: &Compl
         Completion::ClusterVersion(id, ref version) => {
             let version = version.clone();
             tx.update::<ClusterRec>(zone, id, |c| {
+                c.control_plane = crate::control_plane::at_version(&version);
                 c.cluster.version = version;
                 c.cluster.state = SksClusterState::Running;
             });
         }
+        // Moved on by `tick`, component by component; never completed at once.
+        Completion::Upgrade(..) => {}
         Completion::Activate(target) => activate(tx, zone, target),
         Completion::Remove(target) => remove(tx, config, zone, target),
     }

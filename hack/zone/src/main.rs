@@ -5,6 +5,7 @@
 mod admin;
 mod app;
 mod catalog;
+mod control_plane;
 mod dataplane;
 mod handlers;
 mod http;
@@ -13,6 +14,7 @@ mod kubelets;
 mod lifecycle;
 mod seed;
 mod store;
+mod upgrades;
 mod world;
 
 use std::collections::BTreeMap;
@@ -52,6 +54,11 @@ struct Args {
     /// How long new instances stay `starting` before `running`, in milliseconds.
     #[arg(long, default_value_t = 200)]
     instance_boot_delay_ms: u64,
+
+    /// How long an SKS upgrade takes to replace one control-plane component, in milliseconds (0: an upgrade
+    /// completes at once). The upgrade's operation stays `pending` until every component runs the target.
+    #[arg(long, default_value_t = 1000)]
+    component_upgrade_ms: u64,
 
     /// Base URL clients use to reach this zone (default: http://<listen address>).
     #[arg(long)]
@@ -163,6 +170,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         public_url: public_url.clone(),
         operation_delay: Duration::from_millis(args.operation_delay_ms),
         boot_delay: Duration::from_millis(args.instance_boot_delay_ms),
+        component_upgrade: Duration::from_millis(args.component_upgrade_ms),
         cluster_endpoint: args.cluster_endpoint.clone(),
         nlb_dataplane: args.nlb_dataplane,
     };

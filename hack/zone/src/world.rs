@@ -10,6 +10,9 @@ use uuid::Uuid;
 
 use sks_pki::CertificateAuthority;
 
+use crate::control_plane::{self, Component};
+use crate::upgrades::{FailSwitch, Upgrade};
+
 /// An instance and the bookkeeping the zone needs about it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceRec {
@@ -39,6 +42,15 @@ pub struct ClusterRec {
     pub cluster: SksCluster,
     /// Its certificate authorities.
     pub pki: ClusterPki,
+    /// Its control-plane components (filled in at load for clusters stored before they existed).
+    #[serde(default)]
+    pub control_plane: Vec<Component>,
+    /// Its upgrades, newest first; the whole history is kept.
+    #[serde(default)]
+    pub upgrades: Vec<Upgrade>,
+    /// A test switch: the next upgrade that replaces this component fails there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_next_upgrade: Option<FailSwitch>,
 }
 
 /// A nodepool and the cluster it belongs to.
@@ -61,8 +73,12 @@ pub enum Completion {
     Remove(Target),
     /// An instance reaches a state (start, stop, reboot).
     InstanceState(Uuid, InstanceState),
-    /// A cluster's control plane reaches a version.
+    /// A cluster's control plane reaches a version at once. Written by zones
+    /// before per-component upgrades; kept so their pending operations load.
     ClusterVersion(Uuid, String),
+    /// An upgrade of a cluster (cluster id, upgrade id) replaces its next
+    /// component; the operation stays pending until the last one is done.
+    Upgrade(Uuid, Uuid),
 }
 
 /// A resource an operation acts on.
@@ -211,6 +227,11 @@ impl World {
                 NodepoolRec::KIND => insert::<NodepoolRec>(state, &bytes)?,
                 OpRec::KIND => insert::<OpRec>(state, &bytes)?,
                 other => anyhow::bail!("unknown record kind {other:?} in key {key:?}"),
+            }
+        }
+        for rec in world.zones.values_mut().flat_map(|z| z.clusters.values_mut()) {
+            if rec.control_plane.is_empty() {
+                rec.control_plane = control_plane::at_version(&rec.cluster.version);
             }
         }
         Ok(world)

@@ -16,8 +16,10 @@ use uuid::Uuid;
 use super::{json, pools};
 use crate::app::{ApiError, ApiResult, App};
 use crate::catalog;
+use crate::control_plane;
 use crate::http::Call;
 use crate::lifecycle;
+use crate::upgrades;
 use crate::world::{ClusterPki, ClusterRec, Completion, NodepoolRec, Target, Tx, World};
 use sks_pki::CertificateAuthority;
 
@@ -34,15 +36,6 @@ fn nodepool_link(cluster: Uuid, id: Uuid) -> Option<(Uuid, String)> {
 
 fn state_while(app: &App, pending: SksClusterState) -> SksClusterState {
     if app.config.operation_delay.is_zero() { SksClusterState::Running } else { pending }
-}
-
-/// The versions catalog, newest first.
-pub fn versions(world: &World) -> Vec<String> {
-    if world.meta.versions.is_empty() {
-        catalog::DEFAULT_VERSIONS.iter().map(|v| v.to_string()).collect()
-    } else {
-        world.meta.versions.clone()
-    }
 }
 
 /// A nodepool as the API shows it: its size is its instance pool's.
@@ -93,7 +86,7 @@ pub fn create_cluster(app: &App, call: &Call) -> ApiResult<Value> {
         kubelet: ca(&format!("{name} kubelet CA"))?,
     };
     app.write(|tx| {
-        let available = versions(tx.world());
+        let available = upgrades::versions(tx.world());
         if !available.contains(&body.version) {
             return Err(ApiError::bad_request(format!(
                 "version: {:?} is not an available version; available: {}",
@@ -119,7 +112,11 @@ pub fn create_cluster(app: &App, call: &Call) -> ApiResult<Value> {
             created_at: Some(lifecycle::now()),
             spec: body.spec.clone(),
         };
-        tx.put(&call.zone, ClusterRec { cluster, pki: pki.clone() });
+        let control_plane = control_plane::at_version(&cluster.version);
+        tx.put(
+            &call.zone,
+            ClusterRec { cluster, pki: pki.clone(), control_plane, upgrades: Vec::new(), fail_next_upgrade: None },
+        );
         let completion = Completion::Activate(Target::Cluster(id));
         json(lifecycle::start_operation(tx, &app.config, &call.zone, &call.operation, cluster_link(id), completion))
     })
@@ -176,47 +173,20 @@ pub fn delete_cluster(app: &App, call: &Call) -> ApiResult<Value> {
     })
 }
 
-/// The versions a cluster at `current` may upgrade to: the newest patch of
-/// its minor (if newer) and the newest patch of the next minor.
-pub fn upgrade_targets(catalog: &[String], current: &str) -> Vec<String> {
-    fn minor(v: &str) -> Option<(u32, u32)> {
-        let mut parts = v.split('.');
-        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-    }
-    fn patch(v: &str) -> u32 {
-        v.split('.').nth(2).and_then(|p| p.parse().ok()).unwrap_or(0)
-    }
-    let Some((major, min)) = minor(current) else { return Vec::new() };
-    let newest = |m: (u32, u32)| catalog.iter().filter(|v| minor(v) == Some(m)).max_by_key(|v| patch(v)).cloned();
-    let mut out = Vec::new();
-    if let Some(v) = newest((major, min))
-        && patch(&v) > patch(current)
-    {
-        out.push(v);
-    }
-    if let Some(v) = newest((major, min + 1)) {
-        out.push(v);
-    }
-    out
-}
-
 pub fn upgrade_cluster(app: &App, call: &Call) -> ApiResult<Value> {
     let body: UpgradeSksCluster = call.body()?;
-    change_cluster(app, call, |tx, rec| {
-        if rec.cluster.state == SksClusterState::Upgrading {
-            return Err(ApiError::conflict(format!("SKS cluster {} is already upgrading", rec.cluster.id)));
-        }
-        let allowed = upgrade_targets(&versions(tx.world()), &rec.cluster.version);
-        if !allowed.contains(&body.version) {
-            return Err(ApiError::bad_request(format!(
-                "version: cannot upgrade from {} to {:?}; allowed: [{}]",
-                rec.cluster.version,
-                body.version,
-                allowed.join(", ")
-            )));
-        }
-        rec.cluster.state = state_while(app, SksClusterState::Upgrading);
-        Ok(Completion::ClusterVersion(rec.cluster.id, body.version.clone()))
+    let id = call.id("id", "SKS cluster")?;
+    app.write(|tx| {
+        let (_, op) = upgrades::start(
+            tx,
+            &app.config,
+            &call.zone,
+            id,
+            &body.version,
+            upgrades::Trigger::Manual,
+            &call.operation,
+        )?;
+        json(op)
     })
 }
 
@@ -235,7 +205,7 @@ pub fn rotate(app: &App, call: &Call) -> ApiResult<Value> {
 }
 
 pub fn list_versions(app: &App) -> ApiResult<Value> {
-    json(SksClusterVersions { sks_cluster_versions: app.read(versions) })
+    json(SksClusterVersions { sks_cluster_versions: app.read(upgrades::versions) })
 }
 
 pub fn kubeconfig(app: &App, call: &Call) -> ApiResult<Value> {
@@ -290,16 +260,23 @@ pub fn deprecated_resources(app: &App, call: &Call) -> ApiResult<Value> {
     Ok(j!([]))
 }
 
+/// The cluster's control plane, component by component, and its upgrades,
+/// newest first (the shape is documented in README.md's sks-zone section).
 pub fn inspection(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "SKS cluster")?;
-    let cluster = app
-        .read(|w| w.zone(&call.zone).clusters.get(&id).map(|c| render_cluster(w, &call.zone, c)))
+    let (rec, nodepools) = app
+        .read(|w| {
+            let z = w.zone(&call.zone);
+            z.clusters.get(&id).map(|c| (c.clone(), z.nodepools.values().filter(|n| n.cluster_id == id).count()))
+        })
         .ok_or_else(|| ApiError::not_found("SKS cluster", id))?;
     Ok(j!({
-        "cluster-id": cluster.id,
-        "state": cluster.state.as_str(),
-        "version": cluster.version,
-        "nodepools": cluster.nodepools.len(),
+        "cluster-id": rec.cluster.id,
+        "state": rec.cluster.state.as_str(),
+        "version": rec.cluster.version,
+        "nodepools": nodepools,
+        "control-plane": {"components": rec.control_plane},
+        "upgrades": rec.upgrades,
     }))
 }
 
@@ -514,18 +491,4 @@ pub fn evict_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
         let link = nodepool_link(cluster, id);
         json(lifecycle::start_operation(tx, &app.config, &call.zone, &call.operation, link, Completion::Nothing))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upgrade_targets_are_newest_patch_of_this_and_next_minor() {
-        let catalog: Vec<String> = ["1.34.2", "1.34.1", "1.33.6", "1.33.5", "1.32.10"].map(String::from).to_vec();
-        assert_eq!(upgrade_targets(&catalog, "1.33.5"), vec!["1.33.6", "1.34.2"]);
-        assert_eq!(upgrade_targets(&catalog, "1.33.6"), vec!["1.34.2"]);
-        assert_eq!(upgrade_targets(&catalog, "1.34.2"), Vec::<String>::new());
-        assert_eq!(upgrade_targets(&catalog, "garbage"), Vec::<String>::new());
-    }
 }

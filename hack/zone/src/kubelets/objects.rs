@@ -53,7 +53,7 @@ pub struct Machine {
     pub ipv4: Option<Ipv4Addr>,
     /// IPv6 address.
     pub ipv6: Option<Ipv6Addr>,
-    /// The nodepool's Kubernetes version, without the `v`.
+    /// The Kubernetes version of the template the instance runs, without the `v`.
     pub version: String,
     /// CPUs of the instance type.
     pub cpus: i64,
