@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use sks_apiserver::resources::cluster::Clusters;
 use sks_apiserver::resources::kube_metadata::ConfigMapStore;
+use sks_apiserver::resources::kubeconfig::KubeconfigRequests;
 use sks_apiserver::resources::metadata::{FileStore, MetadataStore};
 use sks_apiserver::resources::nodepool::{NodePools, NodeReadiness};
 use sks_apiserver::resources::nodes::NodeWatch;
+use sks_apiserver::resources::upgrade::Upgrades;
 use sks_apiserver::rest::authn::{Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
 use sks_apiserver::rest::authz::{AccessReviewer, Authorizer};
 use sks_apiserver::rest::handler::{ApiServer, ServerConfig};
@@ -32,8 +35,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Aggregated API server for SKS: nodepools (and later the cluster, upgrades,
-/// kubeconfig requests) of one cluster as Kubernetes resources.
+/// Aggregated API server for SKS: the nodepools, the cluster, its upgrades and
+/// kubeconfig requests of one cluster as Kubernetes resources.
 ///
 /// Orchestrator access comes from the Exoscale CCM's variables:
 /// EXOSCALE_API_ENDPOINT, EXOSCALE_API_ZONE, and EXOSCALE_API_KEY/EXOSCALE_API_SECRET
@@ -97,6 +100,10 @@ struct Args {
     /// Namespace of the metadata ConfigMaps (with --kubeconfig).
     #[arg(long, default_value = "kube-system")]
     metadata_namespace: String,
+    /// How long a rolling upgrade waits for a replacement node to join, be
+    /// initialized and become Ready before it stops as Failed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    upgrade_replacement_timeout: Duration,
     /// Interval of watch bookmarks.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     bookmark_interval: Duration,
@@ -163,17 +170,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to the orchestrator")?;
-    let (store, nodes): (Arc<dyn MetadataStore>, Option<Arc<dyn NodeReadiness>>) = match kube.clone() {
-        Some(k) => (
-            Arc::new(ConfigMapStore::new(k.clone(), &args.metadata_namespace, "nodepools")),
-            Some(NodeWatch::start(k) as Arc<dyn NodeReadiness>),
-        ),
-        None => (Arc::new(FileStore::new(&args.metadata_file)), None),
+    // One store per kind: ConfigMaps in the cluster (shared by replicas), else files next to --metadata-file.
+    let store_of = |kind: &str| -> Arc<dyn MetadataStore> {
+        match kube.clone() {
+            Some(k) => Arc::new(ConfigMapStore::new(k, &args.metadata_namespace, kind)),
+            None if kind == "nodepools" => Arc::new(FileStore::new(&args.metadata_file)),
+            None => Arc::new(FileStore::new(args.metadata_file.with_extension(format!("{kind}.json")))),
+        }
     };
-    let nodepools = Arc::new(NodePools::new(client, args.cluster_id, store, nodes));
+    let nodes = kube.clone().map(|k| NodeWatch::start(k) as Arc<dyn NodeReadiness>);
+    let nodepools = Arc::new(NodePools::new(client.clone(), args.cluster_id, store_of("nodepools"), nodes.clone()));
     tokio::spawn(nodepools.clone().run(args.refresh_interval));
+    let upgrades = Arc::new(Upgrades::new(
+        client.clone(),
+        args.cluster_id,
+        store_of("upgrades"),
+        nodes,
+        args.upgrade_replacement_timeout,
+    ));
+    tokio::spawn(upgrades.clone().run(Duration::from_secs(1)));
+    let clusters = Arc::new(Clusters::new(client.clone(), args.cluster_id, store_of("clusters"), upgrades.clone()));
+    tokio::spawn(clusters.clone().run(args.refresh_interval));
+    let kubeconfigs = Arc::new(KubeconfigRequests::new(client, args.cluster_id));
 
-    let storages: Vec<Arc<dyn Storage>> = vec![nodepools];
+    let storages: Vec<Arc<dyn Storage>> = vec![nodepools, clusters, upgrades, kubeconfigs];
     let config = ServerConfig { bookmark_interval: args.bookmark_interval, ..ServerConfig::default() };
     let metrics = ServerMetrics::new(registry)?;
     let extra = vec![sks_apiserver::resources::nodepool::def::eviction_schema()];

@@ -568,6 +568,14 @@ impl Client {
         self.mutate("upgrade-sks-cluster", Method::PUT, &format!("/sks-cluster/{id}/upgrade"), Some(&body)).await
     }
 
+    /// `PUT /sks-cluster/{id}/upgrade` without waiting: the operation stays
+    /// pending while the control plane is replaced; `wait` follows it.
+    pub async fn start_upgrade_sks_cluster(&self, id: Uuid, version: &str) -> Result<Operation> {
+        let body = serde_json::to_vec(&UpgradeSksCluster { version: version.to_owned() })
+            .map_err(|e| Error::Config(format!("upgrade-sks-cluster: cannot encode body: {e}")))?;
+        self.call("upgrade-sks-cluster", Method::PUT, &format!("/sks-cluster/{id}/upgrade"), &[], Some(body)).await
+    }
+
     /// `PUT /sks-cluster/{id}/upgrade-service-level` (starter to pro).
     pub async fn upgrade_sks_cluster_service_level(&self, id: Uuid) -> Result<Operation> {
         let path = format!("/sks-cluster/{id}/upgrade-service-level");

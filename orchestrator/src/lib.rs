@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod model;
 pub mod retry;
 pub mod signing;
+pub mod versions;
 
 pub use client::{Client, ClientConfig, RotateAction};
 pub use credentials::{CredentialSource, Credentials};

@@ -27,6 +27,9 @@ pub struct ObjectMeta {
     /// When deletion was requested while finalizers remained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
+    /// The whole object, for kinds the orchestrator does not hold at all (upgrades).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<serde_json::Value>,
 }
 
 /// Where side-stored metadata lives, keyed by object uid.

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::{reflector, watcher};
 
-use crate::resources::nodepool::NodeReadiness;
 use crate::resources::nodepool::def::NODEPOOL_ID_LABEL;
+use crate::resources::nodepool::{NodeReadiness, NodeState};
 
 /// A reflector of Nodes carrying the nodepool label.
 pub struct NodeWatch {
@@ -62,4 +62,29 @@ impl NodeReadiness for NodeWatch {
         }
         Some(out)
     }
+
+    fn node_states(&self) -> Option<Vec<NodeState>> {
+        if !self.synced.load(std::sync::atomic::Ordering::SeqCst) {
+            return None;
+        }
+        Some(
+            self.store
+                .state()
+                .iter()
+                .map(|n| NodeState {
+                    name: n.metadata.name.clone().unwrap_or_default(),
+                    ready: ready(n),
+                    initialized: initialized(n),
+                })
+                .collect(),
+        )
+    }
+}
+
+fn initialized(node: &Node) -> bool {
+    let spec = node.spec.as_ref();
+    spec.and_then(|s| s.provider_id.as_ref()).is_some()
+        && !spec
+            .and_then(|s| s.taints.as_ref())
+            .is_some_and(|ts| ts.iter().any(|t| t.key == "node.cloudprovider.kubernetes.io/uninitialized"))
 }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use self::convert::{InstanceTypes, NodePoolSpec, Observed};
 use crate::resources::errors::from_orchestrator;
 use crate::resources::metadata::{MetadataStore, ObjectMeta};
+use crate::resources::timestamp_now as now;
 use crate::rest::cache::{Key, ObjectCache};
 use crate::rest::resource::ResourceDef;
 use crate::rest::status::{ApiError, ApiResult, Cause};
@@ -29,10 +30,26 @@ use crate::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
 /// Largest total size of an object's annotations, as kube-apiserver allows.
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
 
+/// A Node as rolls see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    /// Name.
+    pub name: String,
+    /// Ready condition True.
+    pub ready: bool,
+    /// Initialized by sks-ccm: a providerID and no uninitialized taint.
+    pub initialized: bool,
+}
+
 /// Ready Nodes per nodepool id, when the cluster's Nodes are visible.
 pub trait NodeReadiness: Send + Sync {
     /// Ready Node counts by nodepool id; `None` when not known (yet).
     fn ready_by_nodepool(&self) -> Option<HashMap<String, i64>>;
+
+    /// Every Node of a nodepool; `None` when not known (yet).
+    fn node_states(&self) -> Option<Vec<NodeState>> {
+        None
+    }
 }
 
 /// The NodePool storage of one cluster.
@@ -49,10 +66,6 @@ pub struct NodePools {
     refreshing: tokio::sync::Mutex<()>,
     writing: tokio::sync::Mutex<()>,
     ready: AtomicBool,
-}
-
-fn now() -> String {
-    jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now").to_string()
 }
 
 fn key(name: &str) -> Key {
@@ -370,6 +383,7 @@ impl NodePools {
                 generation: 1,
                 spec_hash: String::new(),
                 deletion_timestamp: None,
+                object: None,
             };
             self.save_meta(&uid.to_string(), meta).await?;
         }
