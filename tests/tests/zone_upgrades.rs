@@ -460,3 +460,56 @@ async fn the_switches_mark_components_unhealthy_and_fail_an_upgrade() {
     assert_eq!(zone.admin("DELETE", &fail, None).await.0, 200);
     c.upgrade_sks_cluster(id, "1.34.3").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubelets_of_new_instances_report_the_new_version() {
+    use k8s_openapi::api::core::v1::Node;
+    use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+
+    let mut zone = Zone::start(ZoneOptions {
+        seed: true,
+        extra: vec!["--component-upgrade-ms".into(), "50".into()],
+        ..Default::default()
+    });
+    let c = zone.client().await;
+    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
+    let np = cluster.nodepools[0].clone();
+    let standin = KubeApi::start(KubeOptions {
+        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
+        policy: Some(policy(node_policy_rules())),
+        ..Default::default()
+    })
+    .await;
+    zone.restart_with(&[
+        "--kubeconfig".to_owned(),
+        standin.kubeconfig.display().to_string(),
+        "--kubelet-lease-interval-seconds".to_owned(),
+        "1".to_owned(),
+    ]);
+    let nodes: kube::Api<Node> = kube::Api::all(standin.client().await);
+    let versions = || async {
+        let list = nodes.list(&Default::default()).await.unwrap().items;
+        list.into_iter()
+            .filter_map(|n| Some((n.metadata.name?, n.status?.node_info?.kubelet_version)))
+            .collect::<std::collections::BTreeMap<String, String>>()
+    };
+    let old = sks_e2e::wait_for("3 nodes registered", Duration::from_secs(30), || async {
+        let v = versions().await;
+        (v.len() == 3).then_some(v)
+    })
+    .await;
+    assert!(old.values().all(|v| v == "v1.34.2"), "{old:?}");
+
+    assert_eq!(zone.publish_version("1.34.3").await.0, 200);
+    c.upgrade_sks_cluster(cluster.id, "1.34.3").await.unwrap();
+    c.scale_sks_nodepool(cluster.id, np.id, 4).await.unwrap();
+    let now = sks_e2e::wait_for("the new node registered", Duration::from_secs(30), || async {
+        let v = versions().await;
+        (v.len() == 4).then_some(v)
+    })
+    .await;
+    for (name, version) in &now {
+        let expected = if old.contains_key(name) { "v1.34.2" } else { "v1.34.3" };
+        assert_eq!(version, expected, "{name}: old nodes keep their kubelet until replaced, new ones run the new one");
+    }
+}
