@@ -177,7 +177,12 @@ fn activate(tx: &mut Tx<'_>, zone: &str, target: Target) {
             });
         }
         Target::Cluster(id) => {
-            tx.update::<ClusterRec>(zone, id, |c| c.cluster.state = SksClusterState::Running);
+            tx.update::<ClusterRec>(zone, id, |c| {
+                // An upgrade started while the cluster was being created ends it `running` itself.
+                if c.cluster.state != SksClusterState::Upgrading {
+                    c.cluster.state = SksClusterState::Running;
+                }
+            });
         }
         Target::Nodepool(id) => {
             tx.update::<NodepoolRec>(zone, id, |n| n.nodepool.state = SksNodepoolState::Running);
