@@ -94,6 +94,39 @@ impl ApiServer {
         self.child = Some(child);
     }
 
+    /// Registers it with `kube` through an APIService (as `deploy/` does) and
+    /// waits until the aggregator reports it Available.
+    pub async fn register(&self, kube: &crate::kubeapi::KubeApi) {
+        use base64::Engine as _;
+        let port = self.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.pki.serving_ca.cert_pem);
+        let k = kube.kubectl();
+        let registration = [
+            serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sks-apiserver", "namespace": "kube-system"}, "spec": {"type": "ExternalName", "externalName": "localhost"}}),
+            serde_json::json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "v1alpha1.sks.exoscale.net"},
+                "spec": {"group": "sks.exoscale.net", "version": "v1alpha1", "groupPriorityMinimum": 2000, "versionPriority": 10, "caBundle": ca_bundle,
+                    "service": {"namespace": "kube-system", "name": "sks-apiserver", "port": port}}}),
+        ];
+        for doc in registration {
+            let out = k.with_stdin(&["apply", "-f", "-"], &doc.to_string());
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        crate::wait_for("the APIService to become available", std::time::Duration::from_secs(30), || {
+            let k = k.clone();
+            async move {
+                let a: serde_json::Value =
+                    serde_json::from_str(&k.ok(&["get", "apiservice", "v1alpha1.sks.exoscale.net", "-o", "json"]))
+                        .ok()?;
+                a["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Available" && c["status"] == "True")
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+
     /// `kubectl` with the admin kubeconfig.
     pub fn kubectl(&self) -> Kubectl {
         Kubectl { kubeconfig: self.kubeconfig.clone(), cache: self.dir.path().join("kube-cache") }

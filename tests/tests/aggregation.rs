@@ -3,13 +3,9 @@
 //! as front-proxy headers, forged headers do not, and an unavailable
 //! APIService fails only its own group.
 
-use std::time::Duration;
-
-use base64::Engine as _;
 use serde_json::{Value, json};
 use sks_e2e::apiserver::ApiServer;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions};
-use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,32 +21,8 @@ async fn nodepools_through_the_aggregator() {
     })
     .await;
     let mut sks = ApiServer::start_behind(&zone, &cluster, &["--refresh-interval", "1s"], &kube.cert_dir);
-    let port = sks.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
-    let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&sks.pki.serving_ca.cert_pem);
+    sks.register(&kube).await;
     let k = kube.kubectl();
-    let registration = [
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sks-apiserver", "namespace": "kube-system"}, "spec": {"type": "ExternalName", "externalName": "localhost"}}),
-        json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "v1alpha1.sks.exoscale.net"},
-            "spec": {"group": "sks.exoscale.net", "version": "v1alpha1", "groupPriorityMinimum": 2000, "versionPriority": 10, "caBundle": ca_bundle,
-                "service": {"namespace": "kube-system", "name": "sks-apiserver", "port": port}}}),
-    ];
-    for doc in registration {
-        let out = k.with_stdin(&["apply", "-f", "-"], &doc.to_string());
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
-    wait_for("the APIService to become available", Duration::from_secs(30), || {
-        let k = k.clone();
-        async move {
-            let a: Value =
-                serde_json::from_str(&k.ok(&["get", "apiservice", "v1alpha1.sks.exoscale.net", "-o", "json"])).ok()?;
-            a["status"]["conditions"]
-                .as_array()?
-                .iter()
-                .any(|c| c["type"] == "Available" && c["status"] == "True")
-                .then_some(())
-        }
-    })
-    .await;
 
     // kubectl against the cluster API sees nodepools as if they were built in.
     let out = k.ok(&["get", "np"]);

@@ -1,0 +1,319 @@
+//! The cluster, its upgrades and kubeconfig requests through the aggregator,
+//! with kubectl: sks-zone (versions published at run time, per-component
+//! upgrades, simulated kubelets), the Kubernetes API, sks-ccm initializing
+//! replacement nodes, and sks-apiserver behind an APIService.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Node;
+use kube::api::Api;
+use serde_json::{Value, json};
+use sks_e2e::apiserver::{ApiServer, Kubectl};
+use sks_e2e::ccm::Ccm;
+use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+use sks_e2e::wait_for;
+use sks_e2e::zone::{Zone, ZoneOptions};
+
+struct Stack {
+    zone: Zone,
+    kube: KubeApi,
+    ccm: Option<Ccm>,
+    _sks: ApiServer,
+    cluster: uuid::Uuid,
+}
+
+/// Tokens: alice may create kubeconfig requests, bob may only read clusters.
+const TOKENS: &str = "alice-token,alice,10,\"admins\"\nbob-token,bob,11,\"devs\"\n";
+
+fn rules() -> Vec<Value> {
+    let mut rules = node_policy_rules();
+    rules.push(json!({"users": ["alice"], "verbs": ["create"], "apiGroups": ["sks.exoscale.net"], "resources": ["kubeconfigrequests"]}));
+    rules.push(json!({"users": ["bob"], "verbs": ["get", "list"], "apiGroups": ["sks.exoscale.net"], "resources": ["clusters"]}));
+    // What the issued kubeconfig's identity may do: carol by name, devs by group.
+    rules.push(json!({"users": ["carol"], "verbs": ["get", "list"], "apiGroups": [""], "resources": ["namespaces"]}));
+    rules
+        .push(json!({"groups": ["testers"], "verbs": ["get", "list"], "apiGroups": [""], "resources": ["configmaps"]}));
+    rules
+}
+
+impl Stack {
+    async fn start(apiserver_args: &[&str]) -> Stack {
+        let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+        let client = zone.client().await;
+        let cluster = client.list_sks_clusters().await.unwrap().remove(0).id;
+        let kube = KubeApi::start(KubeOptions {
+            zone_cluster: Some((zone.endpoint(), cluster.to_string())),
+            policy: Some(policy(rules())),
+            tokens: Some(TOKENS.into()),
+            ..Default::default()
+        })
+        .await;
+        let extra =
+            ["--kubeconfig", &kube.kubeconfig.display().to_string(), "--component-upgrade-ms", "150"].map(String::from);
+        zone.restart_with(&extra);
+        let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), &["--node-sync-period-seconds", "2"]);
+        let kubeconfig = kube.kubeconfig.display().to_string();
+        let mut args = vec!["--refresh-interval", "1s", "--kubeconfig", &kubeconfig];
+        args.extend_from_slice(apiserver_args);
+        let sks = ApiServer::start_behind(&zone, &cluster.to_string(), &args, &kube.cert_dir);
+        sks.register(&kube).await;
+        let nodes: Api<Node> = Api::all(kube.client().await);
+        wait_for("3 Ready, initialized nodes", Duration::from_secs(60), || async {
+            (ready_nodes(&nodes).await == 3).then_some(())
+        })
+        .await;
+        Stack { zone, kube, ccm: Some(ccm), _sks: sks, cluster }
+    }
+
+    fn kubectl(&self) -> Kubectl {
+        self.kube.kubectl()
+    }
+
+    /// kubectl as a user of the static token file.
+    fn kubectl_as(&self, token: &str) -> Kubectl {
+        let path = self.kube.dir().join(format!("{token}.kubeconfig"));
+        let admin = std::fs::read_to_string(&self.kube.kubeconfig).unwrap();
+        let mut doc: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
+        doc["users"][0]["user"] = serde_yaml::to_value(json!({ "token": token })).unwrap();
+        std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+        Kubectl::new(path, self.kube.dir().join(format!("cache-{token}")))
+    }
+}
+
+/// Ready Nodes initialized by sks-ccm.
+async fn ready_nodes(nodes: &Api<Node>) -> usize {
+    let list = nodes.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+    list.iter()
+        .filter(|n| {
+            let ready = n
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+            let spec = n.spec.as_ref();
+            let initialized = spec.and_then(|s| s.provider_id.as_ref()).is_some()
+                && !spec
+                    .and_then(|s| s.taints.as_ref())
+                    .is_some_and(|ts| ts.iter().any(|t| t.key == "node.cloudprovider.kubernetes.io/uninitialized"));
+            ready && initialized
+        })
+        .count()
+}
+
+fn get(k: &Kubectl, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.extend(["-o", "json"]);
+    serde_json::from_str(&k.ok(&a)).unwrap()
+}
+
+fn condition<'a>(obj: &'a Value, type_: &str) -> Option<&'a Value> {
+    obj["status"]["conditions"].as_array()?.iter().find(|c| c["type"] == type_)
+}
+
+async fn wait_phase(k: &Kubectl, upgrade: &str, phase: &str, timeout: Duration) -> Value {
+    wait_for(&format!("upgrade {upgrade} to be {phase}"), timeout, || {
+        let k = k.clone();
+        async move {
+            let out = k.run(&["get", "upgrade", upgrade, "-o", "json"]);
+            let u: Value = serde_json::from_slice(&out.stdout).ok()?;
+            (u["status"]["phase"] == phase).then_some(u)
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clusters_upgrade_with_kubectl() {
+    let s = Stack::start(&[]).await;
+    let k = s.kubectl();
+
+    // 1. The cluster, its version, phase and components.
+    let table = k.ok(&["get", "clusters"]);
+    let row = table.lines().find(|l| l.starts_with("demo ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("1.34.2") && row.contains("Running") && row.contains("3/3 healthy"), "{table}");
+    let wide = k.ok(&["get", "clusters", "-o", "wide"]);
+    assert!(wide.contains("apiserver=1.34.2,scheduler=1.34.2,controller-manager=1.34.2"), "{wide}");
+    let explain = k.ok(&["explain", "cluster.spec.version"]);
+    assert!(explain.contains("starts an Upgrade"), "{explain}");
+
+    // 2. Published versions become available; others are refused with the list.
+    for v in ["1.34.3", "1.35.0"] {
+        assert_eq!(s.zone.publish_version(v).await.0, 200);
+    }
+    wait_for("the new versions to be available", Duration::from_secs(20), || {
+        let k = k.clone();
+        async move {
+            let c = get(&k, &["get", "cluster", "demo"]);
+            (c["status"]["availableVersions"] == json!(["1.34.3", "1.35.0"])).then_some(())
+        }
+    })
+    .await;
+    let err = k.fails(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"version":"1.33.6"}}"#]);
+    assert!(err.contains("spec.version") && err.contains("\"1.34.3\", \"1.35.0\""), "{err}");
+
+    // 3. Patching the version is an Upgrade; a second one meanwhile is a conflict.
+    k.ok(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"version":"1.34.3"}}"#]);
+    let upgrade = get(&k, &["get", "upgrade", "1.34.3"]);
+    assert_eq!(
+        (upgrade["status"]["from"].as_str(), upgrade["status"]["trigger"].as_str()),
+        (Some("1.34.2"), Some("Manual"))
+    );
+    let err = k.fails(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"version":"1.35.0"}}"#]);
+    assert!(err.contains("in progress") || err.contains("Conflict") || err.contains("being upgraded"), "{err}");
+    let second = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "too-soon"}, "spec": {"version": "1.35.0"}});
+    let out = k.with_stdin(&["create", "-f", "-"], &second.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("in progress"), "{stderr}");
+    k.ok(&["wait", "--for=condition=Complete", "upgrade/1.34.3", "--timeout=60s"]);
+    let c = wait_for("the cluster to report 1.34.3", Duration::from_secs(20), || {
+        let k = k.clone();
+        async move {
+            let c = get(&k, &["get", "cluster", "demo"]);
+            (c["status"]["version"] == "1.34.3").then_some(c)
+        }
+    })
+    .await;
+    let versions: Vec<&str> =
+        c["status"]["controlPlane"].as_array().unwrap().iter().map(|x| x["version"].as_str().unwrap()).collect();
+    assert_eq!(versions, vec!["1.34.3"; 3]);
+    assert_eq!(condition(&c, "Progressing").unwrap()["status"], "False");
+
+    // 4. Auto-upgrade: publishing a patch is an Upgrade with trigger Auto.
+    k.ok(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"autoUpgrade":true}}"#]);
+    wait_for("autoUpgrade to reach the orchestrator", Duration::from_secs(20), || async {
+        let c = s.zone.client().await.get_sks_cluster(s.cluster).await.ok()?;
+        (c.spec.auto_upgrade == Some(true)).then_some(())
+    })
+    .await;
+    assert_eq!(s.zone.publish_version("1.34.4").await.0, 200);
+    let auto = wait_for("an automatic Upgrade", Duration::from_secs(30), || {
+        let k = k.clone();
+        async move {
+            let out = k.run(&["get", "upgrade", "1.34.4", "-o", "json"]);
+            serde_json::from_slice::<Value>(&out.stdout).ok()
+        }
+    })
+    .await;
+    assert_eq!(auto["status"]["trigger"], "Auto");
+    k.ok(&["wait", "--for=condition=Complete", "upgrade/1.34.4", "--timeout=60s"]);
+    let table = k.ok(&["get", "upgrades"]);
+    assert!(table.contains("Auto") && table.contains("Manual") && table.contains("Succeeded"), "{table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replacement() {
+    let mut s = Stack::start(&["--upgrade-replacement-timeout", "12s"]).await;
+    let k = s.kubectl();
+    assert_eq!(s.zone.publish_version("1.35.0").await.0, 200);
+    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    // Sample Ready nodes for the whole roll.
+    let lowest = Arc::new(AtomicUsize::new(usize::MAX));
+    let sampler = {
+        let (nodes, lowest) = (nodes.clone(), lowest.clone());
+        tokio::spawn(async move {
+            loop {
+                lowest.fetch_min(ready_nodes(&nodes).await, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let roll = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "to-1-35"}, "spec": {"version": "1.35.0", "rollNodepools": true}});
+    let out = k.with_stdin(&["create", "-f", "-"], &roll.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done = wait_phase(&k, "to-1-35", "Succeeded", Duration::from_secs(150)).await;
+    sampler.abort();
+    assert!(
+        lowest.load(Ordering::SeqCst) >= 2,
+        "fewer than 2 Ready nodes during the roll: {}",
+        lowest.load(Ordering::SeqCst)
+    );
+    let progress = &done["status"]["nodepools"][0];
+    assert_eq!(
+        (progress["name"].as_str(), progress["replaced"].as_i64(), progress["total"].as_i64()),
+        (Some("workers"), Some(3), Some(3)),
+        "{done}"
+    );
+    assert_eq!(condition(&done, "Complete").unwrap()["status"], "True");
+    // Every instance runs the nodepool's new template.
+    let client = s.zone.client().await;
+    let np = client.get_sks_cluster(s.cluster).await.unwrap().nodepools.remove(0);
+    let members = client.get_instance_pool(np.instance_pool.unwrap().id).await.unwrap().instances;
+    assert_eq!(members.len(), 3);
+    for m in members {
+        assert_eq!(client.get_instance(m.id).await.unwrap().template, np.template, "instance {} not rolled", m.id);
+    }
+    wait_for("3 Ready nodes after the roll", Duration::from_secs(30), || async {
+        (ready_nodes(&nodes).await == 3).then_some(())
+    })
+    .await;
+
+    // Without sks-ccm no replacement gets initialized: the roll stops as Failed, evicting nothing more.
+    if let Some(mut ccm) = s.ccm.take() {
+        ccm.kill();
+    }
+    assert_eq!(s.zone.publish_version("1.35.1").await.0, 200);
+    let stuck = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "stuck"}, "spec": {"version": "1.35.1", "rollNodepools": true}});
+    let out = k.with_stdin(&["create", "-f", "-"], &stuck.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let failed = wait_phase(&k, "stuck", "Failed", Duration::from_secs(90)).await;
+    let message = failed["status"]["message"].as_str().unwrap();
+    assert!(message.contains("did not join, get initialized and become Ready within 12s"), "{message}");
+    assert_eq!(condition(&failed, "Failed").unwrap()["status"], "True");
+    assert_eq!(failed["status"]["nodepools"][0]["replaced"], 0);
+    let np = client.get_sks_cluster(s.cluster).await.unwrap().nodepools.remove(0);
+    let members = client.get_instance_pool(np.instance_pool.unwrap().id).await.unwrap().instances;
+    let mut old = 0;
+    for m in &members {
+        if client.get_instance(m.id).await.unwrap().template != np.template {
+            old += 1;
+        }
+    }
+    assert_eq!((members.len(), old), (3, 2), "one node evicted and replaced, the others left alone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
+    let s = Stack::start(&[]).await;
+    let alice = s.kubectl_as("alice-token");
+    let request = |name: &str, seconds: i64| {
+        json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "KubeconfigRequest", "metadata": {"name": name},
+            "spec": {"user": "carol", "groups": ["testers"], "expirationSeconds": seconds}})
+        .to_string()
+    };
+    let out = alice.with_stdin(&["create", "-f", "-", "-o", "json"], &request("carol", 3600));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kubeconfig = issued["status"]["kubeconfig"].as_str().expect("a kubeconfig");
+    let expires: jiff::Timestamp = issued["status"]["expirationTimestamp"].as_str().unwrap().parse().unwrap();
+    let lifetime = expires.duration_since(jiff::Timestamp::now()).as_secs();
+    assert!((3500..=3600).contains(&lifetime), "{lifetime}");
+    // Pointed at this cluster's API, it authenticates as carol in group testers.
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(kubeconfig).unwrap();
+    doc["clusters"][0]["cluster"]["server"] = serde_yaml::Value::String(s.kube.url.clone());
+    let path = s.kube.dir().join("carol.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    let carol = Kubectl::new(path, s.kube.dir().join("cache-carol"));
+    carol.ok(&["get", "namespaces"]);
+    carol.ok(&["get", "configmaps", "-A"]);
+    let denied = carol.fails(&["get", "secrets", "-A"]);
+    assert!(denied.contains("User \"carol\""), "{denied}");
+    // Not stored: nothing to get back.
+    let err = s.kubectl().fails(&["get", "kubeconfigrequest", "carol"]);
+    assert!(err.contains("MethodNotAllowed") && err.contains("not supported"), "{err}");
+
+    // Over 30 days: 422 naming the field.
+    let out = alice.with_stdin(&["create", "-f", "-"], &request("long", 31 * 86_400));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("spec.expirationSeconds") && stderr.contains("30 days"),
+        "{stderr}"
+    );
+    // Without the right: 403.
+    let bob = s.kubectl_as("bob-token");
+    let out = bob.with_stdin(&["create", "-f", "-"], &request("mine", 3600));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("forbidden") && stderr.contains("User \"bob\""), "{stderr}");
+    bob.ok(&["get", "clusters"]);
+}
