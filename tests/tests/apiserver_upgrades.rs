@@ -20,7 +20,7 @@ struct Stack {
     zone: Zone,
     kube: KubeApi,
     ccm: Option<Ccm>,
-    _sks: ApiServer,
+    sks: ApiServer,
     cluster: uuid::Uuid,
 }
 
@@ -64,7 +64,7 @@ impl Stack {
             (ready_nodes(&nodes).await == 3).then_some(())
         })
         .await;
-        Stack { zone, kube, ccm: Some(ccm), _sks: sks, cluster }
+        Stack { zone, kube, ccm: Some(ccm), sks, cluster }
     }
 
     fn kubectl(&self) -> Kubectl {
@@ -248,6 +248,14 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
         (ready_nodes(&nodes).await == 3).then_some(())
     })
     .await;
+    // The history, with this Upgrade's own name and roll progress, survives a restart.
+    s.sks.restart(&s.zone);
+    let again = wait_for("the upgrade after a restart", Duration::from_secs(30), || {
+        let k = k.clone();
+        async move { serde_json::from_slice::<Value>(&k.run(&["get", "upgrade", "to-1-35", "-o", "json"]).stdout).ok() }
+    })
+    .await;
+    assert_eq!(again["status"], done["status"]);
 
     // Without sks-ccm no replacement gets initialized: the roll stops as Failed, evicting nothing more.
     if let Some(mut ccm) = s.ccm.take() {
