@@ -1,10 +1,11 @@
 //! SKS version rules shared by the zone and its clients: which versions a
 //! cluster may move to.
 
-/// `major.minor.patch`, digits only.
+/// `major.minor.patch`: decimal numbers without leading zeros.
 pub fn parse(v: &str) -> Option<(u32, u32, u32)> {
     fn number(s: &str) -> Option<u32> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits || (s.len() > 1 && s.starts_with('0')) {
             return None;
         }
         s.parse().ok()
@@ -49,7 +50,17 @@ mod tests {
         assert_eq!(upgrade_targets(&catalog, "1.32.10"), vec!["1.33.6"]);
         assert_eq!(upgrade_targets(&catalog, "1.34.2"), Vec::<String>::new());
         assert_eq!(upgrade_targets(&catalog, "garbage"), Vec::<String>::new());
-        assert_eq!(parse("1.34.2.1"), None);
-        assert_eq!(parse("1.34.x"), None);
+        assert_eq!(upgrade_targets(&catalog, "1.34.1"), vec!["1.34.2"]);
+    }
+
+    #[test]
+    fn versions_parse_strictly_and_patches_compare_as_numbers() {
+        assert_eq!(parse("1.34.10"), Some((1, 34, 10)));
+        assert_eq!(parse("1.34.0"), Some((1, 34, 0)));
+        for bad in ["", "1.34", "1.34.2.1", "v1.34.2", "1.34.x", "1.034.2", "1.34.-1", "1..2", " 1.34.2"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        let catalog: Vec<String> = ["1.34.9", "1.34.10", "1.35.0"].map(String::from).to_vec();
+        assert_eq!(upgrade_targets(&catalog, "1.34.9"), vec!["1.34.10", "1.35.0"]);
     }
 }

@@ -85,19 +85,7 @@ pub struct FailSwitch {
     pub message: Option<String>,
 }
 
-/// `major.minor.patch`: decimal numbers without leading zeros.
-pub fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
-    fn number(s: &str) -> Option<u32> {
-        let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-        if !digits || (s.len() > 1 && s.starts_with('0')) {
-            return None;
-        }
-        s.parse().ok()
-    }
-    let mut parts = v.split('.');
-    let out = (number(parts.next()?)?, number(parts.next()?)?, number(parts.next()?)?);
-    parts.next().is_none().then_some(out)
-}
+pub use orchestrator::versions::{newest_patch, parse as parse_version, upgrade_targets};
 
 /// The versions catalog, newest first.
 pub fn versions(world: &World) -> Vec<String> {
@@ -106,30 +94,6 @@ pub fn versions(world: &World) -> Vec<String> {
     } else {
         world.meta.versions.clone()
     }
-}
-
-/// The newest patch of `minor` in `catalog`.
-fn newest_patch(catalog: &[String], minor: (u32, u32)) -> Option<(String, u32)> {
-    catalog
-        .iter()
-        .filter_map(|v| parse_version(v).filter(|&(a, b, _)| (a, b) == minor).map(|(_, _, p)| (v.clone(), p)))
-        .max_by_key(|&(_, p)| p)
-}
-
-/// The versions a cluster at `current` may upgrade to: the newest patch of
-/// its minor (if newer) and the newest patch of the next minor.
-pub fn upgrade_targets(catalog: &[String], current: &str) -> Vec<String> {
-    let Some((major, minor, patch)) = parse_version(current) else { return Vec::new() };
-    let mut out = Vec::new();
-    if let Some((v, p)) = newest_patch(catalog, (major, minor))
-        && p > patch
-    {
-        out.push(v);
-    }
-    if let Some((v, _)) = newest_patch(catalog, (major, minor + 1)) {
-        out.push(v);
-    }
-    out
 }
 
 /// The version whose nodepool template is `template`, if it is in the catalog.
@@ -197,8 +161,8 @@ fn auto_upgrade(tx: &mut Tx<'_>, config: &Config, zone: &str, cluster_id: Uuid) 
     if rec.cluster.spec.auto_upgrade != Some(true) || !idle {
         return None;
     }
-    let (to, newest) = newest_patch(&versions(tx.world()), (major, minor))?;
-    if newest <= patch {
+    let to = newest_patch(&versions(tx.world()), (major, minor))?;
+    if parse_version(&to).is_none_or(|(_, _, newest)| newest <= patch) {
         return None;
     }
     match start(tx, config, zone, cluster_id, &to, Trigger::Auto, "upgrade-sks-cluster") {
@@ -369,33 +333,6 @@ mod tests {
 
     fn catalog(list: &[&str]) -> Vec<String> {
         list.iter().map(|v| v.to_string()).collect()
-    }
-
-    #[test]
-    fn versions_parse_strictly() {
-        assert_eq!(parse_version("1.34.2"), Some((1, 34, 2)));
-        assert_eq!(parse_version("1.34.10"), Some((1, 34, 10)));
-        assert_eq!(parse_version("1.34.0"), Some((1, 34, 0)));
-        for bad in ["", "1.34", "1.34.2.1", "v1.34.2", "1.34.x", "1.034.2", "1.34.-1", "1..2", " 1.34.2"] {
-            assert_eq!(parse_version(bad), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn upgrade_targets_are_newest_patch_of_this_and_next_minor() {
-        let catalog = catalog(&["1.34.2", "1.34.1", "1.33.6", "1.33.5", "1.32.10"]);
-        assert_eq!(upgrade_targets(&catalog, "1.33.5"), vec!["1.33.6", "1.34.2"]);
-        assert_eq!(upgrade_targets(&catalog, "1.33.6"), vec!["1.34.2"]);
-        assert_eq!(upgrade_targets(&catalog, "1.32.10"), vec!["1.33.6"]);
-        assert_eq!(upgrade_targets(&catalog, "1.34.2"), Vec::<String>::new());
-        assert_eq!(upgrade_targets(&catalog, "1.34.1"), vec!["1.34.2"]);
-        assert_eq!(upgrade_targets(&catalog, "garbage"), Vec::<String>::new());
-    }
-
-    #[test]
-    fn patches_compare_as_numbers() {
-        let catalog = catalog(&["1.34.9", "1.34.10", "1.35.0"]);
-        assert_eq!(upgrade_targets(&catalog, "1.34.9"), vec!["1.34.10", "1.35.0"]);
     }
 
     #[test]
