@@ -115,7 +115,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sks_process::init_logging(&args.log).context("--log")?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+    sks_process::run(None, run(args))?
 }
 
 fn read(path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {

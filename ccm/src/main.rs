@@ -110,7 +110,7 @@ fn main() -> anyhow::Result<()> {
             "--controllers: unknown controller {name:?} (known: {CONTROLLERS:?})"
         );
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+    sks_process::run(None, run(args))?
 }
 
 async fn kube_client(path: &Option<PathBuf>) -> anyhow::Result<kube::Client> {

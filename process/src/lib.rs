@@ -10,6 +10,20 @@ pub fn init_logging(filter: &str) -> Result<(), tracing_subscriber::filter::Pars
     Ok(())
 }
 
+/// Runs `main` on a multi-threaded runtime (`workers` threads, default one per
+/// core), then stops the runtime without waiting more than a second for
+/// background tasks: a retry loop must never keep a stopped process alive.
+pub fn run<T>(workers: Option<usize>, main: impl std::future::Future<Output = T>) -> std::io::Result<T> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    let runtime = builder.enable_all().build()?;
+    let out = runtime.block_on(main);
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    Ok(out)
+}
+
 /// Completes on SIGTERM or Ctrl-C, for a graceful stop.
 pub async fn shutdown_signal() {
     let term = async {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
-use kube::runtime::{reflector, watcher};
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 
 use crate::resources::nodepool::def::NODEPOOL_ID_LABEL;
 use crate::resources::nodepool::{NodeReadiness, NodeState};
@@ -25,7 +25,8 @@ impl NodeWatch {
         let config = watcher::Config::default().labels(NODEPOOL_ID_LABEL);
         let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = synced.clone();
-        let stream = reflector(writer, watcher(nodes, config));
+        // Backoff: an unreachable API must cost a retry now and then, not a hot loop.
+        let stream = reflector(writer, watcher(nodes, config).default_backoff());
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.next().await {

@@ -77,6 +77,10 @@ struct Args {
     /// decisions are then not cached, so every request is logged.
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Write the certificates, keys and admin kubeconfig (for a server at --listen) and exit
+    /// without serving: real etcd + kube-apiserver then run with the same CAs (hack/local-up with KUBE_ASSETS).
+    #[arg(long)]
+    certs_only: bool,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -85,7 +89,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sks_process::init_logging(&args.log).context("--log")?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))
+    sks_process::run(None, run(args))?
 }
 
 fn system() -> Context {
@@ -103,17 +107,27 @@ fn system() -> Context {
 async fn run(args: Args) -> anyhow::Result<()> {
     orchestrator::install_crypto_provider();
     let pki = pki::Pki::load(args.zone_cluster_id).await?;
+    let write_certs = |url: &str| -> anyhow::Result<()> {
+        pki.write(&args.cert_dir, url)?;
+        for spec in &args.issue_serving_certs {
+            let (name, dns) = spec.split_once('=').context("--issue-serving-cert: expected NAME=DNS[,DNS...]")?;
+            let dns: Vec<String> = dns.split(',').map(str::to_owned).collect();
+            let year = Duration::from_secs(365 * 86400);
+            let cert = pki.control_plane.issue_serving(&dns, &["127.0.0.1".parse()?], year)?;
+            std::fs::write(args.cert_dir.join(format!("{name}.crt")), &cert.cert_pem)?;
+            std::fs::write(args.cert_dir.join(format!("{name}.key")), &cert.key_pem)?;
+        }
+        Ok(())
+    };
+    if args.certs_only {
+        write_certs(&format!("https://{}", args.listen))?;
+        println!("certificates written to {}", args.cert_dir.display());
+        return Ok(());
+    }
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;
     let url = format!("https://{}", listener.local_addr()?);
-    pki.write(&args.cert_dir, &url)?;
-    for spec in &args.issue_serving_certs {
-        let (name, dns) = spec.split_once('=').context("--issue-serving-cert: expected NAME=DNS[,DNS...]")?;
-        let dns: Vec<String> = dns.split(',').map(str::to_owned).collect();
-        let cert = pki.control_plane.issue_serving(&dns, &["127.0.0.1".parse()?], Duration::from_secs(365 * 86400))?;
-        std::fs::write(args.cert_dir.join(format!("{name}.crt")), &cert.cert_pem)?;
-        std::fs::write(args.cert_dir.join(format!("{name}.key")), &cert.key_pem)?;
-    }
+    write_certs(&url)?;
 
     let tokens = Arc::new(match &args.token_auth_file {
         Some(p) => tokens::StaticTokens::parse(

@@ -96,6 +96,8 @@ impl Pki {
         write("front-proxy-ca.crt", &self.aggregation.cert_pem, false)?;
         write("front-proxy-ca.key", self.aggregation.key_pem(), true)?;
         write("kubelet-ca.crt", &self.kubelet.cert_pem, false)?;
+        // For a real kube-controller-manager's kubelet-serving signer (--certs-only).
+        write("kubelet-ca.key", self.kubelet.key_pem(), true)?;
         write("serving.crt", &self.serving.cert_pem, false)?;
         write("serving.key", &self.serving.key_pem, true)?;
         write("front-proxy-client.crt", &self.front_proxy.cert_pem, false)?;

@@ -12,6 +12,7 @@
 //! and retried with a short backoff; nothing here can stop the zone.
 
 mod objects;
+pub mod proxy;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

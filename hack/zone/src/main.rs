@@ -7,6 +7,7 @@ mod app;
 mod catalog;
 mod control_plane;
 mod dataplane;
+mod faults;
 mod handlers;
 mod http;
 mod ipam;
@@ -106,6 +107,12 @@ struct Args {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     kubelet_lease_interval_seconds: u64,
 
+    /// Also simulate kube-proxy on those nodes: the nodePorts of NodePort and LoadBalancer Services answer HTTP,
+    /// and so do `:10256/healthz` and each `healthCheckNodePort`, so NLB traffic reaches something. Uses the
+    /// kubeconfig's own credentials to list Services.
+    #[arg(long, requires = "kubeconfig")]
+    kube_proxy: bool,
+
     /// Run the NLB data plane: every running NLB listens on its address and forwards to the healthy running
     /// members of each service's instance pool (`--nlb-dataplane=false`: NLBs are only stored).
     #[arg(long, env = "SKS_ZONE_NLB_DATAPLANE", default_value_t = true, action = clap::ArgAction::Set,
@@ -117,6 +124,15 @@ struct Args {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     nlb_healthcheck_second_ms: u64,
 
+    /// Faults injected into orchestrator API answers from the start, as JSON: `{"rules": [...]}` or one rule, the
+    /// body of `PUT /admin/faults` (README: sks-zone). Not kept across restarts.
+    #[arg(long, env = "SKS_ZONE_FAULTS", conflicts_with = "faults_file")]
+    faults: Option<String>,
+
+    /// As --faults, read from this file.
+    #[arg(long)]
+    faults_file: Option<PathBuf>,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -125,7 +141,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sks_process::init_logging(&args.log).context("--log")?;
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?.block_on(run(args))
+    sks_process::run(Some(2), run(args))?
 }
 
 /// Dev credentials in the orchestrator crate's credentials-file format, so
@@ -176,6 +192,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let store = store::Store::open(&args.state_dir.join("zone.redb"))?;
     let app = Arc::new(App::new(config, store, keys)?);
+    if let Some(faults) = faults::from_flags(args.faults.as_deref(), args.faults_file.as_deref())? {
+        app.set_faults(faults);
+    }
     if args.seed {
         seed::ensure(&app, &args.seed_cluster, &args.seed_nodepool, args.seed_size)?;
         // Scripts (hack/local-up) read the seeded cluster's id from here.
@@ -201,15 +220,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(kubeconfig) = &args.kubeconfig {
         orchestrator::install_crypto_provider();
-        kubelets::spawn(
-            app.clone(),
-            kubelets::Options {
-                kubeconfig: kubeconfig.clone(),
-                cluster: args.kubelet_cluster,
-                default_cluster_name: args.seed_cluster.clone(),
-                lease_interval: Duration::from_secs(args.kubelet_lease_interval_seconds),
-            },
-        );
+        let options = kubelets::Options {
+            kubeconfig: kubeconfig.clone(),
+            cluster: args.kubelet_cluster,
+            default_cluster_name: args.seed_cluster.clone(),
+            lease_interval: Duration::from_secs(args.kubelet_lease_interval_seconds),
+        };
+        if args.kube_proxy {
+            kubelets::proxy::spawn(app.clone(), options.clone());
+        }
+        kubelets::spawn(app.clone(), options);
     }
 
     let zone = &args.zones[0];
