@@ -61,8 +61,12 @@ pub fn parse_request(pem: &str) -> Result<Requested, String> {
     if block.label != "CERTIFICATE REQUEST" {
         return Err(format!("PEM block is a {:?}, not a CERTIFICATE REQUEST", block.label));
     }
-    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
+    let (rest, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&block.contents)
         .map_err(|e| format!("not a PKCS#10 request: {e}"))?;
+    // Go's x509.ParseCertificateRequest, which the signer uses, refuses these too.
+    if !rest.is_empty() {
+        return Err(format!("{} bytes of trailing data after the PKCS#10 request", rest.len()));
+    }
     csr.verify_signature().map_err(|e| format!("the request's signature does not verify: {e}"))?;
     let subject = &csr.certification_request_info.subject;
     let mut out = Requested {

@@ -109,38 +109,104 @@ pub struct LbConfig {
     pub retries: u32,
 }
 
-/// Parses a Go duration (`10s`, `1m30s`, `500ms`, `1.5s`) as `time.ParseDuration` does.
+/// Parses a Go duration (`10s`, `1m30s`, `500ms`, `1.5s`) as `time.ParseDuration` does:
+/// integer nanoseconds (a fraction goes through `float64`, as in Go), `None` on
+/// overflow past Go's limit of 2^63-1 ns (about 292 years) and, since a
+/// `Duration` cannot be negative, for negative values.
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    const LIMIT: u64 = 1 << 63;
     let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if s == "0" {
+    let (neg, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
         return Some(Duration::ZERO);
     }
-    let mut total = 0f64;
-    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
     while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        if num_end == 0 {
+        let b = rest.as_bytes();
+        if !(b[0] == b'.' || b[0].is_ascii_digit()) {
             return None;
         }
-        let n: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let secs = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+        // Leading integer; more than 2^63 is an error.
+        let int_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+        let mut v: u64 = 0;
+        for &c in &b[..int_len] {
+            if v > LIMIT / 10 {
+                return None;
+            }
+            v = v * 10 + u64::from(c - b'0');
+            if v > LIMIT {
+                return None;
+            }
+        }
+        rest = &rest[int_len..];
+        // Fraction: digits past the precision of a u64 are read and dropped.
+        let (mut f, mut scale, mut frac_len) = (0u64, 1f64, 0usize);
+        if rest.starts_with('.') {
+            rest = &rest[1..];
+            frac_len = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let mut overflow = false;
+            for c in rest[..frac_len].bytes() {
+                if overflow {
+                    continue;
+                }
+                if f > (LIMIT - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let y = f * 10 + u64::from(c - b'0');
+                if y > LIMIT {
+                    overflow = true;
+                    continue;
+                }
+                f = y;
+                scale *= 10.0;
+            }
+            rest = &rest[frac_len..];
+        }
+        if int_len == 0 && frac_len == 0 {
+            return None;
+        }
+        let unit_len = rest.find(|c: char| c == '.' || c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit: u64 = match &rest[..unit_len] {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
-        total += n * secs;
-        rest = &rest[unit_end..];
+        rest = &rest[unit_len..];
+        if v > LIMIT / unit {
+            return None;
+        }
+        v *= unit;
+        if f > 0 {
+            // As Go: float64 keeps nanosecond accuracy for fractions of an hour.
+            v += (f as f64 * (unit as f64 / scale)) as u64;
+            if v > LIMIT {
+                return None;
+            }
+        }
+        total += v;
+        if total > LIMIT {
+            return None;
+        }
     }
-    Some(Duration::from_secs_f64(total))
+    if neg && total > 0 {
+        return None;
+    }
+    if total > LIMIT - 1 {
+        return None;
+    }
+    Some(Duration::from_nanos(total))
 }
 
 /// Parses every annotation of a Service; all problems are reported together.
@@ -405,5 +471,20 @@ mod tests {
         assert_eq!(parse_go_duration("250ms"), Some(Duration::from_millis(250)));
         assert_eq!(parse_go_duration("10"), None, "Go requires a unit");
         assert_eq!(parse_go_duration("s"), None);
+        assert_eq!(parse_go_duration(".5s"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("5.s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_go_duration("."), None);
+        assert_eq!(parse_go_duration("+1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration("-0"), Some(Duration::ZERO));
+        assert_eq!(parse_go_duration("-5s"), None, "negative: Go parses it, no Duration holds it");
+        assert_eq!(parse_go_duration("1\u{b5}s"), Some(Duration::from_micros(1)));
+        // Go's arithmetic: 0.1h is exactly 6 minutes; below a nanosecond is dropped.
+        assert_eq!(parse_go_duration("0.1h"), Some(Duration::from_secs(360)));
+        assert_eq!(parse_go_duration("1.5000000009s"), Some(Duration::from_millis(1500)));
+        // Past Go's 2^63-1 ns: an error there, not a panic here (from_secs_f64 used to panic).
+        assert_eq!(parse_go_duration("2562048h"), None);
+        assert_eq!(parse_go_duration("99999999999999999999999h"), None);
+        assert_eq!(parse_go_duration("9223372036854775807ns"), Some(Duration::from_nanos(i64::MAX as u64)));
+        assert_eq!(parse_go_duration("9223372036854775808ns"), None);
     }
 }
