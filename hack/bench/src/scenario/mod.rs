@@ -2,6 +2,7 @@
 //! bounded load against it and returns a [`Report`].
 
 pub mod api;
+pub mod lbs;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -57,6 +58,9 @@ pub enum Scenario {
     Api(api::Args),
     /// sks-apiserver watch fan-out: delay from a change to every open watch, memory with many watches.
     Watch(watch::Args),
+    /// sks-ccm load balancers: many LoadBalancer Services at once (time to ingress IP, orchestrator
+    /// calls), NLB calls during node churn, and calls over accelerated drift periods.
+    Lbs(lbs::Args),
 }
 
 impl Scenario {
@@ -65,6 +69,7 @@ impl Scenario {
         match self {
             Scenario::Api(_) => "api",
             Scenario::Watch(_) => "watch",
+            Scenario::Lbs(_) => "lbs",
         }
     }
 
@@ -73,6 +78,7 @@ impl Scenario {
         match self {
             Scenario::Api(a) => &a.common,
             Scenario::Watch(a) => &a.common,
+            Scenario::Lbs(a) => &a.common,
         }
     }
 
@@ -81,6 +87,7 @@ impl Scenario {
         match self {
             Scenario::Api(a) => api::run(a).await,
             Scenario::Watch(a) => watch::run(a).await,
+            Scenario::Lbs(a) => lbs::run(a).await,
         }
     }
 }
