@@ -283,7 +283,7 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
-    let s = Stack::start(&[]).await;
+    let mut s = Stack::start(&[]).await;
     let alice = s.kubectl_as("alice-token");
     let request = |name: &str, seconds: i64| {
         json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "KubeconfigRequest", "metadata": {"name": name},
@@ -324,4 +324,8 @@ async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("forbidden") && stderr.contains("User \"bob\""), "{stderr}");
     bob.ok(&["get", "clusters"]);
+
+    // The cluster's API and sks-apiserver stopped together, as `hack/local-up` stops them: it exits.
+    s.kube.kill();
+    assert!(s.sks.stop().is_some_and(|st| st.success()), "SIGTERM stops sks-apiserver with its API gone");
 }
