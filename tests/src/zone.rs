@@ -210,3 +210,24 @@ impl Zone {
         self.admin("PUT", "/admin/versions", Some(&serde_json::json!({ "version": version }))).await
     }
 }
+
+impl Zone {
+    /// Replaces the injected faults with `faults`: `{"rules": [...]}` or one rule (README: sks-zone).
+    pub async fn set_fault_rules(&self, faults: serde_json::Value) {
+        let (code, answer) = self.admin("PUT", "/admin/faults", Some(&faults)).await;
+        assert_eq!(code, 200, "{answer}");
+    }
+
+    /// Turns every injected fault off.
+    pub async fn clear_faults(&self) {
+        self.set_fault_rules(serde_json::json!({"rules": []})).await
+    }
+
+    /// What the zone injected since it started (`GET /admin/faults` `counts`): `calls`,
+    /// `delayed`, `delay-ms`, `status` (by code), `resets`, `failed-operations`, `pending-operations`.
+    pub async fn fault_counts(&self) -> serde_json::Value {
+        let (code, answer) = self.admin("GET", "/admin/faults", None).await;
+        assert_eq!(code, 200, "{answer}");
+        answer["counts"].clone()
+    }
+}

@@ -13,42 +13,7 @@ use crate::control_plane;
 use crate::upgrades::{self, FailSwitch};
 use crate::world::ClusterRec;
 
-/// Faults injected into every orchestrator API answer (not into `/admin`).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct Faults {
-    /// Share of requests answered with `status` instead (0 to 1).
-    #[serde(default)]
-    pub ratio: f64,
-    /// The status answered (e.g. 503 or 429).
-    #[serde(default)]
-    pub status: u16,
-    /// `Retry-After` seconds sent with it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<u64>,
-    /// Only these operations (OpenAPI operation ids, e.g. `get-instance`); all when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub operations: Option<Vec<String>>,
-    /// Carry the request out, then answer the fault: a response lost on the way
-    /// back, after which a client that retries blindly would duplicate the write.
-    #[serde(default)]
-    pub after: bool,
-}
-
-impl Faults {
-    /// The injected answer for a request of `operation`, if one is drawn.
-    pub fn draw(&self, operation: &str) -> Option<ApiError> {
-        if self.operations.as_ref().is_some_and(|ops| !ops.iter().any(|o| o == operation)) {
-            return None;
-        }
-        if self.ratio <= 0.0 || rand::random::<f64>() >= self.ratio {
-            return None;
-        }
-        let status =
-            axum::http::StatusCode::from_u16(self.status).unwrap_or(axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        Some(ApiError { status, message: format!("injected fault: {status}") })
-    }
-}
+pub use crate::faults::Faults;
 
 /// Serves `/admin/<rest>`.
 pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)], body: &[u8]) -> ApiResult<Value> {
@@ -71,14 +36,14 @@ pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)]
                 "kubelet": pair(&rec.pki.kubelet),
             }))
         }
-        (&Method::GET, ["faults"]) => Ok(serde_json::to_value(app.faults()).unwrap_or_default()),
+        (&Method::GET, ["faults"]) => {
+            let mut out = serde_json::to_value(app.faults()).unwrap_or_default();
+            out["counts"] = crate::faults::counts();
+            Ok(out)
+        }
         (&Method::PUT, ["faults"]) => {
-            let faults: Faults =
-                serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("faults: {e}")))?;
-            if !(0.0..=1.0).contains(&faults.ratio) {
-                return Err(ApiError::bad_request("ratio: must be between 0 and 1"));
-            }
-            tracing::warn!(?faults, "fault injection changed");
+            let faults = Faults::parse(body).map_err(ApiError::bad_request)?;
+            tracing::warn!(rules = %serde_json::to_string(&faults).unwrap_or_default(), "fault injection changed");
             app.set_faults(faults.clone());
             Ok(serde_json::to_value(faults).unwrap_or_default())
         }

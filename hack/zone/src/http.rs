@@ -10,12 +10,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use exo_openapi::{Spec, Violation};
+use orchestrator::model::{Operation, OperationReason, OperationState, Reference};
 use orchestrator::signing;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::app::{ApiError, ApiResult, App};
+use crate::faults::{Answer, StuckState};
 use crate::handlers;
+use crate::world::{Completion, OpRec};
 
 /// One validated API call, ready for its handler.
 pub struct Call {
@@ -95,22 +98,32 @@ async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: 
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     match prepare(&app, &method, path, api_path, zone, query, &headers, &body) {
-        Ok(call) => {
-            let faults = app.faults();
-            if let Some(fault) = faults.draw(&call.operation) {
-                if faults.after {
-                    let done = tokio::task::block_in_place(|| handlers::dispatch(&app, &call));
-                    tracing::warn!(
-                        operation = call.operation,
-                        ok = done.is_ok(),
-                        "answering a fault after carrying the request out"
-                    );
+        Ok((call, answers_operation)) => {
+            let decision = app.faults().draw(&call.operation, answers_operation, &mut || rand::random::<f64>());
+            crate::faults::count(&decision);
+            if !decision.delay.is_zero() {
+                tokio::time::sleep(decision.delay).await;
+            }
+            match decision.answer {
+                None => {}
+                Some(Answer::Status { status, retry_after, after }) => {
+                    if after {
+                        carry_out_before_the_fault(&app, &call);
+                    }
+                    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+                    let mut resp = ApiError { status, message: format!("injected fault: {status}") }.into_response();
+                    if let Some(secs) = retry_after {
+                        resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+                    }
+                    return resp;
                 }
-                let mut resp = fault.into_response();
-                if let Some(secs) = faults.retry_after {
-                    resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+                Some(Answer::Reset { after }) => {
+                    if after {
+                        carry_out_before_the_fault(&app, &call);
+                    }
+                    reset_connection(&call.operation);
                 }
-                return resp;
+                Some(Answer::Operation(state)) => return stuck_operation(&app, &call, state),
             }
             let result = tokio::task::block_in_place(|| handlers::dispatch(&app, &call));
             match result {
@@ -125,6 +138,68 @@ async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: 
     }
 }
 
+/// The `after` faults: the call is handled, its answer dropped.
+fn carry_out_before_the_fault(app: &App, call: &Call) {
+    let done = tokio::task::block_in_place(|| handlers::dispatch(app, call));
+    tracing::warn!(operation = call.operation, ok = done.is_ok(), "answering a fault after carrying the request out");
+}
+
+/// Ends the connection without any answer, as a peer that resets it.
+///
+/// The handler runs inside the connection's task (hyper polls it there), so
+/// unwinding out of it ends that task: the socket is closed with nothing
+/// written, and no other connection is affected. `resume_unwind` skips the
+/// panic hook, so nothing is printed; tokio catches the unwind at the task.
+fn reset_connection(operation: &str) -> ! {
+    tracing::warn!(operation, "injected fault: closing the connection without an answer");
+    std::panic::resume_unwind(Box::new("injected connection reset"))
+}
+
+/// Answers a `pending` operation that is stored as ending in `failure` (seen at
+/// the first poll) or as never ending; the call itself is not carried out.
+fn stuck_operation(app: &App, call: &Call, state: StuckState) -> Response {
+    // The innermost resource named in the path (the nodepool of a nodepool call).
+    let reference = call.params.iter().rev().find_map(|(_, v)| Uuid::parse_str(v).ok()).map(|id| Reference {
+        id: Some(id),
+        link: None,
+        command: Some(call.operation.clone()),
+    });
+    let answered =
+        Operation { id: Uuid::new_v4(), state: OperationState::Pending, reference, message: None, reason: None };
+    let mut stored = answered.clone();
+    let due_ms = match state {
+        StuckState::Failure => {
+            stored.state = OperationState::Failure;
+            stored.reason = Some(OperationReason::Fault);
+            stored.message = Some(format!("injected fault: {} failed; nothing was changed", call.operation));
+            crate::lifecycle::now_ms()
+        }
+        // Never due: the tick loop leaves it pending.
+        StuckState::Pending => i64::MAX,
+    };
+    tracing::warn!(operation = call.operation, id = %answered.id, ?state, "injected fault: an operation that does not succeed");
+    let zone = call.zone.clone();
+    let written = app.write(move |tx| {
+        tx.put(&zone, OpRec { op: stored, due_ms, completion: Completion::Nothing });
+        Ok(())
+    });
+    match written {
+        Ok(()) => axum::Json(answered).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A body shaped like an operation, to tell which calls answer one: the spec's
+/// schemas refuse properties they do not list, so only `operation` accepts it.
+fn answers_operation(op: &exo_openapi::Operation<'_>) -> bool {
+    static SAMPLE: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    let sample = SAMPLE.get_or_init(|| {
+        serde_json::json!({"id": Uuid::nil(), "state": "pending",
+            "reference": {"id": Uuid::nil(), "link": "/v2/x", "command": "x"}, "message": "m", "reason": "fault"})
+    });
+    op.method != "GET" && op.validate_response_body(200, sample).is_ok()
+}
+
 #[allow(clippy::too_many_arguments)]
 fn prepare(
     app: &App,
@@ -135,7 +210,7 @@ fn prepare(
     query: Vec<(String, String)>,
     headers: &HeaderMap,
     body: &[u8],
-) -> ApiResult<Call> {
+) -> ApiResult<(Call, bool)> {
     let spec = Spec::embedded();
     let Some(op) = spec.operation(method.as_str(), api_path) else {
         return Err(ApiError { status: StatusCode::NOT_FOUND, message: format!("no such endpoint: {method} {path}") });
@@ -158,7 +233,8 @@ fn prepare(
         )
     };
     op.validate_request_body(body.as_ref()).map_err(|v| ApiError::bad_request(violations("request body", v)))?;
-    Ok(Call { zone, operation: op.id.to_owned(), params: op.path_params.clone(), query, body })
+    let answers = answers_operation(&op);
+    Ok((Call { zone, operation: op.id.to_owned(), params: op.path_params.clone(), query, body }, answers))
 }
 
 /// Checks the EXO2 signature; `GET /zone` may come unsigned (it reveals nothing).
@@ -185,4 +261,22 @@ fn authenticate(
     let req = signing::Request { method: method.as_str(), path, query, body };
     signing::verify(&auth, secret, &req, jiff::Timestamp::now().as_second())
         .map_err(|e| ApiError::forbidden(format!("invalid signature for key {}: {e}", auth.credential)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answers_operation;
+
+    #[test]
+    fn tells_the_calls_that_answer_an_operation() {
+        let spec = exo_openapi::Spec::embedded();
+        let id = uuid::Uuid::nil();
+        let answers = |method: &str, path: &str| answers_operation(&spec.operation(method, path).expect(path));
+        assert!(answers("POST", "/load-balancer"));
+        assert!(answers("PUT", &format!("/sks-cluster/{id}/nodepool/{id}:scale")));
+        assert!(answers("DELETE", &format!("/load-balancer/{id}")));
+        assert!(!answers("GET", "/load-balancer"));
+        assert!(!answers("GET", &format!("/operation/{id}")));
+        assert!(!answers("POST", &format!("/sks-cluster-kubeconfig/{id}")));
+    }
 }
