@@ -317,7 +317,14 @@ fn facts(c: &CertificateSigningRequest) -> csr::CsrFacts {
 async fn reconcile_csr(c: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     ctx.csr_queue.started(c.as_ref());
     let started = Instant::now();
-    let facts = facts(&c);
+    let result = csr_step(&c, &ctx).await;
+    ctx.metrics.latency.with_label_values(&["csr"]).observe(started.elapsed().as_secs_f64());
+    ctx.metrics.reconciles.with_label_values(&["csr", if result.is_ok() { "ok" } else { "error" }]).inc();
+    result
+}
+
+async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Error> {
+    let facts = facts(c);
     if facts.signer != csr::KUBELET_SERVING || facts.decided {
         return Ok(Action::await_change());
     }
@@ -351,15 +358,12 @@ async fn reconcile_csr(c: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Resu
     api.patch_subresource("approval", &name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     let severity = if type_ == "Approved" { EventType::Normal } else { EventType::Warning };
     tracing::info!(csr = %name, decision = type_, %message, "decided kubelet serving CSR");
-    event(&ctx.recorder, c.as_ref(), severity, reason, message).await;
-    ctx.metrics.latency.with_label_values(&["csr"]).observe(started.elapsed().as_secs_f64());
-    ctx.metrics.reconciles.with_label_values(&["csr", "ok"]).inc();
+    event(&ctx.recorder, c, severity, reason, message).await;
     Ok(Action::await_change())
 }
 
-fn error_policy<K>(_obj: Arc<K>, e: &Error, ctx: Arc<Ctx>) -> Action {
+fn error_policy<K>(_obj: Arc<K>, e: &Error, _ctx: Arc<Ctx>) -> Action {
     tracing::warn!(error = %e, "reconcile failed; retrying");
-    ctx.metrics.reconciles.with_label_values(&["any", "error"]).inc();
     Action::requeue(Duration::from_secs(2))
 }
 
