@@ -137,14 +137,23 @@ pub(crate) async fn event(
     }
 }
 
+/// Runs one reconcile of `controller`, recording its latency and result.
+pub(crate) async fn measured(
+    metrics: &Metrics,
+    controller: &str,
+    step: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = step.await;
+    metrics.latency.with_label_values(&[controller]).observe(started.elapsed().as_secs_f64());
+    metrics.reconciles.with_label_values(&[controller, if result.is_ok() { "ok" } else { "error" }]).inc();
+    result
+}
+
 /// Initializes new Nodes and keeps initialized ones current.
 async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     ctx.node_queue.started(node.as_ref());
-    let started = Instant::now();
-    let result = node_step(&node, &ctx).await;
-    ctx.metrics.latency.with_label_values(&["node"]).observe(started.elapsed().as_secs_f64());
-    ctx.metrics.reconciles.with_label_values(&["node", if result.is_ok() { "ok" } else { "error" }]).inc();
-    result
+    measured(&ctx.metrics, "node", node_step(&node, &ctx)).await
 }
 
 async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
@@ -316,11 +325,7 @@ fn facts(c: &CertificateSigningRequest) -> csr::CsrFacts {
 /// Approves or denies kubelet serving CSRs.
 async fn reconcile_csr(c: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     ctx.csr_queue.started(c.as_ref());
-    let started = Instant::now();
-    let result = csr_step(&c, &ctx).await;
-    ctx.metrics.latency.with_label_values(&["csr"]).observe(started.elapsed().as_secs_f64());
-    ctx.metrics.reconciles.with_label_values(&["csr", if result.is_ok() { "ok" } else { "error" }]).inc();
-    result
+    measured(&ctx.metrics, "csr", csr_step(&c, &ctx)).await
 }
 
 async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Error> {

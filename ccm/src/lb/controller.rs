@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{Node, Service};
@@ -31,7 +31,7 @@ use super::owner::{self, Found};
 use super::plan::{self, Step};
 use super::pool;
 use crate::cloud::Cloud;
-use crate::controllers::{Error, Metrics, event};
+use crate::controllers::{Error, Metrics, event, measured};
 use crate::fresh::Fresh;
 use crate::node_init::NODEPOOL_ID_LABEL;
 use crate::queue::{self, Pending};
@@ -99,11 +99,7 @@ fn has_finalizer(svc: &Service) -> bool {
 
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     ctx.queue.started(svc.as_ref());
-    let started = Instant::now();
-    let result = step(&svc, &ctx).await;
-    ctx.metrics.latency.with_label_values(&["service"]).observe(started.elapsed().as_secs_f64());
-    ctx.metrics.reconciles.with_label_values(&["service", if result.is_ok() { "ok" } else { "error" }]).inc();
-    result
+    measured(&ctx.metrics, "service", step(&svc, &ctx)).await
 }
 
 async fn step(svc: &Service, ctx: &Ctx) -> Result<Action, Error> {
