@@ -8,6 +8,27 @@ use super::status::{ApiError, ApiResult};
 /// kube-apiserver's limit on JSON patch operations.
 pub const MAX_JSON_PATCH_OPS: usize = 10_000;
 
+/// kube-apiserver's limit on what the `copy` operations of one JSON patch copy in all
+/// (`AccumulatedCopySizeLimit`: twice the 3 MiB request limit).
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 6 << 20;
+
+/// The size of `v` as JSON text, counted up to a little past `limit`.
+fn json_size(v: &Value, limit: usize) -> usize {
+    struct Count(usize, usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > self.1 { Err(std::io::Error::other("limit")) } else { Ok(buf.len()) }
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0, limit);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
 /// The patch content types served.
 pub const ACCEPTED: &[&str] = &["application/json-patch+json", "application/merge-patch+json"];
 
@@ -130,8 +151,35 @@ pub fn apply(kind: PatchKind, doc: &Value, patch: &[u8]) -> ApiResult<Value> {
                 ));
             }
             // A failed `test` operation is a conflict in kube-apiserver's terms too (422 there: keep it).
-            json_patch::patch(&mut out, &ops)
-                .map_err(|e| ApiError::new(422, "Invalid", format!("the JSON patch failed: {e}")))?;
+            // `out` is a copy, so a failed patch needs no undo; copies are bounded as kube-apiserver bounds
+            // them, or a few dozen `copy` operations of the root into itself would need terabytes.
+            let mut copied = 0usize;
+            for (i, op) in ops.0.iter().enumerate() {
+                if let json_patch::PatchOperation::Copy(c) = op
+                    && let Some(source) = out.pointer(c.from.as_str())
+                {
+                    copied = copied.saturating_add(json_size(
+                        source,
+                        MAX_JSON_PATCH_COPY_BYTES - copied.min(MAX_JSON_PATCH_COPY_BYTES),
+                    ));
+                    if copied > MAX_JSON_PATCH_COPY_BYTES {
+                        return Err(ApiError::new(
+                            422,
+                            "Invalid",
+                            format!(
+                                "the JSON patch failed: operation '/{i}' copies more than the limit of {MAX_JSON_PATCH_COPY_BYTES} bytes in all"
+                            ),
+                        ));
+                    }
+                }
+                json_patch::patch_unsafe(&mut out, std::slice::from_ref(op)).map_err(|e| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch failed: operation '/{i}' failed at path '{}': {}", e.path, e.kind),
+                    )
+                })?;
+            }
         }
         PatchKind::Strategic(keys) => {
             if !patch.is_object() {
@@ -170,6 +218,21 @@ mod tests {
             422
         );
         assert_eq!(apply(PatchKind::Merge, &doc, b"{nope").unwrap_err().code, 400);
+    }
+
+    #[test]
+    fn json_patch_copies_are_bounded() {
+        // Each copy doubles the document: 40 of them would need 2^40 times its size.
+        let ops: Vec<Value> = (0..40).map(|i| json!({"op": "copy", "from": "", "path": format!("/k{i}")})).collect();
+        let doc = json!({"x": "y".repeat(1000)});
+        let e = apply(PatchKind::Json, &doc, serde_json::to_string(&ops).unwrap().as_bytes()).unwrap_err();
+        assert_eq!(e.code, 422);
+        assert!(e.message.contains("copies more than the limit of 6291456 bytes"), "{}", e.message);
+        // A few copies are fine, and errors name the operation.
+        let ok = apply(PatchKind::Json, &doc, br#"[{"op":"copy","from":"/x","path":"/z"}]"#).unwrap();
+        assert_eq!(ok["z"], doc["x"]);
+        let e = apply(PatchKind::Json, &doc, br#"[{"op":"test","path":"/x","value":1}]"#).unwrap_err();
+        assert_eq!(e.message, "the JSON patch failed: operation '/0' failed at path '/x': value did not match");
     }
 
     #[test]

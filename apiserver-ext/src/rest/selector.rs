@@ -94,6 +94,30 @@ impl Requirement {
     }
 }
 
+/// Renders the selector in the query-parameter syntax, as apimachinery's `String()`
+/// does (`=` for equality, sets as `key in (a,b)`); it parses back to an equal selector.
+impl fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, r) in self.requirements.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            let first = r.values.first().map(String::as_str).unwrap_or("");
+            match r.op {
+                LabelOp::Exists => write!(f, "{}", r.key)?,
+                LabelOp::DoesNotExist => write!(f, "!{}", r.key)?,
+                LabelOp::Equals => write!(f, "{}={first}", r.key)?,
+                LabelOp::NotEquals => write!(f, "{}!={first}", r.key)?,
+                LabelOp::GreaterThan => write!(f, "{}>{first}", r.key)?,
+                LabelOp::LessThan => write!(f, "{}<{first}", r.key)?,
+                LabelOp::In => write!(f, "{} in ({})", r.key, r.values.join(","))?,
+                LabelOp::NotIn => write!(f, "{} notin ({})", r.key, r.values.join(","))?,
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tok {
     End,
@@ -514,6 +538,26 @@ impl FieldSelector {
     /// Whether the selector has no terms (selects everything).
     pub fn is_empty(&self) -> bool {
         self.terms.is_empty()
+    }
+}
+
+/// Renders the selector as `field=value,field!=value` with `\\`, `,` and `=`
+/// escaped in values; it parses back to the same terms.
+impl fmt::Display for FieldSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, t) in self.terms.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            write!(f, "{}{}", t.field, if t.equals { "=" } else { "!=" })?;
+            for c in t.value.chars() {
+                if matches!(c, '\\' | ',' | '=') {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
     }
 }
 
