@@ -13,7 +13,7 @@ use super::nodepool::def::{GROUP, VERSION};
 use crate::rest::cache::ObjectCache;
 use crate::rest::resource::ResourceDef;
 use crate::rest::status::{ApiError, ApiResult, Cause};
-use crate::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
+use crate::rest::storage::{BoxFuture, Context, Storage};
 
 /// Lifetime when the request names none: one day.
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 86_400;
@@ -194,14 +194,6 @@ impl Storage for KubeconfigRequests {
 
     fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
         Box::pin(self.issue(ctx, obj))
-    }
-
-    fn update<'a>(&'a self, _ctx: &'a Context, _name: &'a str, _obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("update", self.def.group_resource())) })
-    }
-
-    fn delete<'a>(&'a self, _: &'a Context, _: &'a str, _: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("delete", self.def.group_resource())) })
     }
 }
 

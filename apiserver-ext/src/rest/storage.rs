@@ -44,13 +44,25 @@ pub trait Storage: Send + Sync {
     fn cache(&self) -> &Arc<ObjectCache>;
 
     /// Creates an object; answers the stored (or, dry-run, would-be) object.
-    fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>>;
+    /// Kinds that cannot be created keep this 405.
+    fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
+        let _ = (ctx, obj);
+        Box::pin(async move { Err(super::status::ApiError::method_not_allowed("create", self.def().group_resource())) })
+    }
 
     /// Replaces an object; `obj.metadata.resourceVersion`, when set, must be current (409 otherwise).
-    fn update<'a>(&'a self, ctx: &'a Context, name: &'a str, obj: Value) -> BoxFuture<'a, ApiResult<Value>>;
+    /// Kinds that cannot be changed keep this 405.
+    fn update<'a>(&'a self, ctx: &'a Context, name: &'a str, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
+        let _ = (ctx, name, obj);
+        Box::pin(async move { Err(super::status::ApiError::method_not_allowed("update", self.def().group_resource())) })
+    }
 
     /// Deletes an object; answers it (with `deletionTimestamp` when deletion is not immediate).
-    fn delete<'a>(&'a self, ctx: &'a Context, name: &'a str, opts: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>>;
+    /// Kinds that cannot be deleted keep this 405.
+    fn delete<'a>(&'a self, ctx: &'a Context, name: &'a str, opts: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>> {
+        let _ = (ctx, name, opts);
+        Box::pin(async move { Err(super::status::ApiError::method_not_allowed("delete", self.def().group_resource())) })
+    }
 
     /// Reads a subresource (e.g. `scale`, `status`).
     fn get_subresource<'a>(&'a self, ctx: &'a Context, name: &'a str, sub: &'a str) -> BoxFuture<'a, ApiResult<Value>> {

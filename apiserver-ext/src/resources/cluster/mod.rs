@@ -24,7 +24,7 @@ use crate::resources::timestamp_now;
 use crate::rest::cache::{Key, ObjectCache};
 use crate::rest::resource::ResourceDef;
 use crate::rest::status::{ApiError, ApiResult, Cause};
-use crate::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
+use crate::rest::storage::{BoxFuture, Context, Storage};
 
 /// The Cluster storage of one cluster.
 pub struct Clusters {
@@ -211,16 +211,8 @@ impl Storage for Clusters {
         &self.cache
     }
 
-    fn create<'a>(&'a self, _ctx: &'a Context, _obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("create", self.def.group_resource())) })
-    }
-
     fn update<'a>(&'a self, ctx: &'a Context, name: &'a str, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
         Box::pin(self.update_object(ctx, name, obj))
-    }
-
-    fn delete<'a>(&'a self, _: &'a Context, _: &'a str, _: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("delete", self.def.group_resource())) })
     }
 
     fn ready(&self) -> bool {

@@ -26,7 +26,7 @@ use crate::resources::timestamp_now;
 use crate::rest::cache::{Key, ObjectCache};
 use crate::rest::resource::ResourceDef;
 use crate::rest::status::{ApiError, ApiResult, Cause};
-use crate::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
+use crate::rest::storage::{BoxFuture, Context, Storage};
 
 /// An Upgrade as kept in the side store.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -418,14 +418,6 @@ impl Storage for Upgrades {
 
     fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
         Box::pin(self.create_object(ctx, obj))
-    }
-
-    fn update<'a>(&'a self, _ctx: &'a Context, _name: &'a str, _obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("update", self.def.group_resource())) })
-    }
-
-    fn delete<'a>(&'a self, _: &'a Context, _: &'a str, _: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("delete", self.def.group_resource())) })
     }
 
     fn ready(&self) -> bool {
