@@ -83,7 +83,7 @@ fn size() -> Size {
 
 /// A random duration in `[lo, hi)` (uuid v4 bits: the tests have no rand crate).
 fn random_between(lo: Duration, hi: Duration) -> Duration {
-    let span = (hi - lo).as_millis() as u128;
+    let span = (hi - lo).as_millis();
     lo + Duration::from_millis((Uuid::new_v4().as_u128() % span.max(1)) as u64)
 }
 
