@@ -82,6 +82,45 @@ struct Inner {
     credentials: CredentialSource,
     metrics: Option<ClientMetrics>,
     config: ClientConfig,
+    /// Shared with the clients of other zones made from this one.
+    expiries: Arc<Expiries>,
+}
+
+/// Hands out signature expiries so that this client never sends the same signed
+/// request twice. A signature covers the request and its expiry in whole
+/// seconds: a retry (or a second identical write) within the same second would
+/// repeat the signature, which a server with replay protection refuses as a
+/// replay. Writes whose signed message was already signed with an expiry this
+/// second or later get the next second instead. Reads may repeat (a replay of a
+/// read changes nothing, and a sks-zone only refuses replayed writes), so polls
+/// keep the plain expiry and never drift ahead.
+#[derive(Default)]
+pub(crate) struct Expiries {
+    last: std::sync::Mutex<std::collections::HashMap<[u8; 32], i64>>,
+}
+
+impl Expiries {
+    /// The expiry to sign `req` with at `now` (UNIX seconds).
+    pub(crate) fn next(&self, req: &signing::Request<'_>, now: i64) -> i64 {
+        let base = now + SIGNATURE_TTL_SECS;
+        if matches!(req.method, "GET" | "HEAD") {
+            return base;
+        }
+        use sha2::Digest as _;
+        let names: Vec<&str> = signing::signed_query_params(req.query).into_iter().map(|(k, _)| k).collect();
+        let digest: [u8; 32] = sha2::Sha256::digest(signing::message(req, &names, 0)).into();
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        // An expiry below `base` can no longer be handed out again: forget it.
+        if last.len() > 256 {
+            last.retain(|_, e| *e >= base);
+        }
+        let expires = match last.get(&digest) {
+            Some(&prev) if prev >= base => prev + 1,
+            _ => base,
+        };
+        last.insert(digest, expires);
+        expires
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -113,7 +152,8 @@ impl Client {
             .build()
             .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
         let endpoint = parse_endpoint(&config.endpoint)?;
-        let mut client = Client { inner: Arc::new(Inner { http, endpoint, credentials, metrics, config }) };
+        let expiries = Arc::default();
+        let mut client = Client { inner: Arc::new(Inner { http, endpoint, credentials, metrics, config, expiries }) };
         if let Some(zone) = client.inner.config.zone.clone() {
             client = client.switch_zone(&zone).await?;
         }
@@ -144,6 +184,7 @@ impl Client {
             },
             metrics: self.inner.metrics.clone(),
             config: self.inner.config.clone(),
+            expiries: self.inner.expiries.clone(),
         };
         Ok(Client { inner: Arc::new(inner) })
     }
@@ -213,8 +254,9 @@ impl Client {
         body: &[u8],
     ) -> std::result::Result<bytes::Bytes, (Failure, Error)> {
         let creds = self.inner.credentials.current().map_err(|e| (Failure::Status(401, None), e))?;
-        let expires = jiff::Timestamp::now().as_second() + SIGNATURE_TTL_SECS;
         let sig_req = signing::Request { method: method.as_str(), path: url.path(), query, body };
+        // Every attempt is signed afresh, and never with the signature of an earlier one.
+        let expires = self.inner.expiries.next(&sig_req, jiff::Timestamp::now().as_second());
         let authorization = signing::authorization(creds.api_key(), creds.api_secret(), &sig_req, expires);
         let mut req = self
             .inner
@@ -764,4 +806,45 @@ fn error_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() { "(empty body)".to_owned() } else { text.chars().take(500).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_write_is_never_signed_twice_with_the_same_expiry() {
+        let e = Expiries::default();
+        let now = 1_700_000_000;
+        let put =
+            signing::Request { method: "PUT", path: "/v2/instance-pool/x:scale", query: &[], body: b"{\"size\":3}" };
+        let got: Vec<i64> = (0..5).map(|_| e.next(&put, now)).collect();
+        let base = now + SIGNATURE_TTL_SECS;
+        assert_eq!(got, vec![base, base + 1, base + 2, base + 3, base + 4]);
+        // Another body, path or query is another message: no bump.
+        let other = signing::Request { body: b"{\"size\":4}", ..put };
+        assert_eq!(e.next(&other, now), base);
+        // Once the clock passes the bumped expiries, writes are back to the plain one.
+        assert_eq!(e.next(&put, now + 10), base + 10);
+        // Reads may repeat: no bump, so polling never drifts ahead.
+        let get = signing::Request { method: "GET", path: "/v2/operation/x", query: &[], body: b"" };
+        assert_eq!((e.next(&get, now), e.next(&get, now)), (base, base));
+        // Unsigned query parameters do not make another signature.
+        let q = vec![("a".to_owned(), String::new())];
+        let put_q = signing::Request { query: &q, ..put };
+        assert_eq!(e.next(&put_q, now + 10), base + 11);
+    }
+
+    #[test]
+    fn expiries_are_forgotten_once_they_cannot_collide() {
+        let e = Expiries::default();
+        for i in 0..1000u32 {
+            let body = i.to_string();
+            e.next(
+                &signing::Request { method: "POST", path: "/v2/x", query: &[], body: body.as_bytes() },
+                i64::from(i),
+            );
+        }
+        assert!(e.last.lock().unwrap().len() <= 257, "{}", e.last.lock().unwrap().len());
+    }
 }
