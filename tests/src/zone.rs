@@ -151,6 +151,22 @@ impl Drop for Zone {
     }
 }
 
+/// The expiry to sign a request with, `expires_in` seconds from now. The zone
+/// refuses a signed write it has already accepted (a replay), so, as the
+/// orchestrator client does, a write repeated within the same second is signed
+/// with the next expiry second instead.
+pub fn signature_expiry(method: &str, path: &str, body: &str, expires_in: i64) -> i64 {
+    let expires = jiff::Timestamp::now().as_second() + expires_in;
+    if matches!(method, "GET" | "HEAD") || expires_in <= 0 {
+        return expires;
+    }
+    static LAST: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let prev = last.get_or_insert_default().entry(format!("{method} {path} {body}")).or_insert(i64::MIN);
+    *prev = expires.max(prev.saturating_add(1));
+    *prev
+}
+
 /// Sends one request signed with the test key (or `key`/`secret`) and an
 /// expiry `expires_in` seconds away; returns status and JSON body.
 pub async fn signed_request(
@@ -166,7 +182,7 @@ pub async fn signed_request(
     let body = body.unwrap_or("");
     let url = url::Url::parse(&format!("{base}{path}")).expect("request URL");
     let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
-    let expires = jiff::Timestamp::now().as_second() + expires_in;
+    let expires = signature_expiry(method, path, body, expires_in);
     let req = orchestrator::signing::Request { method, path: url.path(), query: &query, body: body.as_bytes() };
     let auth = orchestrator::signing::authorization(key, secret, &req, expires);
     let mut builder = reqwest::Client::new()

@@ -44,6 +44,8 @@ pub struct App {
     generation: tokio::sync::watch::Sender<u64>,
     /// NLB backend health as the data plane's checks last found it.
     pub health: crate::dataplane::HealthBoard,
+    /// Signatures of the writes accepted and not yet expired (replay protection).
+    pub replays: crate::auth::ReplayGuard,
 }
 
 /// An API error answered as `{"message": ...}` with its status.
@@ -99,6 +101,7 @@ impl App {
             faults: Mutex::default(),
             generation: tokio::sync::watch::Sender::new(0),
             health: crate::dataplane::HealthBoard::default(),
+            replays: crate::auth::ReplayGuard::default(),
         })
     }
 

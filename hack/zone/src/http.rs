@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use exo_openapi::{Spec, Violation};
 use orchestrator::model::{Operation, OperationReason, OperationState, Reference};
-use orchestrator::signing;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -237,7 +236,8 @@ fn prepare(
     Ok((Call { zone, operation: op.id.to_owned(), params: op.path_params.clone(), query, body }, answers))
 }
 
-/// Checks the EXO2 signature; `GET /zone` may come unsigned (it reveals nothing).
+/// Checks the EXO2 signature (and that a write is not a replay: `crate::auth`);
+/// `GET /zone` may come unsigned (it reveals nothing).
 fn authenticate(
     app: &App,
     operation: &str,
@@ -247,20 +247,9 @@ fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> ApiResult<()> {
-    let header = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let Some(header) = header else {
-        if operation == "list-zones" {
-            return Ok(());
-        }
-        return Err(ApiError::forbidden("missing Authorization header: requests must be signed with EXO2-HMAC-SHA256"));
-    };
-    let auth = signing::parse_authorization(header).map_err(|e| ApiError::forbidden(e.to_string()))?;
-    let Some(secret) = app.keys.get(&auth.credential) else {
-        return Err(ApiError::forbidden(format!("unknown API key {}", auth.credential)));
-    };
-    let req = signing::Request { method: method.as_str(), path, query, body };
-    signing::verify(&auth, secret, &req, jiff::Timestamp::now().as_second())
-        .map_err(|e| ApiError::forbidden(format!("invalid signature for key {}: {e}", auth.credential)))
+    let authorization = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let req = crate::auth::Signed { method: method.as_str(), path, query, authorization, body };
+    crate::auth::check(&app.keys, &app.replays, &req, operation == "list-zones", jiff::Timestamp::now().as_second())
 }
 
 #[cfg(test)]

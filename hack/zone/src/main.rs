@@ -4,6 +4,7 @@
 
 mod admin;
 mod app;
+mod auth;
 mod catalog;
 mod control_plane;
 mod dataplane;
@@ -14,6 +15,7 @@ mod ipam;
 mod kubelets;
 mod lifecycle;
 mod seed;
+mod serve;
 mod store;
 mod upgrades;
 mod world;
@@ -133,6 +135,20 @@ struct Args {
     #[arg(long)]
     faults_file: Option<PathBuf>,
 
+    /// Largest request body accepted, in bytes; a larger one is answered 413.
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_bytes: u64,
+
+    /// How long a client may take to send a request's headers, in milliseconds, counted from the connection's
+    /// start or the end of the previous answer: slow clients and idle keep-alive connections are closed after it.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: u64,
+
+    /// Refuse (403) a signed write (any method but GET and HEAD) whose signature was already accepted: a
+    /// replay. `--reject-replays=false` accepts them, for clients that re-send a signed write unchanged.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    reject_replays: bool,
+
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -192,6 +208,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let store = store::Store::open(&args.state_dir.join("zone.redb"))?;
     let app = Arc::new(App::new(config, store, keys)?);
+    app.replays.set_enabled(args.reject_replays);
     if let Some(faults) = faults::from_flags(args.faults.as_deref(), args.faults_file.as_deref())? {
         app.set_faults(faults);
     }
@@ -246,7 +263,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     use std::io::Write as _;
     std::io::stdout().flush()?;
 
-    axum::serve(listener, http::router(app)).with_graceful_shutdown(sks_process::shutdown_signal()).await?;
+    let limits = serve::Limits {
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+    };
+    serve::serve(listener, http::router(app), limits, sks_process::shutdown_signal()).await?;
     Ok(())
 }
 
