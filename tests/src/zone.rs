@@ -247,3 +247,30 @@ impl Zone {
         answer["counts"].clone()
     }
 }
+
+/// As [`signed_request`], but a transport failure (the zone is down, the
+/// connection dropped) is returned instead of failing the test.
+pub async fn try_signed_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, serde_json::Value), reqwest::Error> {
+    orchestrator::install_crypto_provider();
+    let body = body.unwrap_or("");
+    let url = url::Url::parse(&format!("{base}{path}")).expect("request URL");
+    let query: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let expires = signature_expiry(method, path, body, 600);
+    let req = orchestrator::signing::Request { method, path: url.path(), query: &query, body: body.as_bytes() };
+    let auth = orchestrator::signing::authorization(TEST_KEY, TEST_SECRET, &req, expires);
+    let resp = reqwest::Client::new()
+        .request(method.parse().expect("method"), url)
+        .header("authorization", auth)
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let bytes = resp.bytes().await?;
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
+}
