@@ -432,11 +432,13 @@ async fn csr_decision_events(client: &kube::Client) -> BTreeMap<String, i32> {
 }
 
 /// Sums a counter of a Prometheus text page by one label.
-fn sum_by(page: &str, metric: &str, label: &str) -> BTreeMap<String, f64> {
+fn sum_by(page: &str, metric: &str, labels: &[&str]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for line in page.lines().filter(|l| l.starts_with(&format!("{metric}{{"))) {
-        let key =
-            line.split(&format!("{label}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("").to_owned();
+        let value_of = |label: &str| {
+            line.split(&format!("{label}=\"")).nth(1).and_then(|rest| rest.split('"').next()).unwrap_or("").to_owned()
+        };
+        let key = labels.iter().map(|l| value_of(l)).collect::<Vec<_>>().join(" ");
         let value: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
         *out.entry(key).or_insert(0.0) += value;
     }
@@ -449,6 +451,8 @@ struct Replicas {
     /// `orchestrator_requests_total` by code and `orchestrator_retries_total` by reason, of processes gone.
     requests: BTreeMap<String, f64>,
     retries: BTreeMap<String, f64>,
+    /// Calls answered 404, by operation.
+    not_found: BTreeMap<String, f64>,
     kills: usize,
 }
 
@@ -457,10 +461,15 @@ impl Replicas {
         let url = format!("{}/metrics", self.ccms[i].url);
         let Ok(resp) = reqwest::get(url).await else { return };
         let page = resp.text().await.unwrap_or_default();
-        for (k, v) in sum_by(&page, "orchestrator_requests_total", "code") {
+        for (k, v) in sum_by(&page, "orchestrator_requests_total", &["code"]) {
             *self.requests.entry(k).or_default() += v;
         }
-        for (k, v) in sum_by(&page, "orchestrator_retries_total", "reason") {
+        for (k, v) in sum_by(&page, "orchestrator_requests_total", &["code", "operation"]) {
+            if let Some(op) = k.strip_prefix("404 ") {
+                *self.not_found.entry(op.to_owned()).or_default() += v;
+            }
+        }
+        for (k, v) in sum_by(&page, "orchestrator_retries_total", &["reason"]) {
             *self.retries.entry(k).or_default() += v;
         }
     }
@@ -504,8 +513,13 @@ async fn run(chaos: Chaos) {
     let stack = Stack::start(0).await;
     let client = stack.kube.client().await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let mut replicas =
-        Replicas { ccms: vec![stack.start_ccm()], requests: Default::default(), retries: Default::default(), kills: 0 };
+    let mut replicas = Replicas {
+        ccms: vec![stack.start_ccm()],
+        requests: Default::default(),
+        retries: Default::default(),
+        not_found: Default::default(),
+        kills: 0,
+    };
     let mut leader = 0;
     converge("a leader", Duration::from_secs(60), || async {
         lease_holder(&client).await.map(drop).ok_or_else(|| "no holder".to_owned())
@@ -654,8 +668,8 @@ async fn run(chaos: Chaos) {
     println!(
         "chaos figures: {chaos:?}, {} Services, nodepool 3 -> {} -> 3: setup {:.1?}, up {:.1?}, down {:.1?}; \
          NLBs at peak {peak_nlbs}, ids per Service max {}, left {}; Nodes deleted {}, CSRs approved {} denied {}; \
-         sks-ccm kills {}, takeovers {takeovers:.1?}; sks-ccm orchestrator calls by code {:?}, retries by reason {:?}; \
-         zone faults {faults_seen}",
+         sks-ccm kills {}, takeovers {takeovers:.1?}; sks-ccm orchestrator calls by code {:?}, retries by reason {:?}, \
+         404s by operation {:?}; zone faults {faults_seen}",
         size.services,
         size.peak,
         setup,
@@ -669,6 +683,7 @@ async fn run(chaos: Chaos) {
         replicas.kills,
         replicas.requests,
         replicas.retries,
+        replicas.not_found,
     );
     let twice: Vec<_> = decision_events.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "CSRs with more than one decision event: {twice:?}");
