@@ -353,6 +353,23 @@ where
     }
 }
 
+/// As [`converge`], failing at once when a watcher saw a guarantee broken.
+async fn converge_watched<F, Fut>(record: &Shared, what: &str, timeout: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    converge(what, timeout, || {
+        let violations = record.lock().unwrap().violations.clone();
+        let next = check();
+        async move {
+            assert!(violations.is_empty(), "{what}: stopped, {} violations: {violations:#?}", violations.len());
+            next.await
+        }
+    })
+    .await
+}
+
 fn svc(i: usize) -> Service {
     serde_json::from_value(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("chaos-{i}")},
         "spec": {"type": "LoadBalancer", "selector": {"app": "chaos"}, "ports": [{"port": 80, "targetPort": 8080}]}}))
@@ -616,25 +633,29 @@ async fn run(chaos: Chaos) {
         }
         if phase == "up" {
             let n = size.services;
-            converge("every Service provisioned", size.timeout, || async {
+            converge_watched(&record, "every Service provisioned", size.timeout, || async {
                 match services_status(&services).await? {
                     (ready, _) if ready == n => Ok(()),
                     (ready, left) => Err(format!("{ready}/{left} Services provisioned")),
                 }
             })
             .await;
-            converge("the nodepool at its peak", size.timeout, || nodes_converged(&stack, &client, size.peak)).await;
+            converge_watched(&record, "the nodepool at its peak", size.timeout, || {
+                nodes_converged(&stack, &client, size.peak)
+            })
+            .await;
             let r = record.lock().unwrap();
             peak_nlbs = r.nlbs_by_service.len();
         } else {
-            converge("every Service gone", size.timeout, || async {
+            converge_watched(&record, "every Service gone", size.timeout, || async {
                 match services_status(&services).await? {
                     (_, 0) => Ok(()),
                     (_, left) => Err(format!("{left} Services left")),
                 }
             })
             .await;
-            converge("the nodepool back at 3", size.timeout, || nodes_converged(&stack, &client, 3)).await;
+            converge_watched(&record, "the nodepool back at 3", size.timeout, || nodes_converged(&stack, &client, 3))
+                .await;
         }
         phase_times.push(t.elapsed());
     }
@@ -839,14 +860,15 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
 
     // The stack converges, no Node deleted meanwhile.
     let n = size.services;
-    let provisioned = converge("every Service provisioned", size.timeout, || async {
+    let provisioned = converge_watched(&record, "every Service provisioned", size.timeout, || async {
         match services_status(&services).await? {
             (ready, _) if ready == n => Ok(()),
             (ready, left) => Err(format!("{ready}/{left} Services provisioned")),
         }
     })
     .await;
-    converge("the nodepool at its peak", size.timeout, || nodes_converged(&stack, &client, size.peak)).await;
+    converge_watched(&record, "the nodepool at its peak", size.timeout, || nodes_converged(&stack, &client, size.peak))
+        .await;
     let labelled = |all: &[orchestrator::model::LoadBalancer]| {
         all.iter().filter(|l| l.spec.labels.as_ref().is_some_and(|l| l.contains_key("k8s-service-uid"))).count()
     };
@@ -857,7 +879,7 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
             async move { services.delete(&format!("chaos-{i}"), &DeleteParams::default()).await.map(drop).unwrap() }
         })
         .await;
-    converge("every Service gone", size.timeout, || async {
+    converge_watched(&record, "every Service gone", size.timeout, || async {
         match services_status(&services).await? {
             (_, 0) => Ok(()),
             (_, left) => Err(format!("{left} Services left")),
