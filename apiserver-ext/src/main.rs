@@ -107,6 +107,22 @@ struct Args {
     /// Interval of watch bookmarks.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     bookmark_interval: Duration,
+    /// Open watches allowed per user; one more is refused with 429 TooManyRequests (0: no limit).
+    #[arg(long, default_value_t = 250)]
+    max_watches_per_user: usize,
+    /// Largest request body accepted, in bytes (413 RequestEntityTooLarge beyond), as kube-apiserver's 3 MiB.
+    #[arg(long, default_value_t = 3 << 20)]
+    max_request_body_bytes: usize,
+    /// How long a client may take to finish the TLS handshake.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    tls_handshake_timeout: Duration,
+    /// How long a client may take to send a request's headers (HTTP/1.1: also how long an idle keep-alive
+    /// connection is kept) and, on any protocol, to start a first request on a new connection.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    header_read_timeout: Duration,
+    /// A connection with no request in progress (open watches count as in progress) for this long is closed.
+    #[arg(long, default_value = "90s", value_parser = parse_duration)]
+    idle_connection_timeout: Duration,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -194,7 +210,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let kubeconfigs = Arc::new(KubeconfigRequests::new(client, args.cluster_id));
 
     let storages: Vec<Arc<dyn Storage>> = vec![nodepools, clusters, upgrades, kubeconfigs];
-    let config = ServerConfig { bookmark_interval: args.bookmark_interval, ..ServerConfig::default() };
+    let config = ServerConfig {
+        bookmark_interval: args.bookmark_interval,
+        max_watches_per_user: args.max_watches_per_user,
+        max_body_bytes: args.max_request_body_bytes,
+        ..ServerConfig::default()
+    };
     let metrics = ServerMetrics::new(registry)?;
     let extra = vec![sks_apiserver::resources::nodepool::def::eviction_schema()];
     let api = Arc::new(ApiServer::new(storages, authn, authz, metrics, config, extra));
@@ -208,7 +229,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("sks-apiserver listening on https://{}", listener.local_addr()?);
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    sks_apiserver::rest::server::serve(listener, tls, api, sks_process::shutdown_signal()).await?;
+    let limits = sks_apiserver::rest::server::ConnectionLimits {
+        handshake_timeout: args.tls_handshake_timeout,
+        header_read_timeout: args.header_read_timeout,
+        idle_timeout: args.idle_connection_timeout,
+    };
+    sks_apiserver::rest::server::serve_with(listener, tls, api, limits, sks_process::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod ccm;
 pub mod kubeapi;
 pub mod pki;
 pub mod proxy;
+pub mod raw;
 pub mod zone;
 
 use std::path::PathBuf;

@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub max_watch_timeout: Duration,
     /// `/version` answer.
     pub version: Value,
+    /// Open watches allowed per user (429 TooManyRequests beyond); 0: no limit.
+    pub max_watches_per_user: usize,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +76,7 @@ impl Default for ServerConfig {
             bookmark_interval: Duration::from_secs(60),
             max_watch_timeout: Duration::from_secs(1800),
             version: json!({"major": "1", "minor": "33", "gitVersion": concat!("v", env!("CARGO_PKG_VERSION")), "platform": "linux/amd64"}),
+            max_watches_per_user: 0,
         }
     }
 }
@@ -96,6 +99,7 @@ pub struct ApiServer {
     config: ServerConfig,
     docs: Docs,
     extension: Option<Arc<dyn Extension>>,
+    watches: Arc<super::limits::WatchLimiter>,
 }
 
 /// Why `/readyz` fails, if it does.
@@ -173,12 +177,14 @@ impl ApiServer {
                 );
             }
         }
+        let watches = super::limits::WatchLimiter::new(config.max_watches_per_user);
         ApiServer {
             storages,
             defs,
             authn,
             authz,
             metrics,
+            watches,
             config,
             docs: Docs { v2: v2_bytes, v2_etag, v3, schemas },
             extension: None,
@@ -268,6 +274,18 @@ impl ApiServer {
             if let Err(e) = self.check(&user, &attrs, Some(gr)).await {
                 return outcome(error_response(&e));
             }
+            // Open watches are bounded per user; one is counted until its stream ends.
+            let permit = match verb {
+                "watch" => match self.watches.acquire(&user.name) {
+                    Ok(permit) => permit,
+                    Err(e) => return outcome(error_response(&e)),
+                },
+                _ => None,
+            };
+            let outcome = |response: Response<ResponseBody>| match permit {
+                Some(p) => outcome(response.map(|body| super::limits::guarded(body, Box::new(p)))),
+                None => outcome(response),
+            };
             let req = match self.extend(&user, req).await {
                 Ok(resp) => return outcome(resp),
                 Err(req) => req,
@@ -715,6 +733,8 @@ impl ApiServer {
             let frame = frame.map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 if buf.len() + data.len() > self.config.max_body_bytes {
+                    // Read the rest (within bounds) so the client, still sending, gets the 413, not a reset.
+                    super::limits::drain(body).await;
                     return Err(ApiError::too_large(self.config.max_body_bytes));
                 }
                 buf.extend_from_slice(&data);

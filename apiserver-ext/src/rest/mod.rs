@@ -10,6 +10,7 @@ pub mod cache;
 pub mod discovery;
 pub mod handler;
 pub mod kube_auth;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
