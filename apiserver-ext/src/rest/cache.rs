@@ -8,10 +8,13 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
+use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
+
+use super::table::Row;
 
 const COUNTER_BITS: u32 = 40;
 
@@ -37,6 +40,58 @@ impl EventType {
     }
 }
 
+/// Encodings of one version of an object, made on first use and then shared
+/// by every request and watch that serves that version: a LIST of 1,000
+/// unchanged objects copies bytes instead of serializing them again. A new
+/// version (any write) gets a new, empty memo.
+#[derive(Debug, Default)]
+pub struct Memo {
+    json: OnceLock<Bytes>,
+    metadata: OnceLock<Bytes>,
+    pub(super) row: OnceLock<Row>,
+}
+
+impl Memo {
+    /// Length of the JSON encoding, once made.
+    pub(super) fn json_len(&self) -> Option<usize> {
+        self.json.get().map(Bytes::len)
+    }
+
+    /// Length of the PartialObjectMetadata encoding, once made.
+    pub(super) fn metadata_len(&self) -> Option<usize> {
+        self.metadata.get().map(Bytes::len)
+    }
+}
+
+/// One version of an object with its encodings.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The object.
+    pub object: Arc<Value>,
+    /// Its encodings, filled on demand.
+    pub memo: Arc<Memo>,
+}
+
+impl Entry {
+    /// A version of `object` with an empty memo (for objects not held by a cache, e.g. a write's answer).
+    pub fn new(object: Arc<Value>) -> Self {
+        Entry { object, memo: Arc::default() }
+    }
+
+    /// The object as JSON.
+    pub fn json(&self) -> &Bytes {
+        self.memo.json.get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).expect("objects serialise")))
+    }
+
+    /// Its PartialObjectMetadata as JSON.
+    pub fn metadata_json(&self) -> &Bytes {
+        self.memo.metadata.get_or_init(|| {
+            let meta = super::table::partial_metadata(&self.object);
+            Bytes::from(serde_json::to_vec(&meta).expect("objects serialise"))
+        })
+    }
+}
+
 /// One change, with the object before it (for selector transitions).
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -44,10 +99,19 @@ pub struct Event {
     pub kind: EventType,
     /// The object after the change (for deletes: its last state, with the delete's RV).
     pub object: Arc<Value>,
+    /// The encodings of `object`.
+    pub memo: Arc<Memo>,
     /// The object before the change.
     pub previous: Option<Arc<Value>>,
     /// The change's resourceVersion.
     pub rv: u64,
+}
+
+impl Event {
+    /// The changed object with its encodings.
+    pub fn entry(&self) -> Entry {
+        Entry { object: self.object.clone(), memo: self.memo.clone() }
+    }
 }
 
 /// Key of an object: namespace ("" when cluster-scoped) and name.
@@ -61,10 +125,12 @@ pub type Subscription = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
 pub struct Expired(pub String);
 
 struct Inner {
-    objects: BTreeMap<Key, Arc<Value>>,
+    objects: BTreeMap<Key, Entry>,
     history: VecDeque<Arc<Event>>,
     /// The newest resourceVersion dropped from the history: watches from before it cannot be served.
     compacted: u64,
+    /// Every entry in key order, shared by the reads that come before the next change.
+    listing: Option<Arc<[Entry]>>,
 }
 
 /// A resourceVersion sequence; share one between caches for a single global
@@ -91,16 +157,21 @@ pub fn rv_of(obj: &Value) -> u64 {
     obj["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-/// Whether two objects differ in anything but their resourceVersion.
+/// Whether two objects differ in anything but their resourceVersion (compared in place, without copies).
 fn same_but_rv(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(meta) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-        }
-        v
-    };
-    strip(a) == strip(b)
+    let (Value::Object(a), Value::Object(b)) = (a, b) else { return a == b };
+    // Maps iterate in key order, so equal maps yield equal sequences.
+    fn without_rv(m: &serde_json::Map<String, Value>) -> impl Iterator<Item = (&String, &Value)> {
+        m.iter().filter(|(k, _)| k.as_str() != "resourceVersion")
+    }
+    a.len() == b.len()
+        && a.iter().zip(b.iter()).all(|((ka, va), (kb, vb))| {
+            ka == kb
+                && match (ka.as_str(), va, vb) {
+                    ("metadata", Value::Object(ma), Value::Object(mb)) => without_rv(ma).eq(without_rv(mb)),
+                    _ => va == vb,
+                }
+        })
 }
 
 impl ObjectCache {
@@ -117,7 +188,12 @@ impl ObjectCache {
             epoch: epoch & ((1 << (63 - COUNTER_BITS)) - 1),
             history_limit,
             counter,
-            inner: Mutex::new(Inner { objects: BTreeMap::new(), history: VecDeque::new(), compacted: 0 }),
+            inner: Mutex::new(Inner {
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                compacted: 0,
+                listing: None,
+            }),
             events,
         }
     }
@@ -151,17 +227,34 @@ impl ObjectCache {
 
     /// One object.
     pub fn get(&self, key: &Key) -> Option<Arc<Value>> {
+        self.lock().objects.get(key).map(|e| e.object.clone())
+    }
+
+    /// One object with its encodings.
+    pub fn get_entry(&self, key: &Key) -> Option<Entry> {
         self.lock().objects.get(key).cloned()
     }
 
     /// Every object, in key order, and the resourceVersion they are current at.
     pub fn snapshot(&self) -> (Vec<Arc<Value>>, u64) {
         let inner = self.lock();
-        (inner.objects.values().cloned().collect(), self.rv(self.counter_now()))
+        (inner.objects.values().map(|e| e.object.clone()).collect(), self.rv(self.counter_now()))
     }
 
-    fn record(&self, inner: &mut Inner, kind: EventType, object: Arc<Value>, previous: Option<Arc<Value>>, rv: u64) {
-        let event = Arc::new(Event { kind, object, previous, rv });
+    /// Every object with its encodings, in key order, and the resourceVersion
+    /// they are current at. Reads between two changes share one listing.
+    pub fn snapshot_entries(&self) -> (Arc<[Entry]>, u64) {
+        let mut inner = self.lock();
+        (Self::listing(&mut inner), self.rv(self.counter_now()))
+    }
+
+    fn listing(inner: &mut Inner) -> Arc<[Entry]> {
+        let Inner { objects, listing, .. } = inner;
+        listing.get_or_insert_with(|| objects.values().cloned().collect()).clone()
+    }
+
+    fn record(&self, inner: &mut Inner, kind: EventType, entry: Entry, previous: Option<Arc<Value>>, rv: u64) {
+        let event = Arc::new(Event { kind, object: entry.object, memo: entry.memo, previous, rv });
         inner.history.push_back(event.clone());
         while inner.history.len() > self.history_limit {
             if let Some(dropped) = inner.history.pop_front() {
@@ -181,7 +274,7 @@ impl ObjectCache {
 
     fn upsert_locked(&self, inner: &mut Inner, mut obj: Value) -> Arc<Value> {
         let key = key_of(&obj);
-        let previous = inner.objects.get(&key).cloned();
+        let previous = inner.objects.get(&key).map(|e| e.object.clone());
         if let Some(prev) = &previous
             && same_but_rv(prev, &obj)
         {
@@ -189,10 +282,12 @@ impl ObjectCache {
         }
         let rv = self.rv(self.next_counter());
         obj["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        let obj = Arc::new(obj);
-        inner.objects.insert(key, obj.clone());
+        let entry = Entry::new(Arc::new(obj));
+        let obj = entry.object.clone();
+        inner.objects.insert(key, entry.clone());
+        inner.listing = None;
         let kind = if previous.is_some() { EventType::Modified } else { EventType::Added };
-        self.record(inner, kind, obj.clone(), previous, rv);
+        self.record(inner, kind, entry, previous, rv);
         obj
     }
 
@@ -202,7 +297,7 @@ impl ObjectCache {
     pub fn upsert_if(&self, obj: Value, expected_rv: Option<u64>) -> Result<Arc<Value>, Option<Arc<Value>>> {
         let key = key_of(&obj);
         let mut inner = self.lock();
-        let current = inner.objects.get(&key).cloned();
+        let current = inner.objects.get(&key).map(|e| e.object.clone());
         let ok = match (&current, expected_rv) {
             (None, None) => true,
             (Some(c), Some(rv)) => rv_of(c) == rv,
@@ -217,13 +312,15 @@ impl ObjectCache {
     /// Removes an object and announces its deletion with a new resourceVersion.
     pub fn remove(&self, key: &Key) -> Option<Arc<Value>> {
         let mut inner = self.lock();
-        let previous = inner.objects.remove(key)?;
+        let previous = inner.objects.remove(key)?.object;
+        inner.listing = None;
         let rv = self.rv(self.next_counter());
         let mut last = (*previous).clone();
         last["metadata"]["resourceVersion"] = Value::String(rv.to_string());
-        let last = Arc::new(last);
-        self.record(&mut inner, EventType::Deleted, last.clone(), Some(previous), rv);
-        Some(last)
+        let last = Entry::new(Arc::new(last));
+        let object = last.object.clone();
+        self.record(&mut inner, EventType::Deleted, last, Some(previous), rv);
+        Some(object)
     }
 
     /// Events after `rv` and a receiver of later ones, without gap or overlap.
@@ -246,9 +343,9 @@ impl ObjectCache {
     }
 
     /// The current objects and a receiver of every later event.
-    pub fn subscribe_now(&self) -> (Vec<Arc<Value>>, u64, broadcast::Receiver<Arc<Event>>) {
-        let inner = self.lock();
-        (inner.objects.values().cloned().collect(), self.rv(self.counter_now()), self.events.subscribe())
+    pub fn subscribe_now(&self) -> (Arc<[Entry]>, u64, broadcast::Receiver<Arc<Event>>) {
+        let mut inner = self.lock();
+        (Self::listing(&mut inner), self.rv(self.counter_now()), self.events.subscribe())
     }
 
     /// A resourceVersion a watcher may be told it has seen (a bookmark): the
@@ -305,6 +402,51 @@ mod tests {
         let other = ObjectCache::new(2, 10);
         assert!(other.subscribe_after(c.current_rv()).is_err(), "another epoch's rv");
         assert!(c.subscribe_after(c.current_rv() + 5).is_err());
+    }
+
+    #[test]
+    fn only_rv_differences_are_ignored() {
+        let a = json!({"metadata": {"name": "a", "resourceVersion": "1", "labels": {"x": "y"}}, "spec": {"v": 1}});
+        let mut b = a.clone();
+        b["metadata"]["resourceVersion"] = json!("2");
+        assert!(same_but_rv(&a, &b));
+        b["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+        assert!(same_but_rv(&a, &b), "an absent resourceVersion is no difference either");
+        let mut c = a.clone();
+        c["metadata"]["labels"]["x"] = json!("z");
+        assert!(!same_but_rv(&a, &c));
+        let mut d = a.clone();
+        d["metadata"]["uid"] = json!("u");
+        assert!(!same_but_rv(&a, &d), "a new metadata field");
+        let mut e = a.clone();
+        e["status"] = json!({});
+        assert!(!same_but_rv(&a, &e), "a new top-level field");
+        assert!(!same_but_rv(&e, &a));
+    }
+
+    #[test]
+    fn encodings_belong_to_one_version() {
+        let c = ObjectCache::new(1, 100);
+        let (_, _, mut rx) = c.subscribe_now();
+        c.upsert(obj("a", 1));
+        let key = ("".to_string(), "a".to_string());
+        let first = c.get_entry(&key).unwrap();
+        let event = rx.try_recv().unwrap();
+        assert!(Arc::ptr_eq(&event.memo, &first.memo), "the event shares the stored version's memo");
+        assert_eq!(serde_json::from_slice::<Value>(first.json()).unwrap(), *first.object);
+        assert_eq!(
+            serde_json::from_slice::<Value>(first.metadata_json()).unwrap(),
+            super::super::table::partial_metadata(&first.object)
+        );
+        c.upsert(obj("a", 1));
+        assert!(Arc::ptr_eq(&c.get_entry(&key).unwrap().memo, &first.memo), "no change, same version");
+        c.upsert(obj("a", 2));
+        let second = c.get_entry(&key).unwrap();
+        assert!(!Arc::ptr_eq(&second.memo, &first.memo));
+        assert_eq!(serde_json::from_slice::<Value>(second.json()).unwrap()["spec"]["v"], 2);
+        c.remove(&key);
+        assert!(c.get_entry(&key).is_none());
+        assert!(c.snapshot_entries().0.is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use super::authn::{Authenticator, AuthnError, UserInfo};
 use super::authz::{Attributes, Authorizer};
 use super::body::{ResponseBody, full, stream};
-use super::cache::{Key, rv_of};
+use super::cache::{Entry, Key, rv_of};
 use super::discovery;
 use super::metrics::ServerMetrics;
 use super::openapi;
@@ -24,7 +24,7 @@ use super::resource::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult, GroupResource, success_status};
 use super::storage::{Context, DeleteOptions, Storage};
-use super::table::{Format, negotiate, partial_metadata, table};
+use super::table::{Format, negotiate, table};
 use super::watch::{self, Filter, Start, WatchParams};
 
 /// The body of a request, boxed so extensions can forward it.
@@ -106,11 +106,36 @@ pub struct ApiServer {
 type Readiness = Option<String>;
 
 fn json_response(code: StatusCode, value: &Value, content_type: &'static str) -> Response<ResponseBody> {
-    let bytes = serde_json::to_vec(value).expect("responses serialise");
+    bytes_response(code, serde_json::to_vec(value).expect("responses serialise"), content_type)
+}
+
+fn bytes_response(code: StatusCode, bytes: impl Into<Bytes>, content_type: &'static str) -> Response<ResponseBody> {
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = code;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
+}
+
+const TABLE_CONTENT_TYPE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
+
+/// A list document around already encoded items.
+fn list_json(api_version: &str, kind: &str, resource_version: &str, items: &[&Bytes]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + items.iter().map(|i| i.len() + 1).sum::<usize>());
+    out.extend_from_slice(b"{\"apiVersion\":");
+    serde_json::to_writer(&mut out, api_version).expect("strings serialise");
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"],\"kind\":");
+    serde_json::to_writer(&mut out, kind).expect("strings serialise");
+    out.extend_from_slice(b",\"metadata\":{\"resourceVersion\":");
+    serde_json::to_writer(&mut out, resource_version).expect("strings serialise");
+    out.extend_from_slice(b"}}");
+    out
 }
 
 fn ok(value: &Value) -> Response<ResponseBody> {
@@ -523,8 +548,8 @@ impl ApiServer {
         }
         match verb {
             "get" => {
-                let obj = storage.cache().get(&key).ok_or_else(|| ApiError::not_found(gr, name))?;
-                Ok(render_with(def, &obj, format, StatusCode::OK))
+                let entry = storage.cache().get_entry(&key).ok_or_else(|| ApiError::not_found(gr, name))?;
+                Ok(render_with(def, &entry, format, StatusCode::OK))
             }
             "list" => self.list(storage, def, path, query, format),
             "watch" => self.watch(storage, def, path, query, format),
@@ -532,7 +557,7 @@ impl ApiServer {
                 let (obj, warnings) = self.read_object(body, headers, def, &opts).await?;
                 let obj = with_defaults(obj, def, path.namespace.as_deref())?;
                 let created = storage.create(&ctx, obj).await?;
-                let mut resp = render_with(def, &created, format, StatusCode::CREATED);
+                let mut resp = render_with(def, &Entry::new(Arc::new(created)), format, StatusCode::CREATED);
                 add_warnings(&mut resp, &warnings);
                 Ok(resp)
             }
@@ -546,7 +571,7 @@ impl ApiServer {
                     )));
                 }
                 let updated = storage.update(&ctx, name, obj).await?;
-                let mut resp = render_with(def, &updated, format, StatusCode::OK);
+                let mut resp = render_with(def, &Entry::new(Arc::new(updated)), format, StatusCode::OK);
                 add_warnings(&mut resp, &warnings);
                 Ok(resp)
             }
@@ -574,7 +599,7 @@ impl ApiServer {
                         Err(e) if e.code == 409 && e.reason == "Conflict" && !explicit_rv => last = e,
                         Err(e) => return Err(e),
                         Ok(updated) => {
-                            let mut resp = render_with(def, &updated, format, StatusCode::OK);
+                            let mut resp = render_with(def, &Entry::new(Arc::new(updated)), format, StatusCode::OK);
                             add_warnings(&mut resp, &unknown_warnings(&unknown, opts.field_validation));
                             return Ok(resp);
                         }
@@ -640,34 +665,32 @@ impl ApiServer {
             ));
         }
         let filter = self.filter(def, path, query)?;
-        let (objects, rv) = match (filter.fields.exact("metadata.name"), &path.namespace) {
+        let (entries, rv) = match (filter.fields.exact("metadata.name"), &path.namespace) {
             // `metadata.name=x` (kubectl wait, delete --wait) needs one lookup, not a scan.
             (Some(name), ns) => {
                 let key = (ns.clone().unwrap_or_default(), name.to_owned());
-                (storage.cache().get(&key).into_iter().collect(), storage.cache().current_rv())
+                (storage.cache().get_entry(&key).into_iter().collect(), storage.cache().current_rv())
             }
-            _ => storage.cache().snapshot(),
+            _ => storage.cache().snapshot_entries(),
         };
-        let items: Vec<&Value> = objects.iter().map(|o| o.as_ref()).filter(|o| filter.matches(o)).collect();
+        let all = filter.selects_all();
+        let items: Vec<&Entry> = entries.iter().filter(|e| all || filter.matches(&e.object)).collect();
         let rv = rv.to_string();
+        // Every item's encoding comes from its memo: only objects changed since the last read are serialized.
         Ok(match format {
-            Format::Table(include) => json_response(
-                StatusCode::OK,
-                &table(def, &items, &rv, include, true),
-                "application/json;as=Table;v=v1;g=meta.k8s.io",
-            ),
-            Format::Metadata => ok(&json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": {"resourceVersion": rv},
-                "items": items.iter().map(|o| partial_metadata(o)).collect::<Vec<_>>(),
-            })),
-            Format::Json => ok(&json!({
-                "kind": def.list_kind(),
-                "apiVersion": def.api_version(),
-                "metadata": {"resourceVersion": rv},
-                "items": items,
-            })),
+            Format::Table(include) => {
+                bytes_response(StatusCode::OK, table(def, &items, &rv, include, true), TABLE_CONTENT_TYPE)
+            }
+            Format::Metadata => {
+                let encoded: Vec<&Bytes> = items.iter().map(|e| e.metadata_json()).collect();
+                let body = list_json("meta.k8s.io/v1", "PartialObjectMetadataList", &rv, &encoded);
+                bytes_response(StatusCode::OK, body, "application/json")
+            }
+            Format::Json => {
+                let encoded: Vec<&Bytes> = items.iter().map(|e| e.json()).collect();
+                let body = list_json(&def.api_version(), &def.list_kind(), &rv, &encoded);
+                bytes_response(StatusCode::OK, body, "application/json")
+            }
         })
     }
 
@@ -842,13 +865,13 @@ fn with_defaults(mut obj: Value, def: &ResourceDef, namespace: Option<&str>) -> 
     Ok(obj)
 }
 
-fn render_with(def: &ResourceDef, obj: &Value, format: Format, code: StatusCode) -> Response<ResponseBody> {
+fn render_with(def: &ResourceDef, entry: &Entry, format: Format, code: StatusCode) -> Response<ResponseBody> {
     match format {
-        Format::Json => json_response(code, obj, "application/json"),
-        Format::Metadata => json_response(code, &partial_metadata(obj), "application/json"),
+        Format::Json => bytes_response(code, entry.json().clone(), "application/json"),
+        Format::Metadata => bytes_response(code, entry.metadata_json().clone(), "application/json"),
         Format::Table(include) => {
-            let rv = rv_of(obj).to_string();
-            json_response(code, &table(def, &[obj], &rv, include, true), "application/json;as=Table;v=v1;g=meta.k8s.io")
+            let rv = rv_of(&entry.object).to_string();
+            bytes_response(code, table(def, &[entry], &rv, include, true), TABLE_CONTENT_TYPE)
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use super::cache::Entry;
 use super::resource::{Column, ResourceDef};
 use super::status::{ApiError, ApiResult};
 
@@ -137,14 +138,122 @@ pub fn partial_metadata(obj: &Value) -> Value {
     json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
 }
 
-/// A Table of `objects`; `headers` false omits the column definitions (watch events after the first).
+/// The Table row of one version of an object, rendered once by the resource's
+/// columns and kept in the object's [`Memo`](super::cache::Memo); only the AGE
+/// cell, which changes with time, is written per request.
+#[derive(Debug)]
+pub struct Row {
+    /// The kind whose columns rendered it (group, version, kind).
+    rendered_for: (&'static str, &'static str, &'static str),
+    /// `{"cells":[NAME,COLUMN...,`: the row up to its AGE cell.
+    head: Box<[u8]>,
+    /// `metadata.creationTimestamp`, in seconds since the epoch, when it parses.
+    created: Option<i64>,
+}
+
+impl Row {
+    fn render(def: &ResourceDef, obj: &Value) -> Row {
+        let mut head = b"{\"cells\":[".to_vec();
+        let write = |head: &mut Vec<u8>, cell: &Value| {
+            serde_json::to_writer(&mut *head, cell).expect("cells serialise");
+            head.push(b',');
+        };
+        write(&mut head, &obj["metadata"]["name"]);
+        for c in &def.columns {
+            write(&mut head, &(c.cell)(obj));
+        }
+        let created = obj["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map(|t| t.as_second());
+        Row { rendered_for: (def.group, def.version, def.kind), head: head.into(), created }
+    }
+
+    fn is_for(&self, def: &ResourceDef) -> bool {
+        self.rendered_for == (def.group, def.version, def.kind)
+    }
+}
+
+/// Writes `entry`'s row, its AGE computed for `now` (seconds since the epoch).
+/// AGE cells as of one instant; objects created in the same second share one rendering.
+struct Ages {
+    now: i64,
+    last: Option<(Option<i64>, Vec<u8>)>,
+}
+
+impl Ages {
+    fn write(&mut self, out: &mut Vec<u8>, created: Option<i64>) {
+        if !matches!(&self.last, Some((c, _)) if *c == created) {
+            let age = match created {
+                Some(created) => human_duration(self.now - created),
+                None => "<unknown>".to_owned(),
+            };
+            self.last = Some((created, serde_json::to_vec(&age).expect("strings serialise")));
+        }
+        if let Some((_, cell)) = &self.last {
+            out.extend_from_slice(cell);
+        }
+    }
+}
+
+fn write_row(out: &mut Vec<u8>, def: &ResourceDef, entry: &Entry, include: IncludeObject, ages: &mut Ages) {
+    let fresh;
+    let row = match entry.memo.row.get_or_init(|| Row::render(def, &entry.object)) {
+        row if row.is_for(def) => row,
+        // The memo holds another kind's row (a cache served under two kinds): render without keeping it.
+        _ => {
+            fresh = Row::render(def, &entry.object);
+            &fresh
+        }
+    };
+    out.extend_from_slice(&row.head);
+    ages.write(out, row.created);
+    out.push(b']');
+    match include {
+        IncludeObject::None => {}
+        IncludeObject::Metadata => {
+            out.extend_from_slice(b",\"object\":");
+            out.extend_from_slice(entry.metadata_json());
+        }
+        IncludeObject::Object => {
+            out.extend_from_slice(b",\"object\":");
+            out.extend_from_slice(entry.json());
+        }
+    }
+    out.push(b'}');
+}
+
+/// A Table of `entries`, as JSON; `headers` false omits the column definitions (watch events after the first).
+/// Rows come from the entries' memos, so an unchanged object is rendered once, not once per request.
 pub fn table(
     def: &ResourceDef,
-    objects: &[&Value],
+    entries: &[&Entry],
     resource_version: &str,
     include: IncludeObject,
     headers: bool,
-) -> Value {
+) -> Vec<u8> {
+    table_at(def, entries, resource_version, include, headers, jiff::Timestamp::now().as_second())
+}
+
+/// [`table`] with ages as of `now` (seconds since the epoch).
+fn table_at(
+    def: &ResourceDef,
+    entries: &[&Entry],
+    resource_version: &str,
+    include: IncludeObject,
+    headers: bool,
+    now: i64,
+) -> Vec<u8> {
+    let per_row = |e: &&Entry| {
+        let row = e.memo.row.get().map_or(128, |r| r.head.len() + 16);
+        row + match include {
+            IncludeObject::None => 0,
+            IncludeObject::Metadata => e.memo.metadata_len().unwrap_or(256) + 10,
+            IncludeObject::Object => e.memo.json_len().unwrap_or(1024) + 10,
+        }
+    };
+    let mut out = Vec::with_capacity(512 + entries.iter().map(per_row).sum::<usize>());
+    out.extend_from_slice(b"{\"apiVersion\":\"meta.k8s.io/v1\",\"columnDefinitions\":");
     let columns: Vec<Value> = if headers {
         std::iter::once(name_column())
             .chain(def.columns.iter().map(column_def))
@@ -153,28 +262,19 @@ pub fn table(
     } else {
         Vec::new()
     };
-    let rows: Vec<Value> = objects
-        .iter()
-        .map(|obj| {
-            let mut cells = vec![obj["metadata"]["name"].clone()];
-            cells.extend(def.columns.iter().map(|c| (c.cell)(obj)));
-            cells.push(Value::String(age(obj["metadata"]["creationTimestamp"].as_str())));
-            let mut row = json!({"cells": cells});
-            match include {
-                IncludeObject::None => {}
-                IncludeObject::Metadata => row["object"] = partial_metadata(obj),
-                IncludeObject::Object => row["object"] = (*obj).clone(),
-            }
-            row
-        })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": resource_version},
-        "columnDefinitions": columns,
-        "rows": rows,
-    })
+    serde_json::to_writer(&mut out, &columns).expect("columns serialise");
+    out.extend_from_slice(b",\"kind\":\"Table\",\"metadata\":{\"resourceVersion\":");
+    serde_json::to_writer(&mut out, resource_version).expect("strings serialise");
+    out.extend_from_slice(b"},\"rows\":[");
+    let mut ages = Ages { now, last: None };
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_row(&mut out, def, entry, include, &mut ages);
+    }
+    out.extend_from_slice(b"]}");
+    out
 }
 
 #[cfg(test)]
@@ -199,6 +299,125 @@ mod tests {
         for (secs, want) in cases {
             assert_eq!(human_duration(secs), want, "{secs}");
         }
+    }
+
+    fn def() -> ResourceDef {
+        ResourceDef {
+            group: "example.com",
+            version: "v1",
+            plural: "things",
+            singular: "thing",
+            kind: "Thing",
+            short_names: &[],
+            categories: &[],
+            namespaced: false,
+            verbs: &["get", "list"],
+            subresources: Vec::new(),
+            columns: vec![Column {
+                name: "Size",
+                type_: "integer",
+                format: "",
+                priority: 0,
+                description: "Size.",
+                cell: |o| o["spec"]["size"].clone(),
+            }],
+            schema: json!({}),
+            extra_field_selectors: &[],
+            strategic_merge: None,
+        }
+    }
+
+    const T0: i64 = 1_700_000_000;
+
+    fn thing(name: &str, size: i64) -> Value {
+        let created = jiff::Timestamp::from_second(T0).unwrap().to_string();
+        json!({"apiVersion": "example.com/v1", "kind": "Thing", "metadata": {"name": name, "creationTimestamp": created, "labels": {"a": "b"}}, "spec": {"size": size}})
+    }
+
+    fn rendered(entries: &[&Entry], include: IncludeObject, now: i64) -> Value {
+        serde_json::from_slice(&table_at(&def(), entries, "42", include, true, now)).unwrap()
+    }
+
+    #[test]
+    fn tables_have_kube_apiservers_shape() {
+        let e = Entry::new(std::sync::Arc::new(thing("a", 3)));
+        let t = rendered(&[&e], IncludeObject::Metadata, T0 + 125);
+        assert_eq!(t["kind"], "Table");
+        assert_eq!(t["apiVersion"], "meta.k8s.io/v1");
+        assert_eq!(t["metadata"], json!({"resourceVersion": "42"}));
+        let names: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Name", "Size", "Age"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["a", 3, "2m5s"]));
+        assert_eq!(t["rows"][0]["object"], partial_metadata(&e.object));
+        let t = rendered(&[&e], IncludeObject::Object, T0 + 125);
+        assert_eq!(t["rows"][0]["object"], *e.object);
+        let t = rendered(&[&e], IncludeObject::None, T0 + 125);
+        assert_eq!(t["rows"][0], json!({"cells": ["a", 3, "2m5s"]}));
+        let t: Value = serde_json::from_slice(&table_at(&def(), &[], "7", IncludeObject::Metadata, false, T0)).unwrap();
+        assert_eq!(t["columnDefinitions"], json!([]));
+        assert_eq!(t["rows"], json!([]));
+    }
+
+    #[test]
+    fn cached_rows_render_ages_at_request_time() {
+        let e = Entry::new(std::sync::Arc::new(thing("a", 3)));
+        assert_eq!(rendered(&[&e], IncludeObject::None, T0 + 30)["rows"][0]["cells"][2], "30s");
+        assert!(e.memo.row.get().is_some(), "the row is kept for the next request");
+        assert_eq!(rendered(&[&e], IncludeObject::None, T0 + 3 * 3600)["rows"][0]["cells"][2], "3h");
+        let mut no_stamp = thing("b", 1);
+        no_stamp["metadata"].as_object_mut().unwrap().remove("creationTimestamp");
+        let no_stamp = Entry::new(std::sync::Arc::new(no_stamp));
+        let mut older = thing("c", 1);
+        older["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::from_second(T0 - 600).unwrap().to_string());
+        let older = Entry::new(std::sync::Arc::new(older));
+        let t = rendered(&[&e, &e, &no_stamp, &older, &e], IncludeObject::None, T0 + 60);
+        let ages: Vec<&Value> = t["rows"].as_array().unwrap().iter().map(|r| &r["cells"][2]).collect();
+        assert_eq!(ages, ["60s", "60s", "<unknown>", "11m", "60s"], "each row its own age");
+    }
+
+    #[test]
+    fn a_row_cached_for_another_kind_is_not_reused() {
+        let e = Entry::new(std::sync::Arc::new(thing("a", 3)));
+        rendered(&[&e], IncludeObject::None, T0);
+        let mut other = def();
+        other.kind = "Other";
+        other.columns[0].cell = |_| json!("x");
+        let t: Value = serde_json::from_slice(&table_at(&other, &[&e], "1", IncludeObject::None, true, T0)).unwrap();
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "x", "0s"]));
+        assert_eq!(rendered(&[&e], IncludeObject::None, T0)["rows"][0]["cells"], json!(["a", 3, "0s"]));
+    }
+
+    #[test]
+    fn a_changed_object_rerenders_and_a_deleted_one_disappears() {
+        use super::super::cache::ObjectCache;
+        let cache = ObjectCache::new(1, 100);
+        cache.upsert(thing("a", 1));
+        cache.upsert(thing("b", 1));
+        let list = |cache: &ObjectCache| {
+            let (entries, _) = cache.snapshot_entries();
+            let refs: Vec<&Entry> = entries.iter().collect();
+            rendered(&refs, IncludeObject::Object, T0)["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["cells"].clone(), r["object"]["metadata"]["resourceVersion"].clone()))
+                .collect::<Vec<_>>()
+        };
+        let first = list(&cache);
+        assert_eq!(
+            first.iter().map(|(c, _)| c.clone()).collect::<Vec<_>>(),
+            [json!(["a", 1, "0s"]), json!(["b", 1, "0s"])]
+        );
+        cache.upsert(thing("a", 1)); // no change: same version, same memo
+        assert_eq!(list(&cache), first);
+        let b = cache.upsert(thing("b", 5));
+        let second = list(&cache);
+        assert_eq!(second[0], first[0]);
+        assert_eq!(second[1], (json!(["b", 5, "0s"]), b["metadata"]["resourceVersion"].clone()));
+        cache.remove(&(String::new(), "a".into()));
+        let third = list(&cache);
+        assert_eq!(third, [second[1].clone()]);
     }
 
     #[test]

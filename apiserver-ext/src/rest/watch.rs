@@ -8,11 +8,11 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::cache::{Event, EventType, ObjectCache, rv_of};
+use super::cache::{Entry, Event, EventType, ObjectCache, rv_of};
 use super::resource::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
-use super::table::{Format, partial_metadata, table};
+use super::table::{Format, table};
 
 /// Where a watch starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +35,11 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Whether every object passes (no namespace, no selectors).
+    pub fn selects_all(&self) -> bool {
+        self.namespace.is_none() && self.labels.is_empty() && self.fields.is_empty()
+    }
+
     /// Whether `obj` passes.
     pub fn matches(&self, obj: &Value) -> bool {
         let meta = &obj["metadata"];
@@ -72,10 +77,19 @@ pub struct WatchParams {
     pub format: Format,
 }
 
-fn line(kind: &str, object: Value) -> Bytes {
-    let mut out = serde_json::to_vec(&json!({"type": kind, "object": object})).expect("events serialise");
-    out.push(b'\n');
+/// An event line around an encoded object: `{"object":...,"type":"..."}` and a newline.
+fn line(kind: &str, object: &[u8]) -> Bytes {
+    let mut out = Vec::with_capacity(object.len() + kind.len() + 24);
+    out.extend_from_slice(b"{\"object\":");
+    out.extend_from_slice(object);
+    out.extend_from_slice(b",\"type\":");
+    serde_json::to_writer(&mut out, kind).expect("strings serialise");
+    out.extend_from_slice(b"}\n");
     Bytes::from(out)
+}
+
+fn value_line(kind: &str, object: &Value) -> Bytes {
+    line(kind, &serde_json::to_vec(object).expect("events serialise"))
 }
 
 /// Renders objects of one watch; tracks whether table headers were sent.
@@ -86,15 +100,17 @@ struct Renderer {
 }
 
 impl Renderer {
-    fn object(&mut self, obj: &Value) -> Value {
+    /// The event line of `entry`; JSON and metadata encodings are made once per
+    /// object version and shared by every watcher.
+    fn line(&mut self, kind: &str, entry: &Entry) -> Bytes {
         match self.format {
-            Format::Json => obj.clone(),
-            Format::Metadata => partial_metadata(obj),
+            Format::Json => line(kind, entry.json()),
+            Format::Metadata => line(kind, entry.metadata_json()),
             Format::Table(include) => {
-                let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned();
-                let t = table(&self.def, &[obj], &rv, include, !self.headers_sent);
+                let rv = entry.object["metadata"]["resourceVersion"].as_str().unwrap_or("");
+                let t = table(&self.def, &[entry], rv, include, !self.headers_sent);
                 self.headers_sent = true;
-                t
+                line(kind, &t)
             }
         }
     }
@@ -131,7 +147,7 @@ fn visible(event: &Event, filter: &Filter) -> Option<EventType> {
 
 /// An `ERROR` event carrying a 410 Expired status, after which clients relist.
 pub fn expired_event(message: &str) -> Bytes {
-    line("ERROR", ApiError::expired(message).to_status())
+    value_line("ERROR", &ApiError::expired(message).to_status())
 }
 
 /// Starts a watch; returns the stream of encoded event lines. A resourceVersion
@@ -139,13 +155,13 @@ pub fn expired_event(message: &str) -> Bytes {
 pub fn start(cache: Arc<ObjectCache>, def: Arc<ResourceDef>, params: WatchParams) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(64);
     let mut renderer = Renderer { def, format: params.format, headers_sent: false };
-    let (initial, backlog, start_rv, mut events): (Vec<Arc<Value>>, Vec<Arc<Event>>, u64, _) = match params.start {
+    let (initial, backlog, start_rv, mut events): (Arc<[Entry]>, Vec<Arc<Event>>, u64, _) = match params.start {
         Start::Now => {
             let (objects, rv, events) = cache.subscribe_now();
             (objects, Vec::new(), rv, events)
         }
         Start::After(rv) => match cache.subscribe_after(rv) {
-            Ok((backlog, events)) => (Vec::new(), backlog, rv, events),
+            Ok((backlog, events)) => (Arc::new([]), backlog, rv, events),
             Err(expired) => {
                 let _ = tx.try_send(expired_event(&expired.0));
                 return rx;
@@ -155,16 +171,16 @@ pub fn start(cache: Arc<ObjectCache>, def: Arc<ResourceDef>, params: WatchParams
     tokio::spawn(async move {
         let mut last_rv = start_rv;
         let deadline = tokio::time::Instant::now() + params.timeout;
-        for obj in initial.iter().filter(|o| params.filter.matches(o)) {
-            last_rv = last_rv.max(rv_of(obj));
-            if tx.send(line("ADDED", renderer.object(obj))).await.is_err() {
+        for entry in initial.iter().filter(|e| params.filter.matches(&e.object)) {
+            last_rv = last_rv.max(rv_of(&entry.object));
+            if tx.send(renderer.line("ADDED", entry)).await.is_err() {
                 return;
             }
         }
         for event in &backlog {
             last_rv = event.rv;
             if let Some(kind) = visible(event, &params.filter)
-                && tx.send(line(kind.as_str(), renderer.object(&event.object))).await.is_err()
+                && tx.send(renderer.line(kind.as_str(), &event.entry())).await.is_err()
             {
                 return;
             }
@@ -180,7 +196,7 @@ pub fn start(cache: Arc<ObjectCache>, def: Arc<ResourceDef>, params: WatchParams
                         }
                         last_rv = event.rv;
                         if let Some(kind) = visible(&event, &params.filter)
-                            && tx.send(line(kind.as_str(), renderer.object(&event.object))).await.is_err()
+                            && tx.send(renderer.line(kind.as_str(), &event.entry())).await.is_err()
                         {
                             return;
                         }
@@ -197,14 +213,14 @@ pub fn start(cache: Arc<ObjectCache>, def: Arc<ResourceDef>, params: WatchParams
                         && rv > last_rv
                     {
                         last_rv = rv;
-                        if tx.send(line("BOOKMARK", renderer.bookmark(rv))).await.is_err() {
+                        if tx.send(value_line("BOOKMARK", &renderer.bookmark(rv))).await.is_err() {
                             return;
                         }
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     if params.bookmarks && let Some(rv) = cache.bookmark_rv(&events) && rv > last_rv {
-                        let _ = tx.send(line("BOOKMARK", renderer.bookmark(rv))).await;
+                        let _ = tx.send(value_line("BOOKMARK", &renderer.bookmark(rv))).await;
                     }
                     return;
                 }
