@@ -16,7 +16,7 @@ use clap::Parser;
 
 use crate::scenario::Scenario;
 
-/// Benchmarks of the SKS binaries (sks-zone, sks-apiserver) on this machine.
+/// Benchmarks of the SKS binaries (sks-zone, sks-apiserver, sks-ccm) on this machine.
 ///
 /// Binaries are taken from SKS_BIN_DIR, by default the directory of this
 /// executable: `cargo build --release --workspace --bins && target/release/sks-bench api`.

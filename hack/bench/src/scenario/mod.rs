@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod lbs;
+pub mod nodes;
 pub mod watch;
 
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ pub enum Scenario {
     Api(api::Args),
     /// sks-apiserver watch fan-out: delay from a change to every open watch, memory with many watches.
     Watch(watch::Args),
+    /// sks-ccm: a burst of joining Nodes and kubelet-serving CSRs (time to initialized and approved,
+    /// orchestrator calls, memory), then its memory with many Nodes cached.
+    Nodes(nodes::Args),
     /// sks-ccm load balancers: many LoadBalancer Services at once (time to ingress IP, orchestrator
     /// calls), NLB calls during node churn, and calls over accelerated drift periods.
     Lbs(lbs::Args),
@@ -69,6 +73,7 @@ impl Scenario {
         match self {
             Scenario::Api(_) => "api",
             Scenario::Watch(_) => "watch",
+            Scenario::Nodes(_) => "nodes",
             Scenario::Lbs(_) => "lbs",
         }
     }
@@ -78,6 +83,7 @@ impl Scenario {
         match self {
             Scenario::Api(a) => &a.common,
             Scenario::Watch(a) => &a.common,
+            Scenario::Nodes(a) => &a.common,
             Scenario::Lbs(a) => &a.common,
         }
     }
@@ -87,6 +93,7 @@ impl Scenario {
         match self {
             Scenario::Api(a) => api::run(a).await,
             Scenario::Watch(a) => watch::run(a).await,
+            Scenario::Nodes(a) => nodes::run(a).await,
             Scenario::Lbs(a) => lbs::run(a).await,
         }
     }
