@@ -41,6 +41,19 @@ pub struct NodeCount {
     pub total: usize,
     /// Nodes with a providerID and without the uninitialized taint.
     pub initialized: usize,
+    /// Nodes whose Ready condition is True.
+    pub ready: usize,
+}
+
+/// When a change of the Node count was seen, in seconds from the start of the wait.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Follow {
+    /// The first Node registered or deleted.
+    pub first_change_s: Option<f64>,
+    /// Exactly the target number of Nodes Ready (new ones Ready, or the removed ones no longer Ready).
+    pub ready_s: Option<f64>,
+    /// Exactly the target number of Nodes, all initialized.
+    pub done_s: f64,
 }
 
 fn ingress_ip(svc: &Value) -> Option<String> {
@@ -184,17 +197,40 @@ impl Kube {
                 !taints.is_some_and(|ts| ts.iter().any(|t| t["key"] == UNINITIALIZED))
             })
             .count();
-        Ok(NodeCount { total: items.len(), initialized })
+        let ready = items
+            .iter()
+            .filter(|n| {
+                let conditions = n.pointer("/status/conditions").and_then(Value::as_array);
+                conditions.is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .count();
+        Ok(NodeCount { total: items.len(), initialized, ready })
     }
 
-    /// Waits until exactly `count` Nodes exist, all initialized; returns the seconds it took.
-    pub async fn wait_nodes(&self, count: usize, timeout: Duration) -> anyhow::Result<f64> {
+    /// Waits until exactly `count` Nodes exist, all initialized, noting when the
+    /// first one came or went and when exactly `count` were Ready.
+    pub async fn wait_nodes(&self, count: usize, timeout: Duration) -> anyhow::Result<Follow> {
         let started = Instant::now();
+        let at = || Some((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
+        let mut follow = Follow::default();
+        let mut first = None;
         let mut last = None;
         while started.elapsed() < timeout {
             match self.nodes().await {
-                Ok(n) if n.total == count && n.initialized == count => return Ok(started.elapsed().as_secs_f64()),
-                Ok(n) => last = Some(n),
+                Ok(n) => {
+                    let initial = *first.get_or_insert(n.total);
+                    if follow.first_change_s.is_none() && n.total != initial {
+                        follow.first_change_s = at();
+                    }
+                    if follow.ready_s.is_none() && n.ready == count && n.total >= count {
+                        follow.ready_s = at();
+                    }
+                    if n.total == count && n.initialized == count {
+                        follow.done_s = at().unwrap_or_default();
+                        return Ok(follow);
+                    }
+                    last = Some(n);
+                }
                 Err(e) => eprintln!("listing Nodes: {e:#}"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

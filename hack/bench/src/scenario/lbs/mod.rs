@@ -31,7 +31,7 @@ use sks_e2e::ccm::Ccm;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
 use sks_e2e::zone::{Zone, ZoneOptions};
 
-use self::kube::{Kube, Ready, service_name};
+use self::kube::{Follow, Kube, Ready, service_name};
 use super::{Common, Target, targets_json, targets_table};
 use crate::procfs::{CpuMeter, Memory, Proc};
 use crate::report::{Report, Table};
@@ -283,7 +283,7 @@ impl System {
         };
         let api = Kube::new(&kube.url, &kube.cert_dir)?;
         let n = usize::try_from(p.nodes)?;
-        let seconds = api.wait_nodes(n, Duration::from_secs(p.timeout_s)).await?;
+        let seconds = api.wait_nodes(n, Duration::from_secs(p.timeout_s)).await?.done_s;
         eprintln!("{n} Nodes initialized {seconds:.1} s after sks-ccm started");
         Ok(System { ccm, kube, zone, client, cluster, nodepool, api, procs })
     }
@@ -416,10 +416,10 @@ async fn burst(sys: &System, p: &Params) -> anyhow::Result<(Burst, BTreeMap<Stri
 struct Churn {
     from: i64,
     to: i64,
-    /// From the scale-up call until every Node is registered and initialized.
-    scale_up_s: f64,
-    /// From the scale-down call until the extra Nodes are deleted.
-    scale_down_s: f64,
+    /// From the scale-up call: first new Node, all Ready, all initialized.
+    scale_up: Follow,
+    /// From the scale-down call: first Node deleted, the removed ones no longer Ready, all deleted.
+    scale_down: Follow,
     /// Services whose ingress IP is still the one they got in the burst.
     ingress_unchanged: usize,
     orchestrator: Calls,
@@ -434,12 +434,10 @@ async fn churn(sys: &System, p: &Params, ips: &BTreeMap<String, String>) -> anyh
     eprintln!("scaling nodepool {} → {}", p.nodes, p.scale_to);
     sys.client.scale_sks_nodepool(sys.cluster.id, sys.nodepool.id, p.scale_to).await.context("scaling up")?;
     let up = sys.api.wait_nodes(usize::try_from(p.scale_to)?, timeout).await?;
-    eprintln!("{} Nodes initialized after {up:.1} s; scaling back to {}", p.scale_to, p.nodes);
-    let down_started = Instant::now();
+    eprintln!("{} Nodes initialized after {:.1} s; scaling back to {}", p.scale_to, up.done_s, p.nodes);
     sys.client.scale_sks_nodepool(sys.cluster.id, sys.nodepool.id, p.nodes).await.context("scaling down")?;
-    sys.api.wait_nodes(usize::try_from(p.nodes)?, timeout).await?;
-    let down = down_started.elapsed().as_secs_f64();
-    eprintln!("back to {} Nodes after {down:.1} s", p.nodes);
+    let down = sys.api.wait_nodes(usize::try_from(p.nodes)?, timeout).await?;
+    eprintln!("back to {} Nodes after {:.1} s", p.nodes, down.done_s);
     tokio::time::sleep(TRAIL).await;
     let after = sys.sample().await?;
     let (services, _) = sys.api.services().await?;
@@ -454,8 +452,8 @@ async fn churn(sys: &System, p: &Params, ips: &BTreeMap<String, String>) -> anyh
     Ok(Churn {
         from: p.nodes,
         to: p.scale_to,
-        scale_up_s: round2(up),
-        scale_down_s: round2(down),
+        scale_up: up,
+        scale_down: down,
         ingress_unchanged,
         orchestrator: Calls::between(&before, &after, started.elapsed().as_secs_f64()),
         cpu: cpu.close(),
@@ -623,8 +621,25 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     );
     add("distinct ingress IPs", burst.distinct_ips.to_string());
     add("create errors", burst.create_errors.len().to_string());
-    add(&format!("scale {} → {}: Nodes initialized (s)", p.nodes, p.scale_to), format!("{:.1}", churn.scale_up_s));
-    add(&format!("scale {} → {}: Nodes deleted (s)", p.scale_to, p.nodes), format!("{:.1}", churn.scale_down_s));
+    let opt = |s: Option<f64>| s.map_or_else(|| "-".to_owned(), |s| format!("{s:.1}"));
+    add(
+        &format!("scale {} → {}: first new Node / all Ready / all initialized (s)", p.nodes, p.scale_to),
+        format!(
+            "{} / {} / {:.1}",
+            opt(churn.scale_up.first_change_s),
+            opt(churn.scale_up.ready_s),
+            churn.scale_up.done_s
+        ),
+    );
+    add(
+        &format!("scale {} → {}: removed Nodes NotReady / first deleted / all deleted (s)", p.scale_to, p.nodes),
+        format!(
+            "{} / {} / {:.1}",
+            opt(churn.scale_down.ready_s),
+            opt(churn.scale_down.first_change_s),
+            churn.scale_down.done_s
+        ),
+    );
     add("ingress IPs unchanged after the churn", format!("{} of {}", churn.ingress_unchanged, ips.len()));
     add("sks-ccm restart → every Service reconciled (s)", format!("{:.1}", steady.restart_s));
     add(
