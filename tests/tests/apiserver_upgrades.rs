@@ -39,7 +39,8 @@ fn rules() -> Vec<Value> {
 }
 
 impl Stack {
-    async fn start(apiserver_args: &[&str]) -> Stack {
+    /// The stack; each control-plane component takes `component_ms` to replace.
+    async fn start(apiserver_args: &[&str], component_ms: u64) -> Stack {
         let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
         let client = zone.client().await;
         let cluster = client.list_sks_clusters().await.unwrap().remove(0).id;
@@ -50,8 +51,9 @@ impl Stack {
             ..Default::default()
         })
         .await;
+        let ms = component_ms.to_string();
         let extra =
-            ["--kubeconfig", &kube.kubeconfig.display().to_string(), "--component-upgrade-ms", "150"].map(String::from);
+            ["--kubeconfig", &kube.kubeconfig.display().to_string(), "--component-upgrade-ms", &ms].map(String::from);
         zone.restart_with(&extra);
         let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), &["--node-sync-period-seconds", "2"]);
         let kubeconfig = kube.kubeconfig.display().to_string();
@@ -126,7 +128,8 @@ async fn wait_phase(k: &Kubectl, upgrade: &str, phase: &str, timeout: Duration) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_upgrade_with_kubectl() {
-    let s = Stack::start(&[]).await;
+    // Slow enough (3 x 2 s) that the conflicting requests below surely meet the first upgrade running.
+    let s = Stack::start(&[], 2000).await;
     let k = s.kubectl();
 
     // 1. The cluster, its version, phase and components.
@@ -204,7 +207,7 @@ async fn clusters_upgrade_with_kubectl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replacement() {
-    let mut s = Stack::start(&["--upgrade-replacement-timeout", "12s"]).await;
+    let mut s = Stack::start(&["--upgrade-replacement-timeout", "12s"], 150).await;
     let k = s.kubectl();
     assert_eq!(s.zone.publish_version("1.35.0").await.0, 200);
     let nodes: Api<Node> = Api::all(s.kube.client().await);
@@ -283,7 +286,7 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
-    let mut s = Stack::start(&[]).await;
+    let mut s = Stack::start(&[], 150).await;
     let alice = s.kubectl_as("alice-token");
     let request = |name: &str, seconds: i64| {
         json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "KubeconfigRequest", "metadata": {"name": name},
