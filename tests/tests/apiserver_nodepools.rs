@@ -104,7 +104,14 @@ async fn kubectl_reads_nodepools_like_a_builtin_resource() {
         assert!(explain.contains(needle), "explain lacks {needle:?}:\n{explain}");
     }
     let resources = s.k.ok(&["api-resources", "--api-group", "sks.exoscale.net"]);
-    assert!(resources.contains("nodepools   np"), "{resources}");
+    let row = |name: &str| -> Vec<String> {
+        let line = resources.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_default();
+        line.split_whitespace().map(str::to_owned).collect()
+    };
+    assert_eq!(row("nodepools"), ["nodepools", "np", "sks.exoscale.net/v1alpha1", "false", "NodePool"], "{resources}");
+    for kind in ["clusters", "upgrades", "kubeconfigrequests"] {
+        assert!(!row(kind).is_empty(), "{kind} missing:\n{resources}");
+    }
     let json: serde_json::Value = serde_json::from_str(&s.k.ok(&["get", "np", "data", "-o", "json"])).unwrap();
     assert_eq!(json["metadata"]["annotations"]["owner"], "platform team");
     assert_eq!(json["spec"]["taints"][0]["effect"], "NoSchedule");
