@@ -530,6 +530,13 @@ async fn run(chaos: Chaos) {
     let stack = Stack::start(0).await;
     let client = stack.kube.client().await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    // Watched from the start, so a wrong decision at any time counts.
+    let record: Shared = Arc::default();
+    let watchers = [
+        tokio::spawn(watch_node_deletions(stack.cloud.clone(), client.clone(), record.clone())),
+        tokio::spawn(watch_csr_decisions(stack.cloud.clone(), client.clone(), record.clone())),
+        tokio::spawn(watch_nlbs(stack.cloud.clone(), record.clone())),
+    ];
     let mut replicas = Replicas {
         ccms: vec![stack.start_ccm()],
         requests: Default::default(),
@@ -547,14 +554,8 @@ async fn run(chaos: Chaos) {
     if chaos == Chaos::LeaderKilled {
         replicas.ccms.push(stack.start_ccm());
     }
-    converge("3 initialized nodes", Duration::from_secs(120), || nodes_converged(&stack, &client, 3)).await;
-
-    let record: Shared = Arc::default();
-    let watchers = [
-        tokio::spawn(watch_node_deletions(stack.cloud.clone(), client.clone(), record.clone())),
-        tokio::spawn(watch_csr_decisions(stack.cloud.clone(), client.clone(), record.clone())),
-        tokio::spawn(watch_nlbs(stack.cloud.clone(), record.clone())),
-    ];
+    let init = || nodes_converged(&stack, &client, 3);
+    converge_watched(&record, "3 initialized nodes", Duration::from_secs(120), init).await;
     stack.zone.set_fault_rules(faults()).await;
     let setup = started.elapsed();
 
@@ -782,14 +783,16 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
     let mut stack = Stack::start(3000).await;
     let client = stack.kube.client().await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
-    let mut ccm = stack.start_ccm();
-    converge("3 initialized nodes", Duration::from_secs(120), || nodes_converged(&stack, &client, 3)).await;
+    // Watched from the start, so a wrong decision at any time counts.
     let record: Shared = Arc::default();
     let watchers = [
         tokio::spawn(watch_node_deletions(stack.cloud.clone(), client.clone(), record.clone())),
         tokio::spawn(watch_csr_decisions(stack.cloud.clone(), client.clone(), record.clone())),
         tokio::spawn(watch_nlbs(stack.cloud.clone(), record.clone())),
     ];
+    let mut ccm = stack.start_ccm();
+    let init = || nodes_converged(&stack, &client, 3);
+    converge_watched(&record, "3 initialized nodes", Duration::from_secs(120), init).await;
     let clusters_before = stack.cloud.observer.list_sks_clusters().await.unwrap();
 
     let acked: Arc<Mutex<Acked>> = Arc::default();
