@@ -925,3 +925,61 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
     assert_eq!(left, 0, "no NLB of a Service left once they are gone");
     assert!(!acked.creates.is_empty());
 }
+
+/// An NLB create whose operation never completes holds one Service (sks-ccm
+/// waits for the operation up to its timeout) but no other: a Service whose
+/// create failed, and a new one, are still provisioned at once.
+///
+/// Fails today: sks-ccm's `lb::controller::apply` holds the NLB cache's gate
+/// (`Fresh::changing`, a shared lock) while it waits on the operation (up to
+/// the client's 10-minute operation timeout); the failed create invalidates the
+/// cache, the next lookup's refresh waits for the gate exclusively, and every
+/// later lookup or change queues behind it: no Service is provisioned until the
+/// stuck operation times out. Without the failed create, the new Service is
+/// provisioned at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "sks-ccm bug: a stuck NLB operation stalls every Service once the NLB cache is invalidated (lb::controller::apply holds Fresh::changing across the operation wait)"]
+async fn a_stuck_operation_holds_up_no_other_service() {
+    let stack = Stack::start(0).await;
+    let client = stack.kube.client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let _ccm = stack.start_ccm();
+    converge("3 initialized nodes", Duration::from_secs(120), || nodes_converged(&stack, &client, 3)).await;
+    let provisioned = |name: &'static str| {
+        let services = services.clone();
+        async move {
+            let svc = services.get(name).await.map_err(|e| e.to_string())?;
+            let ingress = svc.status.and_then(|s| s.load_balancer).and_then(|l| l.ingress).unwrap_or_default();
+            if ingress.iter().any(|i| i.ip.is_some()) { Ok(()) } else { Err(format!("{name} has no ingress")) }
+        }
+    };
+    let create = |i: usize| {
+        let services = services.clone();
+        async move { services.create(&PostParams::default(), &svc(i)).await.map(drop).unwrap() }
+    };
+    // chaos-0's create never completes.
+    stack.zone.set_fault_rules(json!({"operations": ["create-load-balancer"], "operation-state": "pending"})).await;
+    create(0).await;
+    converge("sks-ccm to wait on a stuck create", Duration::from_secs(30), || async {
+        let counts = stack.zone.fault_counts().await;
+        if counts["pending-operations"].as_u64() >= Some(1) { Ok(()) } else { Err(format!("{counts}")) }
+    })
+    .await;
+    // chaos-1's first create fails (its answer says nothing of the NLB), then creates work again.
+    stack.zone.set_fault_rules(json!({"operations": ["create-load-balancer"], "status": 500})).await;
+    create(1).await;
+    converge("sks-ccm to fail a create", Duration::from_secs(30), || async {
+        let counts = stack.zone.fault_counts().await;
+        if counts["status"]["500"].as_u64() >= Some(1) { Ok(()) } else { Err(format!("{counts}")) }
+    })
+    .await;
+    stack.zone.clear_faults().await;
+    create(2).await;
+    let t =
+        converge("a new Service provisioned beside the stuck one", Duration::from_secs(60), || provisioned("chaos-2"))
+            .await;
+    let u =
+        converge("the failed Service provisioned on retry", Duration::from_secs(60), || provisioned("chaos-1")).await;
+    println!("chaos figures: stuck operation: a new Service provisioned in {t:.1?}, the failed one {u:.1?} later");
+    assert!(provisioned("chaos-0").await.is_err(), "the stuck one still waits on its operation");
+}
