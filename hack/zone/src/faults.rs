@@ -510,6 +510,23 @@ mod tests {
     }
 
     #[test]
+    fn flags_give_the_rules_from_json_or_a_file() {
+        assert_eq!(from_flags(None, None).unwrap(), None);
+        let json = r#"{"rules": [{"ratio": 0.5, "status": 503}]}"#;
+        let from_json = from_flags(Some(json), None).unwrap().unwrap();
+        assert_eq!(from_json.rules, vec![Rule { ratio: Some(0.5), status: Some(503), ..Default::default() }]);
+        let path = std::env::temp_dir().join(format!("sks-zone-faults-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, json).unwrap();
+        assert_eq!(from_flags(None, Some(&path)).unwrap(), Some(from_json));
+        std::fs::write(&path, r#"{"ratio": 2, "status": 503}"#).unwrap();
+        let err = format!("{:#}", from_flags(None, Some(&path)).unwrap_err());
+        assert!(err.contains("--faults-file") && err.contains("ratio: 2"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        let err = format!("{:#}", from_flags(None, Some(&path)).unwrap_err());
+        assert!(err.contains("reading"), "{err}");
+    }
+
+    #[test]
     fn rules_read_back_as_written() {
         let body = r#"{"rules":[{"ratio":0.2,"status":503},{"ratio":0.1,"status":429,"retry-after":1},{"latency-ms":[100,300]},{"operations":["create-load-balancer"],"reset":true,"after":true},{"ratio":0.05,"operation-state":"pending"}]}"#;
         let f = parse(body).unwrap();
