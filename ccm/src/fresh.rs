@@ -1,42 +1,64 @@
 //! A value loaded from the orchestrator and refreshed on demand: readers get a
 //! cheap shared snapshot, and concurrent callers that need a fresher one wait
-//! for a single refresh instead of each making their own calls.
+//! for a single refresh instead of each making their own calls. Changes
+//! recorded while a load is in flight are replayed onto its result, so a load
+//! that started before a write never erases it, and no writer ever waits for
+//! a load (nor a load for a writer).
 
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+/// A change recorded with [`Fresh::update`].
+type Change<T> = Arc<dyn Fn(&mut T) + Send + Sync>;
+
+struct State<T> {
+    /// When the value was loaded (`None`: never, or invalidated).
+    at: Option<Instant>,
+    value: Arc<T>,
+    /// Changes made since the running load started (`None`: no load runs).
+    replay: Option<Vec<Change<T>>>,
+    /// An invalidation arrived while a load ran: its result is due again at once.
+    invalidated: bool,
+}
 
 /// A refreshed-on-demand value.
 pub struct Fresh<T> {
-    /// The value and when it was loaded (`None`: never, or invalidated).
-    value: RwLock<(Option<Instant>, Arc<T>)>,
-    /// Held while refreshing (exclusively) and while changing the value and
-    /// the orchestrator together (shared), so a refresh never overwrites a change
-    /// it did not see.
-    gate: tokio::sync::RwLock<()>,
+    state: Mutex<State<T>>,
+    /// One load at a time; callers queue here and find the value fresh.
+    loading: tokio::sync::Mutex<()>,
 }
 
 impl<T: Default> Default for Fresh<T> {
     fn default() -> Self {
-        Fresh { value: RwLock::new((None, Arc::new(T::default()))), gate: tokio::sync::RwLock::new(()) }
+        let state = State { at: None, value: Arc::new(T::default()), replay: None, invalidated: false };
+        Fresh { state: Mutex::new(state), loading: tokio::sync::Mutex::new(()) }
     }
 }
 
 impl<T> Fresh<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The current value.
     pub fn get(&self) -> Arc<T> {
-        self.value.read().unwrap_or_else(|e| e.into_inner()).1.clone()
+        self.lock().value.clone()
     }
 
     /// How old the value is; `None` if it must be loaded.
     pub fn age(&self) -> Option<Duration> {
-        self.value.read().unwrap_or_else(|e| e.into_inner()).0.map(|t| t.elapsed())
+        self.lock().at.map(|t| t.elapsed())
     }
 
     /// Forces the next `ensure_fresh` to reload (after an outcome that may have
     /// changed the orchestrator without our knowing how).
     pub fn invalidate(&self) {
-        self.value.write().unwrap_or_else(|e| e.into_inner()).0 = None;
+        let mut state = self.lock();
+        state.at = None;
+        if state.replay.is_some() {
+            state.invalidated = true;
+        }
     }
 
     /// Reloads with `load` unless a value younger than `max_age` exists.
@@ -48,29 +70,37 @@ impl<T> Fresh<T> {
         if self.age().is_some_and(|a| a <= max_age) {
             return Ok(());
         }
-        let _exclusive = self.gate.write().await;
+        let _one = self.loading.lock().await;
         if self.age().is_some_and(|a| a <= max_age) {
             return Ok(());
         }
         let started = Instant::now();
-        let loaded = load().await?;
-        // Aged from when loading started: anything changed meanwhile is newer than it.
-        *self.value.write().unwrap_or_else(|e| e.into_inner()) = (Some(started), Arc::new(loaded));
+        {
+            let mut state = self.lock();
+            state.replay = Some(Vec::new());
+            state.invalidated = false;
+        }
+        let loaded = load().await;
+        let mut state = self.lock();
+        let replay = state.replay.take().unwrap_or_default();
+        let mut value = loaded?;
+        for change in &replay {
+            change(&mut value);
+        }
+        state.value = Arc::new(value);
+        state.at = if std::mem::take(&mut state.invalidated) { None } else { Some(started) };
         Ok(())
-    }
-
-    /// Holds off refreshes while the caller changes the orchestrator and then
-    /// records the change with `update`.
-    pub async fn changing(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().await
     }
 }
 
 impl<T: Clone> Fresh<T> {
     /// Records a change the caller made (or observed) in the orchestrator.
-    pub fn update(&self, change: impl FnOnce(&mut T)) {
-        let mut guard = self.value.write().unwrap_or_else(|e| e.into_inner());
-        change(Arc::make_mut(&mut guard.1));
+    pub fn update(&self, change: impl Fn(&mut T) + Send + Sync + 'static) {
+        let mut state = self.lock();
+        change(Arc::make_mut(&mut state.value));
+        if let Some(replay) = state.replay.as_mut() {
+            replay.push(Arc::new(change));
+        }
     }
 }
 
@@ -111,18 +141,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_refresh_waits_for_changes_in_flight() {
+    async fn changes_made_during_a_load_survive_it_and_nobody_waits() {
         let fresh: Arc<Fresh<Vec<u32>>> = Arc::new(Fresh::default());
-        let change = fresh.changing().await;
-        let refresher = {
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+        let loader = {
             let fresh = fresh.clone();
-            tokio::spawn(async move { fresh.ensure_fresh(Duration::ZERO, || async { Ok::<_, ()>(vec![1, 2]) }).await })
+            tokio::spawn(async move {
+                fresh
+                    .ensure_fresh(Duration::ZERO, || async move {
+                        let _ = started_tx.send(());
+                        let _ = finish_rx.await;
+                        // Listed before the write below landed: it lacks 9.
+                        Ok::<_, ()>(vec![1, 2])
+                    })
+                    .await
+            })
         };
-        tokio::task::yield_now().await;
-        assert!(!refresher.is_finished(), "the refresh must wait for the change");
+        started_rx.await.unwrap();
+        // A write lands while the (stale) list is in flight; the writer does not wait.
         fresh.update(|v| v.push(9));
-        drop(change);
-        refresher.await.unwrap().unwrap();
-        assert_eq!(*fresh.get(), vec![1, 2], "the load that started after the change wins");
+        assert_eq!(*fresh.get(), vec![9]);
+        finish_tx.send(()).unwrap();
+        loader.await.unwrap().unwrap();
+        assert_eq!(*fresh.get(), vec![1, 2, 9], "the write made during the load is replayed onto its result");
+        assert!(fresh.age().is_some());
+    }
+
+    #[tokio::test]
+    async fn an_invalidation_during_a_load_keeps_the_value_due() {
+        let fresh: Arc<Fresh<u32>> = Arc::new(Fresh::default());
+        let f = fresh.clone();
+        fresh
+            .ensure_fresh(Duration::ZERO, || async move {
+                f.invalidate();
+                Ok::<_, ()>(5)
+            })
+            .await
+            .unwrap();
+        assert_eq!((*fresh.get(), fresh.age()), (5, None));
     }
 }

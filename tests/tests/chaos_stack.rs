@@ -951,15 +951,10 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
 /// waits for the operation up to its timeout) but no other: a Service whose
 /// create failed, and a new one, are still provisioned at once.
 ///
-/// Fails today: sks-ccm's `lb::controller::apply` holds the NLB cache's gate
-/// (`Fresh::changing`, a shared lock) while it waits on the operation (up to
-/// the client's 10-minute operation timeout); the failed create invalidates the
-/// cache, the next lookup's refresh waits for the gate exclusively, and every
-/// later lookup or change queues behind it: no Service is provisioned until the
-/// stuck operation times out. Without the failed create, the new Service is
-/// provisioned at once.
+/// (It failed while sks-ccm held its NLB cache's refresh gate across operation
+/// waits: the refresh after the failed create queued every later write behind
+/// the stuck one. `ccm::fresh` now replays changes made during a load instead.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "sks-ccm bug: a stuck NLB operation stalls every Service once the NLB cache is invalidated (lb::controller::apply holds Fresh::changing across the operation wait)"]
 async fn a_stuck_operation_holds_up_no_other_service() {
     let stack = Stack::start(0).await;
     let client = stack.kube.client().await;

@@ -148,8 +148,9 @@ async fn locate(ctx: &Ctx, cfg: &LbConfig, uid: &str) -> Result<Found, Error> {
     match owner::find(&known, cfg, cluster, uid) {
         Found::Missing(Some(id)) => match ctx.cloud.client().get_load_balancer(id).await {
             Ok(lb) => {
-                ctx.nlbs.update(|m| {
-                    m.insert(lb.id, lb.clone());
+                let seen = lb.clone();
+                ctx.nlbs.update(move |m| {
+                    m.insert(seen.id, seen.clone());
                 });
                 Ok(match owner::usable(&lb, cfg, cluster, uid) {
                     Ok(()) => Found::Nlb(Box::new(lb)),
@@ -255,7 +256,6 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
 /// cannot be read back (a failed create) makes the next lookup list again, so
 /// a retry finds an NLB that was created after all instead of duplicating it.
 async fn apply(ctx: &Ctx, id: Option<Uuid>, steps: Vec<Step>) -> Result<Option<LoadBalancer>, Error> {
-    let _changing = ctx.nlbs.changing().await;
     let client = ctx.cloud.client();
     let mut id = id;
     let mut result: Result<(), orchestrator::Error> = Ok(());
@@ -287,10 +287,13 @@ async fn apply(ctx: &Ctx, id: Option<Uuid>, steps: Vec<Step>) -> Result<Option<L
     };
     let read = client.get_load_balancer(id).await;
     match &read {
-        Ok(lb) => ctx.nlbs.update(|m| {
-            m.insert(id, lb.clone());
-        }),
-        Err(e) if e.is_not_found() => ctx.nlbs.update(|m| {
+        Ok(lb) => {
+            let seen = lb.clone();
+            ctx.nlbs.update(move |m| {
+                m.insert(id, seen.clone());
+            })
+        }
+        Err(e) if e.is_not_found() => ctx.nlbs.update(move |m| {
             m.remove(&id);
         }),
         Err(_) => ctx.nlbs.invalidate(),
