@@ -21,8 +21,9 @@
 //! - `resets_and_failed_operations_converge_the_same`: the same run with 10%
 //!   connections closed unanswered (half after carrying the call out) and 10%
 //!   operations that fail without applying anything.
-//! - `a_stuck_operation_holds_up_no_other_service` (ignored: sks-ccm bug, see
-//!   the test): a create whose operation never completes must not stall others.
+//! - `a_stuck_operation_holds_up_no_other_service`: a create whose operation
+//!   never completes (sks-ccm waits up to its 10-minute operation timeout)
+//!   holds up no other Service, even after another create failed.
 //! - `zone_killed_mid_operation_keeps_its_state_and_the_stack_converges`:
 //!   `kill -9` of sks-zone (no injected faults) while a scale-up, sks-ccm's NLB
 //!   creates and direct creates are pending: after the restart every
