@@ -99,7 +99,11 @@ async fn hundred_watchers_end_with_the_final_state_across_restarts() {
     let full = std::env::var("SKS_CHAOS_FULL").is_ok_and(|v| v == "1");
     let rounds = if full { 4 } else { 1 };
     let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let c = zone.client().await;
+    // The test's own reads meet the injected faults too: retried until they pass (30% fail,
+    // so 3 retries alone left about one call in 120 failing the test).
+    let mut config = zone.client_config();
+    config.retry.max_retries = 30;
+    let c = sks_e2e::zone::client_for(config).await;
     let cluster = c.list_sks_clusters().await.unwrap().remove(0).id;
     let medium = c.list_instance_types().await.unwrap().into_iter().find(|t| t.name() == "standard.medium").unwrap();
     let mut changes = Changes { c: c.clone(), cluster, instance_type: medium.id, created: Vec::new() };
