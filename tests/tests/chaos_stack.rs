@@ -330,17 +330,22 @@ async fn watch_csr_decisions(cloud: Arc<Cloud>, client: kube::Client, record: Sh
 async fn watch_nlbs(cloud: Arc<Cloud>, record: Shared) {
     loop {
         if let Ok(all) = cloud.observer.list_load_balancers().await {
-            let mut r = record.lock().unwrap();
-            for lb in all {
-                let uid = lb.spec.labels.as_ref().and_then(|l| l.get("k8s-service-uid")).cloned();
-                r.nlbs_by_service
-                    .entry(uid.unwrap_or_else(|| format!("(unlabelled {})", lb.id)))
-                    .or_default()
-                    .insert(lb.id);
-            }
+            note_nlbs(&record, &all);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Records the NLB ids of a list by Service uid; returns the uids of the Services that have an NLB in it.
+fn note_nlbs(record: &Shared, all: &[orchestrator::model::LoadBalancer]) -> BTreeSet<String> {
+    let mut r = record.lock().unwrap();
+    let mut uids = BTreeSet::new();
+    for lb in all {
+        let uid = lb.spec.labels.as_ref().and_then(|l| l.get("k8s-service-uid")).cloned();
+        uids.extend(uid.clone());
+        r.nlbs_by_service.entry(uid.unwrap_or_else(|| format!("(unlabelled {})", lb.id))).or_default().insert(lb.id);
+    }
+    uids
 }
 
 /// Waits until `check` says done, at most `timeout`; fails with its last reason.
@@ -663,8 +668,27 @@ async fn run(chaos: Chaos, faults: Value) {
                 nodes_converged(&stack, &client, size.peak)
             })
             .await;
-            let r = record.lock().unwrap();
-            peak_nlbs = r.nlbs_by_service.len();
+            // Counted on a list of its own: the poller may not have seen the last one yet.
+            let mut listed = None;
+            for _ in 0..100 {
+                listed = stack.cloud.observer.list_load_balancers().await.ok();
+                if listed.is_some() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let all = listed.expect("a list of the NLBs");
+            let uids = note_nlbs(&record, &all);
+            let want: BTreeSet<String> = services
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .filter_map(|s| s.metadata.uid.clone())
+                .collect();
+            assert_eq!(uids, want, "the NLBs at the peak are those of the Services");
+            peak_nlbs = uids.len();
         } else {
             converge_watched(&record, "every Service gone", size.timeout, || async {
                 match services_status(&services).await? {
