@@ -68,6 +68,25 @@ fn finalizers(obj: &Value) -> bool {
 }
 
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+/// Names tried for a `generateName` before answering AlreadyExists, as kube-apiserver
+/// does since RetryGenerateName (GA in 1.32): with 5 random characters, thousands
+/// of CSRs (`csr-`) would otherwise collide more often than not.
+const GENERATE_NAME_ATTEMPTS: usize = 8;
+
+/// `prefix` and 5 random characters, drawn again while `taken` says the name exists
+/// (at most [`GENERATE_NAME_ATTEMPTS`] names; the last is returned even if taken).
+fn generate_name(prefix: &str, taken: impl Fn(&str) -> bool) -> String {
+    let mut rng = rand::rng();
+    let mut name = String::new();
+    for _ in 0..GENERATE_NAME_ATTEMPTS {
+        let suffix: String = (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect();
+        name = format!("{prefix}{suffix}");
+        if !taken(&name) {
+            break;
+        }
+    }
+    name
+}
 
 impl MemStorage {
     /// A storage of `def` drawing from `cache`; `namespaces` (when namespaced) checks that namespaces exist.
@@ -108,9 +127,8 @@ impl MemStorage {
                     vec![Cause::required("metadata.name")],
                 ));
             };
-            let mut rng = rand::rng();
-            let suffix: String = (0..5).map(|_| NAME_CHARS[rng.random_range(0..NAME_CHARS.len())] as char).collect();
-            name = format!("{prefix}{suffix}");
+            // Checked under the write lock, so a name found free stays free until stored.
+            name = generate_name(prefix, |n| self.cache.get(&self.key(ctx, n)).is_some());
             meta["name"] = json!(name);
         }
         if let (Some(ns), Some(namespaces)) = (&ctx.namespace, &self.namespaces)
@@ -329,5 +347,28 @@ impl Storage for MemStorage {
         obj: Value,
     ) -> BoxFuture<'a, ApiResult<Value>> {
         Box::pin(self.update_status(ctx, name, sub, obj))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_names_skip_taken_ones() {
+        let tries = std::cell::Cell::new(0);
+        let name = generate_name("csr-", |_| {
+            tries.set(tries.get() + 1);
+            tries.get() < 4
+        });
+        assert_eq!(tries.get(), 4, "drawn again while taken");
+        assert!(name.starts_with("csr-") && name.len() == 9, "{name}");
+        assert!(name[4..].bytes().all(|b| NAME_CHARS.contains(&b)), "{name}");
+        let tries = std::cell::Cell::new(0);
+        generate_name("csr-", |_| {
+            tries.set(tries.get() + 1);
+            true
+        });
+        assert_eq!(tries.get(), GENERATE_NAME_ATTEMPTS, "bounded: then AlreadyExists, as kube-apiserver");
     }
 }
