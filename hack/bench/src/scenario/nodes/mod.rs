@@ -331,6 +331,17 @@ fn series(text: &str, metric: &str) -> BTreeMap<String, f64> {
     out
 }
 
+/// Mean of a histogram by label set over a window, ms: Δsum / Δcount.
+fn means_ms(before: &str, after: &str, name: &str) -> BTreeMap<String, f64> {
+    let sums = delta(&series(before, &format!("{name}_sum")), &series(after, &format!("{name}_sum")));
+    let counts = delta(&series(before, &format!("{name}_count")), &series(after, &format!("{name}_count")));
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0.0)
+        .map(|(k, n)| (k.clone(), (sums.get(k).copied().unwrap_or(0.0) / n * 1e4).round() / 10.0))
+        .collect()
+}
+
 /// `after - before` of every series, dropping zeros.
 fn delta(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> BTreeMap<String, f64> {
     after
@@ -347,6 +358,8 @@ struct Window {
     orchestrator_calls: u64,
     orchestrator_by_operation: BTreeMap<String, u64>,
     reconciles: BTreeMap<String, f64>,
+    /// Mean reconcile time by controller, ms (sks-ccm's `ccm_reconcile_duration_seconds`).
+    reconcile_mean_ms: BTreeMap<String, f64>,
     cpu_cores: Cpu,
 }
 
@@ -390,6 +403,7 @@ impl Meter {
             orchestrator_calls: by_op.values().sum(),
             orchestrator_by_operation: by_op,
             reconciles: delta(&series(&self.metrics, "ccm_reconciles_total"), &series(&after, "ccm_reconciles_total")),
+            reconcile_mean_ms: means_ms(&self.metrics, &after, "ccm_reconcile_duration_seconds"),
             cpu_cores: Cpu { ccm: c[0], kube_standin: c[1], zone: c[2], bench: c[3], other },
         })
     }
@@ -416,6 +430,9 @@ struct Burst {
     node_initialized_and_csr_approved: Summary,
     csr_issued: Summary,
     ccm_init_delay_metric_mean_s: Option<f64>,
+    /// Whether a periodic refresh of sks-ccm cached the new instances between the
+    /// nodepool's creation and the burst (then the burst needs no orchestrator call).
+    instances_cached_before: Option<bool>,
     window: Window,
     ccm_memory_after: Memory,
 }
@@ -457,9 +474,15 @@ fn burst_figures(
         ),
         csr_issued: summary(names.iter().zip(seen).filter_map(|(n, s)| pair(csr_reg(n, s), s.csr_issued))),
         ccm_init_delay_metric_mean_s: ccm_mean,
+        instances_cached_before: None,
         window,
         ccm_memory_after: memory,
     }
+}
+
+/// `list-instances` calls sks-ccm made so far.
+fn list_calls(metrics: &str) -> u64 {
+    parse_orchestrator_calls(metrics).get("list-instances").copied().unwrap_or(0)
 }
 
 /// Mean of a Prometheus histogram over a window: (Δsum / Δcount).
@@ -530,15 +553,20 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let size = p.nodes as i64;
     let (burst, create_burst_s) = match p.via {
         Via::Direct => {
+            // Waiting for a quiet machine comes first: sks-ccm refreshes its cloud
+            // cache periodically, and the longer the wait between the nodepool's
+            // creation and the burst, the likelier the new instances are cached already.
+            let settle = args.common.settle("burst").await;
             eprintln!("creating nodepool burst of {size} instances");
             let (create_s, machines) = sys.nodepool("burst", size).await?;
             let created = Instant::now();
+            let at_create = list_calls(&sys.ccm_metrics().await?);
             eprintln!("preparing {} kubelets (keys, certificates, connections)", machines.len());
             let kubelets = sys.kubelets(&machines)?;
             open(&kubelets).await?;
-            let settle = args.common.settle("burst").await;
             tokio::time::sleep(MIN_INSTANCE_AGE.saturating_sub(created.elapsed())).await;
             let before = sys.ccm_metrics().await?;
+            let prefetched = list_calls(&before) > at_create;
             let meter = Meter::start(&sys).await?;
             eprintln!("burst: {} Nodes and CSRs at once", kubelets.len());
             let (released, regs) = release(&kubelets).await;
@@ -559,6 +587,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
                 board.denials(),
                 histogram_mean(&before, &after, "ccm_node_initialization_delay_seconds"),
             );
+            let b = Burst { instances_cached_before: Some(prefetched), ..b };
             ((b, settle), create_s)
         }
         Via::Kubelets => {
@@ -719,7 +748,12 @@ fn report(
         ("nodes done / not done".to_owned(), format!("{} / {}", b.done, b.not_done)),
         ("CSRs denied, registration errors".to_owned(), format!("{}, {}", b.csrs_denied, b.registration_errors)),
         (format!("orchestrator calls by sks-ccm in {:.1} s", w.seconds), w.orchestrator_calls.to_string()),
+        (
+            "new instances cached by a periodic refresh before the burst".to_owned(),
+            b.instances_cached_before.map_or("-".to_owned(), |c| if c { "yes" } else { "no" }.to_owned()),
+        ),
         ("sks-ccm reconciles".to_owned(), fmt_series(&w.reconciles)),
+        ("sks-ccm mean reconcile time, ms".to_owned(), fmt_series(&w.reconcile_mean_ms)),
         (
             "CPU cores: sks-ccm / kube-standin / sks-zone / bench / other".to_owned(),
             format!(
@@ -837,5 +871,8 @@ mod tests {
         let after = "h_sum 4\nh_count 5\n";
         assert_eq!(histogram_mean(before, after, "h"), Some(1.0));
         assert_eq!(histogram_mean(before, before, "h"), None);
+        let before = "d_sum{controller=\"node\"} 1\nd_count{controller=\"node\"} 10\n";
+        let after = "d_sum{controller=\"node\"} 1.5\nd_count{controller=\"node\"} 20\n";
+        assert_eq!(means_ms(before, after, "d")["controller=\"node\""], 50.0);
     }
 }
