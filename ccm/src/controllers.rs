@@ -19,9 +19,12 @@ use serde_json::json;
 
 use crate::cloud::Cloud;
 use crate::{csr, heal, node_init, node_lifecycle};
+use orchestrator::model::InstanceState;
 
 /// How old the cloud snapshot may be when a lookup misses.
 const MISS_REFRESH: Duration = Duration::from_millis(500);
+/// How soon a CSR whose instance is still starting is looked at again.
+const CSR_WAIT: Duration = Duration::from_secs(1);
 
 /// Per-controller metrics.
 #[derive(Clone)]
@@ -334,13 +337,19 @@ async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Er
         return Ok(Action::await_change());
     }
     let node = facts.username.strip_prefix("system:node:").unwrap_or("").to_lowercase();
-    if ctx.cloud.snapshot().by_name(&node).is_none() {
+    // A cached instance that is missing or not running may only be stale (the
+    // kubelet asks once its instance runs), so look again before deciding.
+    if ctx.cloud.snapshot().by_name(&node).is_none_or(|i| i.state != InstanceState::Running) {
         ctx.cloud.ensure_fresh(MISS_REFRESH).await?;
     }
     let snapshot = ctx.cloud.snapshot();
     let decision = csr::decide(&facts, |name| snapshot.by_name(name).cloned());
     let (type_, reason, message) = match &decision {
         csr::Decision::Ignore => return Ok(Action::await_change()),
+        csr::Decision::Wait(why) => {
+            tracing::debug!(csr = %c.name_any(), %why, "kubelet serving CSR not decidable yet");
+            return Ok(Action::requeue(CSR_WAIT));
+        }
         csr::Decision::Approve => (
             "Approved",
             "SKSCCMApproved",

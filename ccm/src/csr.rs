@@ -19,6 +19,9 @@ pub enum Decision {
     Deny(String),
     /// Not ours to decide (another signer, or already decided).
     Ignore,
+    /// Not yet decidable: the instance is still booting, so ask again later
+    /// rather than deny a kubelet that will be legitimate in a moment.
+    Wait(String),
 }
 
 /// The parts of a CSR object the decision reads.
@@ -129,6 +132,9 @@ pub fn decide(facts: &CsrFacts, instance_of: impl Fn(&str) -> Option<Instance>) 
     let Some(instance) = instance_of(node) else {
         return Decision::Deny(format!("no instance named {node} in this cluster's nodepools"));
     };
+    if instance.state == InstanceState::Starting {
+        return Decision::Wait(format!("instance {} ({}) is still starting", instance.name, instance.id));
+    }
     if instance.state != InstanceState::Running {
         return Decision::Deny(format!(
             "instance {} ({}) is {}, not running",

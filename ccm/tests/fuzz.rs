@@ -224,6 +224,19 @@ fn assert_decided_with_reason(decision: &Decision) -> Result<(), TestCaseError> 
 }
 
 #[test]
+fn a_starting_instance_waits_and_a_stopped_one_is_denied() {
+    let (pem, _) = real_csr();
+    let in_state = |state: &str| {
+        let mut i = instance(NODE);
+        i.state = serde_json::from_value(serde_json::json!(state)).unwrap();
+        csr::decide(&facts(pem.clone()), |_| Some(i.clone()))
+    };
+    assert!(matches!(in_state("starting"), Decision::Wait(why) if why.contains("starting")));
+    assert!(matches!(in_state("stopped"), Decision::Deny(why) if why.contains("stopped, not running")));
+    assert_eq!(in_state("running"), Decision::Approve);
+}
+
+#[test]
 fn the_real_csr_is_approved() {
     let (pem, _) = real_csr();
     assert_eq!(decide(&facts(pem.clone())), Decision::Approve);

@@ -208,18 +208,23 @@ impl Kube {
     }
 
     /// Waits until exactly `count` Nodes exist, all initialized, noting when the
-    /// first one came or went and when exactly `count` were Ready.
-    pub async fn wait_nodes(&self, count: usize, timeout: Duration) -> anyhow::Result<Follow> {
-        let started = Instant::now();
+    /// first one came or went (the count differs from `from`) and when exactly
+    /// `count` were Ready; times count from `started` (just before the scale call,
+    /// which may wait for its operation).
+    pub async fn wait_nodes(
+        &self,
+        from: usize,
+        count: usize,
+        started: Instant,
+        timeout: Duration,
+    ) -> anyhow::Result<Follow> {
         let at = || Some((started.elapsed().as_secs_f64() * 100.0).round() / 100.0);
         let mut follow = Follow::default();
-        let mut first = None;
         let mut last = None;
         while started.elapsed() < timeout {
             match self.nodes().await {
                 Ok(n) => {
-                    let initial = *first.get_or_insert(n.total);
-                    if follow.first_change_s.is_none() && n.total != initial {
+                    if follow.first_change_s.is_none() && n.total != from {
                         follow.first_change_s = at();
                     }
                     if follow.ready_s.is_none() && n.ready == count && n.total >= count {

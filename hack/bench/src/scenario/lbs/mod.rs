@@ -283,7 +283,7 @@ impl System {
         };
         let api = Kube::new(&kube.url, &kube.cert_dir)?;
         let n = usize::try_from(p.nodes)?;
-        let seconds = api.wait_nodes(n, Duration::from_secs(p.timeout_s)).await?.done_s;
+        let seconds = api.wait_nodes(0, n, Instant::now(), Duration::from_secs(p.timeout_s)).await?.done_s;
         eprintln!("{n} Nodes initialized {seconds:.1} s after sks-ccm started");
         Ok(System { ccm, kube, zone, client, cluster, nodepool, api, procs })
     }
@@ -433,10 +433,12 @@ async fn churn(sys: &System, p: &Params, ips: &BTreeMap<String, String>) -> anyh
     let started = Instant::now();
     eprintln!("scaling nodepool {} → {}", p.nodes, p.scale_to);
     sys.client.scale_sks_nodepool(sys.cluster.id, sys.nodepool.id, p.scale_to).await.context("scaling up")?;
-    let up = sys.api.wait_nodes(usize::try_from(p.scale_to)?, timeout).await?;
+    let (from, to) = (usize::try_from(p.nodes)?, usize::try_from(p.scale_to)?);
+    let up = sys.api.wait_nodes(from, to, started, timeout).await?;
     eprintln!("{} Nodes initialized after {:.1} s; scaling back to {}", p.scale_to, up.done_s, p.nodes);
+    let down_started = Instant::now();
     sys.client.scale_sks_nodepool(sys.cluster.id, sys.nodepool.id, p.nodes).await.context("scaling down")?;
-    let down = sys.api.wait_nodes(usize::try_from(p.nodes)?, timeout).await?;
+    let down = sys.api.wait_nodes(to, from, down_started, timeout).await?;
     eprintln!("back to {} Nodes after {:.1} s", p.nodes, down.done_s);
     tokio::time::sleep(TRAIL).await;
     let after = sys.sample().await?;
