@@ -18,13 +18,15 @@ use crate::queue::{self, Pending};
 use serde_json::json;
 
 use crate::cloud::Cloud;
-use crate::{csr, heal, node_init, node_lifecycle};
+use crate::{csr, heal, node_init, node_lifecycle, slim};
 use orchestrator::model::InstanceState;
 
 /// How old the cloud snapshot may be when a lookup misses.
 const MISS_REFRESH: Duration = Duration::from_millis(500);
 /// How soon a CSR whose instance is still starting is looked at again.
 const CSR_WAIT: Duration = Duration::from_secs(1);
+/// How soon a reconcile that lost a write race (409) runs again.
+const CONFLICT_RETRY: Duration = Duration::from_millis(200);
 
 /// Per-controller metrics.
 #[derive(Clone)]
@@ -192,11 +194,18 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
             return Ok(Action::requeue(Duration::from_secs(30)));
         };
         let type_name = ctx.cloud.type_name(instance.instance_type.id).unwrap_or_default();
+        // Both writes are guarded, so a concurrent change makes one a 409 and a
+        // retry; the second is guarded by the version the first produced, which
+        // still describes the Node read here.
+        let mut guard = node.metadata.resource_version.clone();
         if let Some(status) = node_init::address_patch(node, &instance) {
-            nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+            guard = nodes
+                .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+                .await?
+                .metadata
+                .resource_version;
         }
-        let patch = node_init::init_patch(node, &instance, &nodepool, &type_name, &ctx.cloud.zone);
-        // Guarded by the resourceVersion read: a concurrent change makes this a 409 and a retry.
+        let patch = node_init::init_patch(node, guard.as_deref(), &instance, &nodepool, &type_name, &ctx.cloud.zone);
         nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
         if let Some(created) = node.metadata.creation_timestamp.as_ref() {
             let delay = jiff::Timestamp::now().duration_since(created.0).as_secs_f64();
@@ -377,14 +386,24 @@ async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Er
 }
 
 fn error_policy<K>(_obj: Arc<K>, e: &Error, _ctx: Arc<Ctx>) -> Action {
+    // A conflict only means the object moved on (a kubelet status update, say):
+    // the watch is about to deliver the new version, so look again soon.
+    if matches!(e, Error::Kube(kube::Error::Api(s)) if s.code == 409) {
+        tracing::debug!(error = %e, "conflict; retrying on the newer version");
+        return Action::requeue(CONFLICT_RETRY);
+    }
     tracing::warn!(error = %e, "reconcile failed; retrying");
     Action::requeue(Duration::from_secs(2))
 }
 
 /// Runs the node controller until the future is dropped.
 pub async fn run_nodes(ctx: Arc<Ctx>, workers: u16) {
-    let (store, changes) =
-        queue::watched(Api::<Node>::all(ctx.client.clone()), watcher::Config::default(), ctx.node_queue.clone());
+    let (store, changes) = queue::watched(
+        Api::<Node>::all(ctx.client.clone()),
+        watcher::Config::default(),
+        ctx.node_queue.clone(),
+        slim::node,
+    );
     Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .run(reconcile_node, error_policy, ctx)
@@ -395,7 +414,7 @@ pub async fn run_nodes(ctx: Arc<Ctx>, workers: u16) {
 /// Runs the CSR approval controller until the future is dropped.
 pub async fn run_csrs(ctx: Arc<Ctx>, workers: u16) {
     let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
-    let (store, changes) = queue::watched(api, watcher::Config::default(), ctx.csr_queue.clone());
+    let (store, changes) = queue::watched(api, watcher::Config::default(), ctx.csr_queue.clone(), slim::csr);
     Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))
         .run(reconcile_csr, error_policy, ctx)

@@ -13,3 +13,4 @@ pub mod node_init;
 pub mod node_lifecycle;
 pub mod queue;
 pub mod serve;
+pub mod slim;

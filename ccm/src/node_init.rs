@@ -108,11 +108,19 @@ pub fn taints(node: &Node, nodepool: &SksNodepool) -> Vec<Taint> {
     out
 }
 
-/// The metadata/spec merge patch that initializes a Node, guarded by its resourceVersion.
-pub fn init_patch(node: &Node, instance: &Instance, nodepool: &SksNodepool, type_name: &str, zone: &str) -> Value {
+/// The metadata/spec merge patch that initializes a Node, guarded by
+/// `resource_version` (the Node's as read, or as the address patch left it).
+pub fn init_patch(
+    node: &Node,
+    resource_version: Option<&str>,
+    instance: &Instance,
+    nodepool: &SksNodepool,
+    type_name: &str,
+    zone: &str,
+) -> Value {
     json!({
         "metadata": {
-            "resourceVersion": node.metadata.resource_version,
+            "resourceVersion": resource_version,
             "labels": labels(instance, nodepool, type_name, zone),
         },
         "spec": {
@@ -122,7 +130,8 @@ pub fn init_patch(node: &Node, instance: &Instance, nodepool: &SksNodepool, type
     })
 }
 
-/// The status merge patch that sets the Node's addresses, if they differ.
+/// The status merge patch that sets the Node's addresses, if they differ,
+/// guarded by the resourceVersion read.
 pub fn address_patch(node: &Node, instance: &Instance) -> Option<Value> {
     let want = addresses(instance);
     let have: Vec<Value> = node
@@ -131,7 +140,9 @@ pub fn address_patch(node: &Node, instance: &Instance) -> Option<Value> {
         .and_then(|s| s.addresses.as_ref())
         .map(|a| a.iter().map(|x| json!({"type": x.type_, "address": x.address})).collect())
         .unwrap_or_default();
-    (want != have).then(|| json!({"status": {"addresses": want}}))
+    (want != have).then(
+        || json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "status": {"addresses": want}}),
+    )
 }
 
 /// Labels that drifted from what the Node must carry (for the periodic sync).

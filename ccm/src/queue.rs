@@ -57,17 +57,19 @@ impl Pending {
 }
 
 /// The cache and the change stream a controller runs on, marking every
-/// changed object pending (watch errors are retried with backoff).
+/// changed object pending (watch errors are retried with backoff). `prune`
+/// strips each object to what the controller reads before it is cached.
 pub fn watched<K>(
     api: Api<K>,
     config: watcher::Config,
     pending: Pending,
+    prune: fn(&mut K),
 ) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff())
+    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(prune))
         .inspect_ok(move |event| match event {
             watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => pending.observed(obj),
             // A deleted object leaves the cache, so no reconcile will pick it up.

@@ -35,6 +35,7 @@ use crate::controllers::{Error, Metrics, event, measured};
 use crate::fresh::Fresh;
 use crate::node_init::NODEPOOL_ID_LABEL;
 use crate::queue::{self, Pending};
+use crate::slim;
 
 /// `spec.loadBalancerClass` served here (Services without a class are served too).
 pub const CLASS: &str = "exoscale.net/nlb";
@@ -353,11 +354,13 @@ fn error_policy(svc: Arc<Service>, e: &Error, _ctx: Arc<Ctx>) -> Action {
 pub async fn run(client: kube::Client, cloud: Arc<Cloud>, recorder: Recorder, metrics: Metrics, config: Config) {
     let (nodes, writer) = reflector::store();
     let node_api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
-    let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL)).default_backoff();
+    let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL))
+        .default_backoff()
+        .modify(slim::node_labels);
     tokio::spawn(reflector::reflector(writer, node_labels).for_each(|_| async {}));
     let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
     let (store, changes) =
-        queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone());
+        queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone(), slim::service);
     let ctx = Arc::new(Ctx { client, cloud, recorder, metrics, nlbs: Fresh::default(), nodes, config, queue });
     let drift = {
         let ctx = ctx.clone();
