@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::watcher;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -18,6 +17,7 @@ use crate::queue::{self, Pending};
 use serde_json::json;
 
 use crate::cloud::Cloud;
+use crate::events::{EventType, Publisher};
 use crate::{csr, heal, node_init, node_lifecycle, slim};
 use orchestrator::model::InstanceState;
 
@@ -77,8 +77,8 @@ pub struct Ctx {
     pub client: kube::Client,
     /// The cloud cache.
     pub cloud: Arc<Cloud>,
-    /// Event recorder.
-    pub recorder: Recorder,
+    /// Event publisher.
+    pub events: Arc<Publisher>,
     /// Metrics.
     pub metrics: Metrics,
     /// How often initialized Nodes are re-checked.
@@ -96,7 +96,7 @@ impl Ctx {
     pub fn new(
         client: kube::Client,
         cloud: Arc<Cloud>,
-        recorder: Recorder,
+        events: Arc<Publisher>,
         metrics: Metrics,
         sync_period: Duration,
         heal: heal::Config,
@@ -106,7 +106,7 @@ impl Ctx {
         Ctx {
             client,
             cloud,
-            recorder,
+            events,
             metrics,
             sync_period,
             heal,
@@ -130,14 +130,13 @@ pub enum Error {
 
 /// Publishes an Event about `obj`; a failure is logged, never fatal.
 pub(crate) async fn event(
-    recorder: &Recorder,
+    events: &Publisher,
     obj: &impl kube::Resource<DynamicType = ()>,
     type_: EventType,
     reason: &str,
     note: String,
 ) {
-    let ev = Event { type_, reason: reason.into(), note: Some(note), action: reason.into(), secondary: None };
-    if let Err(e) = recorder.publish(&ev, &obj.object_ref(&())).await {
+    if let Err(e) = events.publish(&obj.object_ref(&()), type_, reason, &note).await {
         tracing::warn!(error = %e, reason, "publishing an event failed");
     }
 }
@@ -151,8 +150,26 @@ pub(crate) async fn measured(
     let started = Instant::now();
     let result = step.await;
     metrics.latency.with_label_values(&[controller]).observe(started.elapsed().as_secs_f64());
-    metrics.reconciles.with_label_values(&[controller, if result.is_ok() { "ok" } else { "error" }]).inc();
+    metrics.reconciles.with_label_values(&[controller, outcome(&result)]).inc();
     result
+}
+
+/// The `result` label of a reconcile: a lost write race (409, usually a
+/// reconcile of a cached version the watch has not replaced yet) is routine
+/// and retried at once, so it is told apart from failures.
+fn outcome(result: &Result<Action, Error>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e) if e.is_conflict() => "conflict",
+        Err(_) => "error",
+    }
+}
+
+impl Error {
+    /// A 409 Conflict from the Kubernetes API.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+    }
 }
 
 /// Initializes new Nodes and keeps initialized ones current.
@@ -186,7 +203,7 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
                     node_init::UNINITIALIZED
                 );
                 tracing::warn!(node = %name, "{why}");
-                event(&ctx.recorder, node, EventType::Warning, "NodeNotInCluster", why).await;
+                event(&ctx.events, node, EventType::Warning, "NodeNotInCluster", why).await;
             }
             return Ok(Action::requeue(Duration::from_secs(30)));
         };
@@ -228,7 +245,7 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
         node_lifecycle::Action::Delete => {
             tracing::info!(node = %name, "the node's instance is gone; deleting the node");
             event(
-                &ctx.recorder,
+                &ctx.events,
                 node,
                 EventType::Normal,
                 "DeletingNode",
@@ -293,7 +310,7 @@ async fn auto_heal(
                 ctx.heal.reboot_after, instance.id
             );
             tracing::warn!(node = %name, "{note}");
-            event(&ctx.recorder, node, EventType::Warning, "AutoHealReboot", note).await;
+            event(&ctx.events, node, EventType::Warning, "AutoHealReboot", note).await;
         }
         heal::Heal::Replace => {
             ctx.cloud
@@ -305,12 +322,12 @@ async fn auto_heal(
                 ctx.heal.replace_after, instance.id, nodepool.id
             );
             tracing::warn!(node = %name, "{note}");
-            event(&ctx.recorder, node, EventType::Warning, "AutoHealReplace", note).await;
+            event(&ctx.events, node, EventType::Warning, "AutoHealReplace", note).await;
         }
         heal::Heal::Clear => {
             let patch = json!({"metadata": {"annotations": {heal::REBOOTED_AT: null}}});
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
-            event(&ctx.recorder, node, EventType::Normal, "AutoHealRecovered", format!("node {name} is Ready again"))
+            event(&ctx.events, node, EventType::Normal, "AutoHealRecovered", format!("node {name} is Ready again"))
                 .await;
         }
     }
@@ -381,14 +398,14 @@ async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Er
     api.patch_subresource("approval", &name, &PatchParams::default(), &Patch::Merge(patch)).await?;
     let severity = if type_ == "Approved" { EventType::Normal } else { EventType::Warning };
     tracing::info!(csr = %name, decision = type_, %message, "decided kubelet serving CSR");
-    event(&ctx.recorder, c, severity, reason, message).await;
+    event(&ctx.events, c, severity, reason, message).await;
     Ok(Action::await_change())
 }
 
 fn error_policy<K>(_obj: Arc<K>, e: &Error, _ctx: Arc<Ctx>) -> Action {
     // A conflict only means the object moved on (a kubelet status update, say):
     // the watch is about to deliver the new version, so look again soon.
-    if matches!(e, Error::Kube(kube::Error::Api(s)) if s.code == 409) {
+    if e.is_conflict() {
         tracing::debug!(error = %e, "conflict; retrying on the newer version");
         return Action::requeue(CONFLICT_RETRY);
     }

@@ -5,6 +5,7 @@
 pub mod cloud;
 pub mod controllers;
 pub mod csr;
+pub mod events;
 pub mod fresh;
 pub mod heal;
 pub mod lb;

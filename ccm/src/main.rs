@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use kube::runtime::events::{Recorder, Reporter};
 use sks_ccm::cloud::Cloud;
 use sks_ccm::controllers::{Ctx, Metrics, run_csrs, run_nodes};
+use sks_ccm::events::Publisher;
 use sks_ccm::leader;
 use uuid::Uuid;
 
@@ -165,8 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cloud = Arc::new(Cloud::new(orchestrator_client, args.cluster_id, zone));
     let identity =
         format!("{}_{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "sks-ccm".into()), Uuid::new_v4().simple());
-    let recorder =
-        Recorder::new(client.clone(), Reporter { controller: "sks-ccm".into(), instance: Some(identity.clone()) });
+    let events = Arc::new(Publisher::new(client.clone(), "sks-ccm", &identity));
     let sync = Duration::from_secs(args.node_sync_period_seconds);
     let heal = sks_ccm::heal::Config {
         enabled: args.auto_heal,
@@ -174,7 +173,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         replace_after: Duration::from_secs(args.auto_heal_replace_after_seconds),
         max_share: args.auto_heal_max_share,
     };
-    let ctx = Arc::new(Ctx::new(client.clone(), cloud.clone(), recorder, metrics, sync, heal));
+    let ctx = Arc::new(Ctx::new(client.clone(), cloud.clone(), events, metrics, sync, heal));
     {
         let (cloud, ready) = (cloud.clone(), ready.clone());
         tokio::spawn(async move {
@@ -221,7 +220,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 let lb = sks_ccm::lb::controller::run(
                     client.clone(),
                     cloud.clone(),
-                    ctx.recorder.clone(),
+                    ctx.events.clone(),
                     ctx.metrics.clone(),
                     config,
                 );

@@ -51,6 +51,17 @@ fn reserved(key: &str) -> bool {
     prefix == "kubernetes.io" || prefix.ends_with(".kubernetes.io") || prefix == "k8s.io" || prefix.ends_with(".k8s.io")
 }
 
+/// Whether sks-ccm may write label `key` on a Node: its own and any nodepool
+/// label, never the `kubernetes.io`/`k8s.io` ones kubelet and others own.
+pub fn written_label(key: &str) -> bool {
+    !reserved(key) || OWN_LABELS.contains(&key)
+}
+
+const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
+const REGION_LABEL: &str = "topology.kubernetes.io/region";
+const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
+const OWN_LABELS: &[&str] = &[INSTANCE_TYPE_LABEL, REGION_LABEL, ZONE_LABEL, NODEPOOL_ID_LABEL];
+
 /// The labels the Node must have.
 pub fn labels(instance: &Instance, nodepool: &SksNodepool, type_name: &str, zone: &str) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = nodepool
@@ -64,12 +75,9 @@ pub fn labels(instance: &Instance, nodepool: &SksNodepool, type_name: &str, zone
     // Values must be valid label values; the Exoscale CCM strips the same characters.
     let clean: String =
         type_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
-    out.insert(
-        "node.kubernetes.io/instance-type".into(),
-        clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned(),
-    );
-    out.insert("topology.kubernetes.io/region".into(), zone.to_owned());
-    out.insert("topology.kubernetes.io/zone".into(), zone.to_owned());
+    out.insert(INSTANCE_TYPE_LABEL.into(), clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned());
+    out.insert(REGION_LABEL.into(), zone.to_owned());
+    out.insert(ZONE_LABEL.into(), zone.to_owned());
     out.insert(NODEPOOL_ID_LABEL.into(), nodepool.id.to_string());
     let _ = instance;
     out

@@ -58,18 +58,29 @@ impl Pending {
 
 /// The cache and the change stream a controller runs on, marking every
 /// changed object pending (watch errors are retried with backoff). `prune`
-/// strips each object to what the controller reads before it is cached.
+/// strips each object to what the controller reads before it is cached, and
+/// says whether anything is left to do for it: an object with nothing left
+/// (a decided CSR) is forgotten, as if deleted, so the cache holds only work.
 pub fn watched<K>(
     api: Api<K>,
     config: watcher::Config,
     pending: Pending,
-    prune: fn(&mut K),
+    prune: fn(&mut K) -> bool,
 ) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher(api, config).default_backoff().modify(prune))
+    let relevant = watcher(api, config).default_backoff().try_filter_map(move |event| {
+        futures::future::ready(Ok(match event {
+            watcher::Event::Apply(mut obj) => {
+                Some(if prune(&mut obj) { watcher::Event::Apply(obj) } else { watcher::Event::Delete(obj) })
+            }
+            watcher::Event::InitApply(mut obj) => prune(&mut obj).then_some(watcher::Event::InitApply(obj)),
+            other => Some(other),
+        }))
+    });
+    let stream = reflector::reflector(writer, relevant)
         .inspect_ok(move |event| match event {
             watcher::Event::Apply(obj) | watcher::Event::InitApply(obj) => pending.observed(obj),
             // A deleted object leaves the cache, so no reconcile will pick it up.

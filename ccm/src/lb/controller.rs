@@ -18,7 +18,6 @@ use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use orchestrator::model::{LoadBalancer, Protocol};
@@ -32,6 +31,7 @@ use super::plan::{self, Step};
 use super::pool;
 use crate::cloud::Cloud;
 use crate::controllers::{Error, Metrics, event, measured};
+use crate::events::{EventType, Publisher};
 use crate::fresh::Fresh;
 use crate::node_init::NODEPOOL_ID_LABEL;
 use crate::queue::{self, Pending};
@@ -57,7 +57,7 @@ pub struct Config {
 struct Ctx {
     client: kube::Client,
     cloud: Arc<Cloud>,
-    recorder: Recorder,
+    events: Arc<Publisher>,
     metrics: Metrics,
     nlbs: Fresh<HashMap<Uuid, LoadBalancer>>,
     nodes: Store<PartialObjectMeta<Node>>,
@@ -79,7 +79,7 @@ impl Ctx {
 
     async fn warn(&self, svc: &Service, reason: &str, note: String) {
         tracing::warn!(service = %key(svc), reason, "{note}");
-        event(&self.recorder, svc, EventType::Warning, reason, note).await;
+        event(&self.events, svc, EventType::Warning, reason, note).await;
     }
 }
 
@@ -127,7 +127,7 @@ async fn step(svc: &Service, ctx: &Ctx) -> Result<Action, Error> {
             }
             let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
             let note = format!("invalid annotations; the load balancer is left as it is: {}", all.join("; "));
-            event(&ctx.recorder, svc, EventType::Warning, "SyncLoadBalancerFailed", note).await;
+            event(&ctx.events, svc, EventType::Warning, "SyncLoadBalancerFailed", note).await;
             // Fixing the annotation is a change, and a change reconciles again.
             return Ok(Action::await_change());
         }
@@ -213,7 +213,7 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
         let what: Vec<String> = steps.iter().map(Step::describe).collect();
         tracing::info!(service = %key(svc), steps = ?what, "ensuring load balancer");
         event(
-            &ctx.recorder,
+            &ctx.events,
             svc,
             EventType::Normal,
             "EnsuringLoadBalancer",
@@ -247,7 +247,7 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     }
     if changed || new_ingress {
         let note = format!("Ensured load balancer {} at {ip}", lb.id);
-        event(&ctx.recorder, svc, EventType::Normal, "EnsuredLoadBalancer", note).await;
+        event(&ctx.events, svc, EventType::Normal, "EnsuredLoadBalancer", note).await;
     }
     Ok(Action::await_change())
 }
@@ -330,7 +330,7 @@ async fn cleanup(svc: &Service, ctx: &Ctx) -> Result<(), Error> {
         return Ok(());
     }
     let deletes_nlb = steps.contains(&Step::Delete);
-    event(&ctx.recorder, svc, EventType::Normal, "DeletingLoadBalancer", format!("Deleting load balancer {}", lb.id))
+    event(&ctx.events, svc, EventType::Normal, "DeletingLoadBalancer", format!("Deleting load balancer {}", lb.id))
         .await;
     if let Err(e) = apply(ctx, Some(lb.id), steps).await {
         ctx.warn(svc, "SyncLoadBalancerFailed", format!("Error deleting load balancer {}: {e}", lb.id)).await;
@@ -341,7 +341,7 @@ async fn cleanup(svc: &Service, ctx: &Ctx) -> Result<(), Error> {
     } else {
         format!("Deleted this Service's ports from load balancer {} (it is external or serves others)", lb.id)
     };
-    event(&ctx.recorder, svc, EventType::Normal, "DeletedLoadBalancer", note).await;
+    event(&ctx.events, svc, EventType::Normal, "DeletedLoadBalancer", note).await;
     Ok(())
 }
 
@@ -351,7 +351,7 @@ fn error_policy(svc: Arc<Service>, e: &Error, _ctx: Arc<Ctx>) -> Action {
 }
 
 /// Runs the Service controller until the future is dropped.
-pub async fn run(client: kube::Client, cloud: Arc<Cloud>, recorder: Recorder, metrics: Metrics, config: Config) {
+pub async fn run(client: kube::Client, cloud: Arc<Cloud>, events: Arc<Publisher>, metrics: Metrics, config: Config) {
     let (nodes, writer) = reflector::store();
     let node_api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
     let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL))
@@ -361,7 +361,7 @@ pub async fn run(client: kube::Client, cloud: Arc<Cloud>, recorder: Recorder, me
     let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
     let (store, changes) =
         queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone(), slim::service);
-    let ctx = Arc::new(Ctx { client, cloud, recorder, metrics, nlbs: Fresh::default(), nodes, config, queue });
+    let ctx = Arc::new(Ctx { client, cloud, events, metrics, nlbs: Fresh::default(), nodes, config, queue });
     let drift = {
         let ctx = ctx.clone();
         futures::stream::unfold(ctx, move |ctx| async move {
