@@ -5,11 +5,10 @@
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, NodeSystemInfo, Service};
-use kube::core::PartialObjectMeta;
 
 use crate::heal;
 use crate::lb::controller::FINALIZER;
-use crate::node_init::{self, NODEPOOL_ID_LABEL};
+use crate::node_init;
 use kube::ResourceExt as _;
 
 /// Keeps what the node controllers read: name, uid, resourceVersion, timestamps,
@@ -68,15 +67,6 @@ pub fn csr(c: &mut CertificateSigningRequest) -> bool {
         status.certificate = None;
     }
     true
-}
-
-/// Keeps what load balancing reads of a Node: its nodepool label.
-pub fn node_labels(n: &mut PartialObjectMeta<Node>) {
-    n.metadata.managed_fields = None;
-    n.metadata.annotations = None;
-    if let Some(labels) = n.metadata.labels.as_mut() {
-        labels.retain(|k, _| k == NODEPOOL_ID_LABEL);
-    }
 }
 
 /// Drops what no controller reads of a Service (managed fields, kubectl's copy
@@ -183,18 +173,5 @@ mod tests {
         // Was a LoadBalancer: its NLB must still be cleaned up.
         assert!(service(&mut svc("ClusterIP", json!([FINALIZER]))));
         assert!(!service(&mut svc("ClusterIP", json!([]))));
-    }
-
-    #[test]
-    fn load_balancing_keeps_only_the_nodepool_label() {
-        let mut n: PartialObjectMeta<Node> = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": "n", "labels": {NODEPOOL_ID_LABEL: "p", "kubernetes.io/hostname": "n"},
-                "annotations": {"a": "b"}}
-        }))
-        .unwrap();
-        node_labels(&mut n);
-        assert_eq!(n.metadata.labels, Some([(NODEPOOL_ID_LABEL.to_owned(), "p".to_owned())].into()));
-        assert_eq!(n.metadata.annotations, None);
     }
 }

@@ -18,7 +18,6 @@ use kube::ResourceExt as _;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use orchestrator::model::{LoadBalancer, Protocol};
 use serde_json::json;
@@ -26,6 +25,7 @@ use uuid::Uuid;
 
 use super::annotations::{self, LbConfig, PREFIX};
 use super::desired::{self, Options, ServiceFacts};
+use super::node_pools::NodePools;
 use super::owner::{self, Found};
 use super::plan::{self, Step};
 use super::pool;
@@ -60,7 +60,7 @@ struct Ctx {
     events: Arc<Publisher>,
     metrics: Metrics,
     nlbs: Fresh<HashMap<Uuid, LoadBalancer>>,
-    nodes: Store<PartialObjectMeta<Node>>,
+    nodes: NodePools,
     config: Config,
     queue: Pending,
 }
@@ -189,9 +189,8 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     };
     ctx.cloud.ensure_fresh(ctx.config.drift_period).await?;
     let cloud = ctx.cloud.snapshot();
-    let nodes = ctx.nodes.state();
-    let node_nodepools = nodes.iter().filter_map(|n| n.labels().get(NODEPOOL_ID_LABEL)).map(String::as_str);
-    let pool = match pool::resolve(cfg, &cloud, ctx.cloud.cluster(), node_nodepools) {
+    let node_nodepools = ctx.nodes.nodepools();
+    let pool = match pool::resolve(cfg, &cloud, ctx.cloud.cluster(), node_nodepools.iter().map(String::as_str)) {
         Ok(pool) => pool,
         Err(why) => {
             ctx.warn(svc, "SyncLoadBalancerFailed", format!("{why}; the load balancer is left as it is")).await;
@@ -352,12 +351,10 @@ fn error_policy(svc: Arc<Service>, e: &Error, _ctx: Arc<Ctx>) -> Action {
 
 /// Runs the Service controller until the future is dropped.
 pub async fn run(client: kube::Client, cloud: Arc<Cloud>, events: Arc<Publisher>, metrics: Metrics, config: Config) {
-    let (nodes, writer) = reflector::store();
+    let nodes = NodePools::default();
     let node_api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
-    let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL))
-        .default_backoff()
-        .modify(slim::node_labels);
-    tokio::spawn(reflector::reflector(writer, node_labels).for_each(|_| async {}));
+    let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL)).default_backoff();
+    tokio::spawn(nodes.clone().follow(node_labels));
     let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
     let (store, changes) =
         queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone(), slim::service);

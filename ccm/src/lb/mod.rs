@@ -5,6 +5,7 @@
 pub mod annotations;
 pub mod controller;
 pub mod desired;
+pub mod node_pools;
 pub mod owner;
 pub mod plan;
 pub mod pool;
