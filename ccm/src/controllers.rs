@@ -16,6 +16,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, 
 use crate::queue::{self, Pending};
 use serde_json::json;
 
+use crate::cached_node::CachedNode;
 use crate::cloud::Cloud;
 use crate::events::{EventType, Publisher};
 use crate::{csr, heal, node_init, node_lifecycle, slim};
@@ -173,9 +174,9 @@ impl Error {
 }
 
 /// Initializes new Nodes and keeps initialized ones current.
-async fn reconcile_node(node: Arc<Node>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+async fn reconcile_node(node: Arc<CachedNode>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     ctx.node_queue.started(node.as_ref());
-    measured(&ctx.metrics, "node", node_step(&node, &ctx)).await
+    measured(&ctx.metrics, "node", node_step(&node.to_node(), &ctx)).await
 }
 
 async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
@@ -416,10 +417,10 @@ fn error_policy<K>(_obj: Arc<K>, e: &Error, _ctx: Arc<Ctx>) -> Action {
 /// Runs the node controller until the future is dropped.
 pub async fn run_nodes(ctx: Arc<Ctx>, workers: u16) {
     let (store, changes) = queue::watched(
-        Api::<Node>::all(ctx.client.clone()),
+        Api::<CachedNode>::all(ctx.client.clone()),
         watcher::Config::default(),
         ctx.node_queue.clone(),
-        slim::node,
+        CachedNode::prune,
     );
     Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(workers))

@@ -2,6 +2,7 @@
 //! pure decision over typed inputs (`decide` functions, testable without a
 //! network) and a thin shell that observes and acts.
 
+pub mod cached_node;
 pub mod cloud;
 pub mod controllers;
 pub mod csr;

@@ -1,54 +1,13 @@
-//! What the caches keep of watched objects: only the fields the controllers
-//! read. A Node carries kilobytes sks-ccm never looks at (images, managed
-//! fields, capacity, heartbeats), and the watch caches hold every Node and CSR
-//! of the cluster, so pruning on arrival is most of sks-ccm's memory.
+//! What the CSR and Service caches keep of watched objects: only the fields
+//! the controllers read, and only objects that may still need work, since the
+//! caches would otherwise hold every CSR and Service of the cluster. Nodes
+//! have a type of their own ([`crate::cached_node`]).
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::{Node, NodeSpec, NodeStatus, NodeSystemInfo, Service};
+use k8s_openapi::api::core::v1::Service;
 
-use crate::heal;
 use crate::lb::controller::FINALIZER;
-use crate::node_init;
 use kube::ResourceExt as _;
-
-/// Keeps what the node controllers read: name, uid, resourceVersion, timestamps,
-/// the labels sks-ccm may write (kubelet's `kubernetes.io` ones it never
-/// does), the auto-heal annotation, providerID, taints, addresses, the Ready
-/// condition (without its heartbeat and message) and the system UUID. Every
-/// Node stays: initialized ones are re-checked periodically.
-pub fn node(n: &mut Node) -> bool {
-    let meta = &mut n.metadata;
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.retain(|k, _| k == heal::REBOOTED_AT);
-    }
-    if let Some(labels) = meta.labels.as_mut() {
-        labels.retain(|k, _| node_init::written_label(k));
-    }
-    if let Some(spec) = n.spec.take() {
-        n.spec = Some(NodeSpec {
-            provider_id: spec.provider_id,
-            taints: spec.taints,
-            unschedulable: spec.unschedulable,
-            ..Default::default()
-        });
-    }
-    if let Some(status) = n.status.take() {
-        let conditions = status.conditions.map(|cs| {
-            cs.into_iter()
-                .filter(|c| c.type_ == "Ready")
-                .map(|mut c| {
-                    c.last_heartbeat_time = None;
-                    c.message = None;
-                    c
-                })
-                .collect()
-        });
-        let node_info = status.node_info.map(|i| NodeSystemInfo { system_uuid: i.system_uuid, ..Default::default() });
-        n.status = Some(NodeStatus { addresses: status.addresses, conditions, node_info, ..Default::default() });
-    }
-    true
-}
 
 /// Keeps what CSR approval reads of an undecided kubelet-serving CSR; a
 /// decided one, or one for another signer, needs nothing and is forgotten.
@@ -90,46 +49,6 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn a_node_keeps_what_the_controllers_read_and_nothing_else() {
-        let mut n: Node = serde_json::from_value(json!({
-            "metadata": {"name": "n1", "uid": "u1", "resourceVersion": "7", "creationTimestamp": "2026-11-21T00:00:00Z",
-                "labels": {"a": "b", "kubernetes.io/hostname": "n1", "topology.kubernetes.io/zone": "z"},
-                "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z", "node.alpha.kubernetes.io/ttl": "0"},
-                "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
-            "spec": {"providerID": "exoscale://x", "podCIDR": "10.0.0.0/24",
-                "taints": [{"key": "k", "effect": "NoSchedule"}]},
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
-                "capacity": {"cpu": "2"}, "images": [{"names": ["busybox"], "sizeBytes": 1}],
-                "conditions": [
-                    {"type": "MemoryPressure", "status": "False"},
-                    {"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "m",
-                     "lastHeartbeatTime": "2026-11-21T00:00:09Z", "lastTransitionTime": "2026-11-21T00:00:01Z"}],
-                "nodeInfo": {"systemUUID": "abc", "bootID": "b", "kernelVersion": "6", "osImage": "o",
-                    "architecture": "amd64", "containerRuntimeVersion": "c", "kubeProxyVersion": "v",
-                    "kubeletVersion": "v", "machineID": "m", "operatingSystem": "linux"}}
-        }))
-        .unwrap();
-        assert!(node(&mut n));
-        assert_eq!(
-            serde_json::to_value(&n).unwrap(),
-            json!({
-                "apiVersion": "v1", "kind": "Node",
-                "metadata": {"name": "n1", "uid": "u1", "resourceVersion": "7", "creationTimestamp": "2026-11-21T00:00:00Z",
-                    "labels": {"a": "b", "topology.kubernetes.io/zone": "z"}, "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z"}},
-                "spec": {"providerID": "exoscale://x", "taints": [{"key": "k", "effect": "NoSchedule"}]},
-                "status": {
-                    "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],
-                    "conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady",
-                        "lastTransitionTime": "2026-11-21T00:00:01Z"}],
-                    "nodeInfo": {"systemUUID": "abc", "bootID": "", "kernelVersion": "", "osImage": "",
-                        "architecture": "", "containerRuntimeVersion": "", "kubeProxyVersion": "",
-                        "kubeletVersion": "", "machineID": "", "operatingSystem": ""}}
-            })
-        );
-    }
 
     fn csr_with(signer: &str, conditions: serde_json::Value) -> CertificateSigningRequest {
         serde_json::from_value(json!({
