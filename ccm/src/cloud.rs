@@ -14,8 +14,9 @@ use crate::fresh::Fresh;
 /// One view of the cluster's instances.
 #[derive(Debug, Default, Clone)]
 pub struct Snapshot {
-    /// Instances of this cluster's nodepools, by id.
-    pub instances: HashMap<Uuid, Instance>,
+    /// Instances of this cluster's nodepools, by id (boxed: the table keeps
+    /// spare slots, and an inline Instance is 440 bytes).
+    pub instances: HashMap<Uuid, Box<Instance>>,
     /// Ids by lower-case name.
     pub by_name: HashMap<String, Uuid>,
     /// Nodepools by the id of their instance pool.
@@ -32,7 +33,12 @@ impl Snapshot {
 
     /// An instance by name, case-insensitively.
     pub fn by_name(&self, name: &str) -> Option<&Instance> {
-        self.by_name.get(&name.to_lowercase()).and_then(|id| self.instances.get(id))
+        self.by_name.get(&name.to_lowercase()).and_then(|id| self.by_id(id))
+    }
+
+    /// An instance by id.
+    pub fn by_id(&self, id: &Uuid) -> Option<&Instance> {
+        self.instances.get(id).map(|i| &**i)
     }
 }
 
@@ -84,10 +90,10 @@ impl Cloud {
         let instances = self.client.list_instances(&filter).await?;
         let nodepools: HashMap<Uuid, SksNodepool> =
             cluster.nodepools.into_iter().filter_map(|np| np.instance_pool.map(|p| (p.id, np))).collect();
-        let mine: HashMap<Uuid, Instance> = instances
+        let mine: HashMap<Uuid, Box<Instance>> = instances
             .into_iter()
             .filter(|i| i.manager.as_ref().is_some_and(|m| nodepools.contains_key(&m.id)))
-            .map(|i| (i.id, i))
+            .map(|i| (i.id, Box::new(i)))
             .collect();
         let by_name = mine.values().map(|i| (i.name.to_lowercase(), i.id)).collect();
         Ok(Snapshot { instances: mine, by_name, nodepools, cluster_name: cluster.spec.name.unwrap_or_default() })

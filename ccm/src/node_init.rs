@@ -36,10 +36,10 @@ pub fn instance_for<'s>(node: &Node, cloud: &'s Snapshot) -> Option<&'s Instance
     let provider =
         node.spec.as_ref().and_then(|s| s.provider_id.as_deref()).and_then(|p| p.strip_prefix(PROVIDER_PREFIX));
     if let Some(id) = provider {
-        return Uuid::parse_str(id).ok().and_then(|id| cloud.instances.get(&id));
+        return Uuid::parse_str(id).ok().and_then(|id| cloud.by_id(&id));
     }
     let uuid = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.system_uuid.as_str());
-    if let Some(found) = uuid.and_then(|u| Uuid::parse_str(u).ok()).and_then(|id| cloud.instances.get(&id)) {
+    if let Some(found) = uuid.and_then(|u| Uuid::parse_str(u).ok()).and_then(|id| cloud.by_id(&id)) {
         return Some(found);
     }
     cloud.by_name(node.metadata.name.as_deref().unwrap_or(""))
