@@ -24,6 +24,16 @@ use orchestrator::model::InstanceState;
 
 /// How old the cloud snapshot may be when a lookup misses.
 const MISS_REFRESH: Duration = Duration::from_millis(500);
+
+/// How old a snapshot may be to judge an object created at `created`: one
+/// taken before the object existed may predate its instance too (a kubelet
+/// registers seconds after its instance is created, or sooner in tests), so a
+/// miss is only final against a snapshot younger than the object. Creation
+/// times are whole seconds, so the object may be up to a second younger.
+fn miss_refresh(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Duration {
+    let age = created.map(|t| jiff::Timestamp::now().duration_since(t.0) - jiff::SignedDuration::from_secs(1));
+    age.and_then(|a| Duration::try_from(a).ok()).unwrap_or(Duration::ZERO).min(MISS_REFRESH)
+}
 /// How soon a CSR whose instance is still starting is looked at again.
 const CSR_WAIT: Duration = Duration::from_secs(1);
 /// How soon a reconcile that lost a write race (409) runs again.
@@ -184,7 +194,7 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let mut snapshot = ctx.cloud.snapshot();
     if node_init::instance_for(node, &snapshot).is_none() {
-        ctx.cloud.ensure_fresh(MISS_REFRESH).await?;
+        ctx.cloud.ensure_fresh(miss_refresh(node.metadata.creation_timestamp.as_ref())).await?;
         snapshot = ctx.cloud.snapshot();
     }
     let found = node_init::instance_for(node, &snapshot).cloned();
@@ -367,7 +377,7 @@ async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Er
     // A cached instance that is missing or not running may only be stale (the
     // kubelet asks once its instance runs), so look again before deciding.
     if ctx.cloud.snapshot().by_name(&node).is_none_or(|i| i.state != InstanceState::Running) {
-        ctx.cloud.ensure_fresh(MISS_REFRESH).await?;
+        ctx.cloud.ensure_fresh(miss_refresh(c.metadata.creation_timestamp.as_ref())).await?;
     }
     let snapshot = ctx.cloud.snapshot();
     let decision = csr::decide(&facts, |name| snapshot.by_name(name).cloned());

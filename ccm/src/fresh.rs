@@ -61,17 +61,26 @@ impl<T> Fresh<T> {
         }
     }
 
-    /// Reloads with `load` unless a value younger than `max_age` exists.
+    /// Whether the value comes from a load that started at or after `since`.
+    fn loaded_since(&self, since: Option<Instant>) -> bool {
+        self.lock().at.is_some_and(|at| since.is_none_or(|s| at >= s))
+    }
+
+    /// Reloads with `load` unless the value is at most `max_age` old as of this
+    /// call. A caller that queued behind a load which started before its call
+    /// (and `max_age` ago) gets the next one: a load in flight may predate
+    /// what the caller has seen, so it cannot answer for it.
     pub async fn ensure_fresh<E, F, Fut>(&self, max_age: Duration, load: F) -> Result<(), E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
-        if self.age().is_some_and(|a| a <= max_age) {
+        let since = Instant::now().checked_sub(max_age);
+        if self.loaded_since(since) {
             return Ok(());
         }
         let _one = self.loading.lock().await;
-        if self.age().is_some_and(|a| a <= max_age) {
+        if self.loaded_since(since) {
             return Ok(());
         }
         let started = Instant::now();
@@ -130,6 +139,46 @@ mod tests {
         fresh.invalidate();
         fresh.ensure_fresh(Duration::from_secs(60), || async { Ok::<_, ()>(7) }).await.unwrap();
         assert_eq!(*fresh.get(), 7);
+    }
+
+    #[tokio::test]
+    async fn callers_that_arrive_during_a_load_share_the_next_one() {
+        let fresh: Arc<Fresh<u32>> = Arc::new(Fresh::default());
+        let loads = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (release, held) = tokio::sync::oneshot::channel::<()>();
+        let held = Arc::new(tokio::sync::Mutex::new(Some(held)));
+        let caller = || {
+            let (fresh, loads, held) = (fresh.clone(), loads.clone(), held.clone());
+            tokio::spawn(async move {
+                fresh
+                    .ensure_fresh(Duration::ZERO, || async move {
+                        if let Some(held) = held.lock().await.take() {
+                            held.await.unwrap();
+                        }
+                        Ok::<_, ()>(loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+                    })
+                    .await
+            })
+        };
+        let first = caller();
+        while fresh.lock().replay.is_none() {
+            tokio::task::yield_now().await;
+        }
+        // Both arrive while the first load runs, which may predate what they saw:
+        // neither takes it, and they share one more load instead of one each.
+        let others = [caller(), caller()];
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        first.await.unwrap().unwrap();
+        for other in others {
+            other.await.unwrap().unwrap();
+        }
+        assert_eq!((loads.load(std::sync::atomic::Ordering::SeqCst), *fresh.get()), (2, 2));
+        // A caller content with a minute-old value takes what is there.
+        fresh.ensure_fresh(Duration::from_secs(60), || async { Ok::<_, ()>(99) }).await.unwrap();
+        assert_eq!(*fresh.get(), 2);
     }
 
     #[tokio::test]
