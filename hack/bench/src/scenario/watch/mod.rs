@@ -85,7 +85,12 @@ impl Params {
 /// Runs the scenario.
 pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let p = Params::of(args);
-    let stack = Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval]).await?;
+    // Every watch is the bench's one user; sks-apiserver's per-user limit (250
+    // by default) is for many users behind kube-apiserver, so it is lifted here.
+    let limit = (p.watches + 10).to_string();
+    let stack =
+        Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval, "--max-watches-per-user", &limit])
+            .await?;
     let mem_loaded = stack.api_proc.memory()?;
     let (status, list) = stack.get_json(NODEPOOLS).await?;
     if status != 200 {
