@@ -455,4 +455,12 @@ async fn orchestrator_faults_never_duplicate_load_balancers() {
     }
     assert_eq!(owners.len(), 8, "one NLB per Service: {owners:?}");
     assert!(owners.values().all(|n| *n == 1), "no duplicates: {owners:?}");
+
+    // Every NLB delete is carried out but its answer is lost (and so is every
+    // retry's): the Service still goes, with its NLB and only its NLB.
+    s.zone.set_faults_after(1.0, 502, Some(&["delete-load-balancer"]), true).await;
+    k.ok(&["delete", "svc", "lost-0", "--wait=true", "--timeout=60s"]);
+    s.zone.set_faults(0.0, 503, None).await;
+    let left = s.client.list_load_balancers().await.unwrap();
+    assert_eq!(left.len(), 7, "the deleted Service's NLB is gone, the others stay");
 }

@@ -251,6 +251,13 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     Ok(Action::await_change())
 }
 
+/// Whether `step` failed only because what it removes is gone already: a
+/// delete whose first answer was lost (applied, then a 5xx) is retried and
+/// finds nothing, which is the outcome it wanted.
+fn already_done(step: &Step, e: &orchestrator::Error) -> bool {
+    matches!(step, Step::Delete | Step::DeleteService(_)) && e.is_not_found()
+}
+
 /// Applies `steps` to NLB `id` (none: the first step creates it), then reads
 /// the NLB back into the cache: the cache never holds a guess. An outcome that
 /// cannot be read back (a failed create) makes the next lookup list again, so
@@ -275,7 +282,7 @@ async fn apply(ctx: &Ctx, id: Option<Uuid>, steps: Vec<Step>) -> Result<Option<L
             (Step::AddService(spec), Some(id)) => client.add_service_to_load_balancer(id, spec).await.map(drop),
             (Step::Delete, Some(id)) => client.delete_load_balancer(id).await.map(drop),
         };
-        if let Err(e) = done {
+        if let Err(e) = done.or_else(|e| if already_done(&step, &e) { Ok(()) } else { Err(e) }) {
             result = Err(e);
             break;
         }
@@ -376,4 +383,20 @@ pub async fn run(client: kube::Client, cloud: Arc<Cloud>, events: Arc<Publisher>
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_deletion_that_finds_nothing_counts_as_done() {
+        let gone = || orchestrator::Error::NotFound { operation: "delete-load-balancer", message: "gone".into() };
+        let down =
+            orchestrator::Error::Unavailable { operation: "delete-load-balancer", status: 503, message: String::new() };
+        assert!(already_done(&Step::Delete, &gone()));
+        assert!(already_done(&Step::DeleteService(Uuid::nil()), &gone()));
+        assert!(!already_done(&Step::Delete, &down));
+        assert!(!already_done(&Step::ResetDescription, &gone()));
+    }
 }
