@@ -41,3 +41,22 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = tokio::signal::ctrl_c() => {}, _ = term => {} }
     tracing::info!("shutting down");
 }
+
+/// The next connection on `listener`, with `TCP_NODELAY` set (replies are
+/// written whole, so Nagle's algorithm only adds delayed-ACK waits). Accept
+/// errors (out of file descriptors and the like) are logged and retried after
+/// a pause instead of spinning.
+pub async fn accept(listener: &tokio::net::TcpListener) -> (tokio::net::TcpStream, std::net::SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, remote)) => {
+                let _ = tcp.set_nodelay(true);
+                return (tcp, remote);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

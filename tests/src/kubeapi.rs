@@ -64,6 +64,18 @@ pub struct KubeOptions {
     pub zone_cluster: Option<(String, String)>,
 }
 
+impl KubeOptions {
+    /// The API of zone cluster `cluster`, whose Nodes are the zone's kubelets
+    /// (authorized as kube-apiserver authorizes kubelets).
+    pub fn for_kubelets_of(zone: &crate::zone::Zone, cluster: impl ToString) -> Self {
+        KubeOptions {
+            zone_cluster: Some((zone.endpoint(), cluster.to_string())),
+            policy: Some(policy(node_policy_rules())),
+            ..Default::default()
+        }
+    }
+}
+
 /// A running Kubernetes API; its processes are killed on drop.
 pub struct KubeApi {
     children: Vec<Child>,

@@ -95,6 +95,11 @@ impl Zone {
         crate::terminate_child(&mut self.child)
     }
 
+    /// Restarts the zone with its simulated kubelets registering in `kube`.
+    pub fn attach_kubelets(&mut self, kube: &crate::kubeapi::KubeApi) {
+        self.restart_with(&["--kubeconfig".to_owned(), kube.kubeconfig.display().to_string()]);
+    }
+
     /// Starts the zone again on the same address and state with `extra` arguments
     /// added for good (e.g. `--kubeconfig`, known only once the cluster exists).
     pub fn restart_with(&mut self, extra: &[String]) {

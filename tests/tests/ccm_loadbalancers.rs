@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sks_e2e::apiserver::Kubectl;
 use sks_e2e::backend::{self, Backend};
 use sks_e2e::ccm::Ccm;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+use sks_e2e::kubeapi::{KubeApi, KubeOptions};
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
@@ -40,13 +40,8 @@ impl Stack {
         let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
         let client = zone.client().await;
         let cluster = client.list_sks_clusters().await.unwrap().remove(0);
-        let kube = KubeApi::start(KubeOptions {
-            zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
-            policy: Some(policy(node_policy_rules())),
-            ..Default::default()
-        })
-        .await;
-        zone.restart_with(&["--kubeconfig".to_owned(), kube.kubeconfig.display().to_string()]);
+        let kube = KubeApi::start(KubeOptions { ..KubeOptions::for_kubelets_of(&zone, cluster.id) }).await;
+        zone.attach_kubelets(&kube);
         let ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), ccm_args);
         let pool = cluster.nodepools[0].instance_pool.unwrap().id;
         let mut instances = Vec::new();

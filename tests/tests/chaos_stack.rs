@@ -55,7 +55,7 @@ use kube::runtime::watcher::{self, Event};
 use orchestrator::model::{Instance, InstanceFilter, InstanceState, OperationState};
 use serde_json::{Value, json};
 use sks_e2e::ccm::Ccm;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+use sks_e2e::kubeapi::{KubeApi, KubeOptions};
 use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
@@ -156,13 +156,8 @@ impl Stack {
         })
         .await;
         let cluster = observer.list_sks_clusters().await.unwrap().remove(0);
-        let kube = KubeApi::start(KubeOptions {
-            zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
-            policy: Some(policy(node_policy_rules())),
-            ..Default::default()
-        })
-        .await;
-        zone.restart_with(&["--kubeconfig".to_owned(), kube.kubeconfig.display().to_string()]);
+        let kube = KubeApi::start(KubeOptions { ..KubeOptions::for_kubelets_of(&zone, cluster.id) }).await;
+        zone.attach_kubelets(&kube);
         let np = &cluster.nodepools[0];
         let cloud = Arc::new(Cloud { observer, pool: np.instance_pool.unwrap().id });
         Stack { zone, kube, cloud, cluster: cluster.id, nodepool: np.id }
@@ -281,6 +276,15 @@ fn decisions(csr: &CertificateSigningRequest) -> Vec<(String, String)> {
         .filter(|c| matches!(c.type_.as_str(), "Approved" | "Denied"))
         .map(|c| (c.type_.clone(), c.message.clone().unwrap_or_default()))
         .collect()
+}
+
+/// Starts every guarantee watcher: Node deletions, CSR decisions, NLBs.
+fn watch_guarantees(cloud: &Arc<Cloud>, client: &kube::Client, record: &Shared) -> [tokio::task::JoinHandle<()>; 3] {
+    [
+        tokio::spawn(watch_node_deletions(cloud.clone(), client.clone(), record.clone())),
+        tokio::spawn(watch_csr_decisions(cloud.clone(), client.clone(), record.clone())),
+        tokio::spawn(watch_nlbs(cloud.clone(), record.clone())),
+    ]
 }
 
 /// Watches kubelet serving CSRs: each is decided at most once, and a denial
@@ -548,11 +552,7 @@ async fn run(chaos: Chaos, faults: Value) {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     // Watched from the start, so a wrong decision at any time counts.
     let record: Shared = Arc::default();
-    let watchers = [
-        tokio::spawn(watch_node_deletions(stack.cloud.clone(), client.clone(), record.clone())),
-        tokio::spawn(watch_csr_decisions(stack.cloud.clone(), client.clone(), record.clone())),
-        tokio::spawn(watch_nlbs(stack.cloud.clone(), record.clone())),
-    ];
+    let watchers = watch_guarantees(&stack.cloud, &client, &record);
     let mut replicas = Replicas {
         ccms: vec![stack.start_ccm()],
         requests: Default::default(),
@@ -845,11 +845,7 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     // Watched from the start, so a wrong decision at any time counts.
     let record: Shared = Arc::default();
-    let watchers = [
-        tokio::spawn(watch_node_deletions(stack.cloud.clone(), client.clone(), record.clone())),
-        tokio::spawn(watch_csr_decisions(stack.cloud.clone(), client.clone(), record.clone())),
-        tokio::spawn(watch_nlbs(stack.cloud.clone(), record.clone())),
-    ];
+    let watchers = watch_guarantees(&stack.cloud, &client, &record);
     let mut ccm = stack.start_ccm();
     let init = || nodes_converged(&stack, &client, 3);
     converge_watched(&record, "3 initialized nodes", Duration::from_secs(120), init).await;

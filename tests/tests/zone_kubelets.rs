@@ -13,7 +13,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use orchestrator::model::{Authority, Instance};
-use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+use sks_e2e::kubeapi::{KubeApi, KubeOptions};
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 
@@ -83,13 +83,9 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
     let cluster = client.list_sks_clusters().await.unwrap().into_iter().next().expect("the seeded cluster");
     let nodepool = cluster.nodepools.first().cloned().expect("the seeded nodepool");
     let pool_id = nodepool.instance_pool.expect("nodepool instance pool").id;
-    let mut standin = KubeApi::start(KubeOptions {
-        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
-        policy: Some(policy(node_policy_rules())),
-        node_grace_seconds: Some(3),
-        ..Default::default()
-    })
-    .await;
+    let mut standin =
+        KubeApi::start(KubeOptions { node_grace_seconds: Some(3), ..KubeOptions::for_kubelets_of(&zone, cluster.id) })
+            .await;
     let extra = [
         "--kubeconfig".to_owned(),
         standin.kubeconfig.display().to_string(),

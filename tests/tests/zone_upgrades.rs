@@ -464,7 +464,7 @@ async fn the_switches_mark_components_unhealthy_and_fail_an_upgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelets_of_new_instances_report_the_new_version() {
     use k8s_openapi::api::core::v1::Node;
-    use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+    use sks_e2e::kubeapi::{KubeApi, KubeOptions};
 
     let mut zone = Zone::start(ZoneOptions {
         seed: true,
@@ -474,12 +474,7 @@ async fn kubelets_of_new_instances_report_the_new_version() {
     let c = zone.client().await;
     let cluster = c.list_sks_clusters().await.unwrap().remove(0);
     let np = cluster.nodepools[0].clone();
-    let standin = KubeApi::start(KubeOptions {
-        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
-        policy: Some(policy(node_policy_rules())),
-        ..Default::default()
-    })
-    .await;
+    let standin = KubeApi::start(KubeOptions { ..KubeOptions::for_kubelets_of(&zone, cluster.id) }).await;
     zone.restart_with(&[
         "--kubeconfig".to_owned(),
         standin.kubeconfig.display().to_string(),

@@ -117,20 +117,11 @@ pub async fn serve_with(
     tokio::pin!(shutdown);
     loop {
         let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = sks_process::accept(&listener) => accepted,
             _ = &mut shutdown => return Ok(()),
         };
         let (acceptor, api) = (acceptor.clone(), api.clone());
         tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
             let tls = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

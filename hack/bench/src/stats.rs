@@ -44,6 +44,20 @@ pub fn summarize_us(samples: &mut [u64]) -> Summary {
     }
 }
 
+impl Summary {
+    /// A table row: `name`, count, p50, p90, p99 and max in milliseconds.
+    pub fn row(&self, name: &str) -> Vec<String> {
+        vec![
+            name.to_owned(),
+            self.count.to_string(),
+            fmt_ms(self.p50_ms),
+            fmt_ms(self.p90_ms),
+            fmt_ms(self.p99_ms),
+            fmt_ms(self.max_ms),
+        ]
+    }
+}
+
 /// Formats milliseconds for a table: three significant-ish digits.
 pub fn fmt_ms(ms: f64) -> String {
     if ms >= 100.0 {

@@ -24,7 +24,7 @@ use orchestrator::model::{CreateSksNodepool, InstanceFilter, InstanceType, Ref, 
 use serde::Serialize;
 use serde_json::json;
 use sks_e2e::ccm::Ccm;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+use sks_e2e::kubeapi::{KubeApi, KubeOptions};
 use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
@@ -34,7 +34,7 @@ use super::{Common, Target, targets_json, targets_table};
 use crate::procfs::{CpuMeter, Memory, Proc};
 use crate::report::{Report, Table};
 use crate::stack::{metric_total, parse_orchestrator_calls};
-use crate::stats::{Summary, fmt_ms, summarize_us};
+use crate::stats::{Summary, summarize_us};
 
 /// How the burst is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -151,15 +151,13 @@ impl System {
         let types = client.list_instance_types().await?;
         let medium = types.into_iter().find(|t| t.name() == "standard.medium").context("standard.medium")?;
         let kube = KubeApi::start(KubeOptions {
-            zone_cluster: Some((zone.endpoint(), cluster.to_string())),
-            policy: Some(policy(node_policy_rules())),
             // Nodes registered directly renew no Lease: keep them Ready for the whole run.
             node_grace_seconds: (p.via == Via::Direct).then_some(86_400),
-            ..Default::default()
+            ..KubeOptions::for_kubelets_of(&zone, cluster)
         })
         .await;
         if p.via == Via::Kubelets {
-            zone.restart_with(&["--kubeconfig".to_owned(), kube.kubeconfig.display().to_string()]);
+            zone.attach_kubelets(&kube);
         }
         let ccm_args: Vec<&str> = p.ccm_args.iter().map(String::as_str).collect();
         let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), &ccm_args);
@@ -724,20 +722,10 @@ fn report(
         &format!("Burst: {} Nodes + {} kubelet-serving CSRs registered at once (via {:?})", b.nodes, b.nodes, p.via),
         &["per node", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"],
     );
-    let row = |name: &str, s: &Summary| {
-        vec![
-            name.to_owned(),
-            s.count.to_string(),
-            fmt_ms(s.p50_ms),
-            fmt_ms(s.p90_ms),
-            fmt_ms(s.p99_ms),
-            fmt_ms(s.max_ms),
-        ]
-    };
-    delays.row(row("Node registered -> initialized", &b.node_initialized));
-    delays.row(row("CSR created -> Approved", &b.csr_approved));
-    delays.row(row("Node registered -> both done", &b.node_initialized_and_csr_approved));
-    delays.row(row("CSR created -> certificate issued", &b.csr_issued));
+    delays.row(b.node_initialized.row("Node registered -> initialized"));
+    delays.row(b.csr_approved.row("CSR created -> Approved"));
+    delays.row(b.node_initialized_and_csr_approved.row("Node registered -> both done"));
+    delays.row(b.csr_issued.row("CSR created -> certificate issued"));
 
     let w = &b.window;
     let mut facts = Table::new("Burst", &["what", "value"]);

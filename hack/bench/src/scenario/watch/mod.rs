@@ -20,7 +20,7 @@ use super::{Common, Target, targets_json, targets_table};
 use crate::procfs::{self, CpuMeter, Proc};
 use crate::report::{Report, Table};
 use crate::stack::{NODEPOOLS, SEED_NODEPOOL, Stack, metric_total, nodepool_name};
-use crate::stats::{Summary, fmt_ms};
+use crate::stats::fmt_ms;
 
 /// Longest a watch stays open (asked of the server; the scenario ends well before).
 const WATCH_TIMEOUT_S: u64 = 900;
@@ -229,21 +229,11 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         ),
         &["delay to each watch", "deliveries", "p50 ms", "p90 ms", "p99 ms", "max ms"],
     );
-    let row = |name: &str, s: &Summary| {
-        vec![
-            name.to_owned(),
-            s.count.to_string(),
-            fmt_ms(s.p50_ms),
-            fmt_ms(s.p90_ms),
-            fmt_ms(s.p99_ms),
-            fmt_ms(s.max_ms),
-        ]
-    };
-    watch_table.row(row("from PATCH sent (upper bound)", &d.from_sent));
-    watch_table.row(row("from first watch to get it (fan-out)", &d.from_first));
-    watch_table.row(row("from PATCH response (0 if before)", &d.from_response));
-    watch_table.row(row("first to last watch, per change", &d.spread));
-    watch_table.row(row("PATCH round trip, per change", &d.patch));
+    watch_table.row(d.from_sent.row("from PATCH sent (upper bound)"));
+    watch_table.row(d.from_first.row("from first watch to get it (fan-out)"));
+    watch_table.row(d.from_response.row("from PATCH response (0 if before)"));
+    watch_table.row(d.spread.row("first to last watch, per change"));
+    watch_table.row(d.patch.row("PATCH round trip, per change"));
     let mut facts = Table::new("Watch fan-out", &["what", "value"]);
     for (what, value) in [
         ("watches open (client / server gauge)", format!("{open} / {server_watches}")),
