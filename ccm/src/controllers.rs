@@ -346,11 +346,7 @@ async fn auto_heal(
 }
 
 fn facts(c: &CertificateSigningRequest) -> csr::CsrFacts {
-    let decided = c
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|x| matches!(x.type_.as_str(), "Approved" | "Denied" | "Failed")));
+    let decided = slim::decided(c);
     let request_pem = String::from_utf8(c.spec.request.0.clone()).unwrap_or_default();
     csr::CsrFacts {
         signer: c.spec.signer_name.clone(),

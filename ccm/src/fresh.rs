@@ -47,7 +47,8 @@ impl<T> Fresh<T> {
     }
 
     /// How old the value is; `None` if it must be loaded.
-    pub fn age(&self) -> Option<Duration> {
+    #[cfg(test)]
+    fn age(&self) -> Option<Duration> {
         self.lock().at.map(|t| t.elapsed())
     }
 

@@ -9,15 +9,18 @@ use k8s_openapi::api::core::v1::Service;
 use crate::lb::controller::FINALIZER;
 use kube::ResourceExt as _;
 
+/// Whether a CSR has an Approved, Denied or Failed condition.
+pub fn decided(c: &CertificateSigningRequest) -> bool {
+    c.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|x| matches!(x.type_.as_str(), "Approved" | "Denied" | "Failed")))
+}
+
 /// Keeps what CSR approval reads of an undecided kubelet-serving CSR; a
 /// decided one, or one for another signer, needs nothing and is forgotten.
 pub fn csr(c: &mut CertificateSigningRequest) -> bool {
-    let decided = c
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|x| matches!(x.type_.as_str(), "Approved" | "Denied" | "Failed")));
-    if decided || c.spec.signer_name != crate::csr::KUBELET_SERVING {
+    if decided(c) || c.spec.signer_name != crate::csr::KUBELET_SERVING {
         return false;
     }
     c.metadata.managed_fields = None;
