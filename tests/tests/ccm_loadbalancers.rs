@@ -459,3 +459,178 @@ async fn orchestrator_faults_never_duplicate_load_balancers() {
     let left = s.client.list_load_balancers().await.unwrap();
     assert_eq!(left.len(), 7, "the deleted Service's NLB is gone, the others stay");
 }
+
+/// sks-ccm's orchestrator calls of `operation` so far, whatever their answer.
+async fn ccm_calls(ccm: &Ccm, operation: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", ccm.url)).await.unwrap().text().await.unwrap();
+    let prefix = format!("orchestrator_requests_total{{operation=\"{operation}\"");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// sks-ccm's finished service reconciles so far.
+async fn service_reconciles(ccm: &Ccm) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", ccm.url)).await.unwrap().text().await.unwrap();
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("ccm_reconciles_total{controller=\"service\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn labelled_for(lbs: &[LoadBalancer], uid: &str) -> Vec<Uuid> {
+    lbs.iter()
+        .filter(|lb| lb.spec.labels.as_ref().and_then(|l| l.get("k8s-service-uid")).map(String::as_str) == Some(uid))
+        .map(|lb| lb.id)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_nlbs_stale_ids_and_default_health_checks() {
+    let s = Stack::start(&["--lb-drift-period-seconds", "2"]).await;
+    let k = s.kubectl();
+    let api = s.services().await;
+    let service = |name: &str, ann: Value, spec: Value| {
+        let mut spec = spec;
+        spec["type"] = json!("LoadBalancer");
+        spec["selector"] = json!({"app": name});
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "annotations": ann}, "spec": spec})
+    };
+
+    // externalTrafficPolicy Local: HTTP /healthz on the healthCheckNodePort; a UDP port gets a UDP NLB service.
+    apply(
+        &k,
+        service(
+            "owner",
+            json!({}),
+            json!({"externalTrafficPolicy": "Local", "ports": [{"name": "web", "port": 80, "targetPort": 80}]}),
+        ),
+    );
+    apply(&k, service("dns", json!({}), json!({"ports": [{"port": 53, "targetPort": 53, "protocol": "UDP"}]})));
+    let (owner_nlb, _) = provisioned(&api, "owner").await;
+    let owner = api.get("owner").await.unwrap();
+    let health_port = owner.spec.as_ref().unwrap().health_check_node_port.expect("a healthCheckNodePort");
+    let lb = s.nlb(owner_nlb).await.unwrap();
+    let hc = lb.services[0].spec.healthcheck.clone().unwrap();
+    assert_eq!(
+        (hc.mode, hc.port, hc.uri.as_deref()),
+        (Some(HealthcheckMode::Http), Some(health_port.into()), Some("/healthz")),
+        "externalTrafficPolicy Local is checked on the healthCheckNodePort"
+    );
+    let (dns_nlb, _) = provisioned(&api, "dns").await;
+    let dns = s.nlb(dns_nlb).await.unwrap();
+    let [udp] = dns.services.as_slice() else { panic!("{:?}", dns.services) };
+    assert_eq!((udp.spec.protocol.clone(), udp.spec.port), (Some(Protocol::Udp), Some(53)));
+    for reason in ["EnsuringLoadBalancer", "EnsuredLoadBalancer"] {
+        let notes = events_of(s.kube.client().await, "owner", reason).await;
+        assert!(notes.iter().any(|n| n.contains("load balancer")), "a {reason} event: {notes:?}");
+    }
+
+    // Another Service shares the owner's NLB on another port: neither removes the
+    // other's NLB service, drift check after drift check.
+    apply(
+        &k,
+        service(
+            "sharer",
+            json!({format!("{PREFIX}id"): owner_nlb.to_string(), format!("{PREFIX}external"): "true"}),
+            json!({"ports": [{"port": 8443, "targetPort": 8443}]}),
+        ),
+    );
+    let (shared, _) = provisioned(&api, "sharer").await;
+    assert_eq!(shared, owner_nlb);
+    let ports = |lb: &LoadBalancer| lb.services.iter().map(|x| x.spec.port.unwrap()).collect::<BTreeSet<_>>();
+    assert_eq!(ports(&s.nlb(owner_nlb).await.unwrap()), BTreeSet::from([80, 8443]));
+    let writes = ["delete-load-balancer-service", "update-load-balancer-service", "add-service-to-load-balancer"];
+    let mut before = Vec::new();
+    for op in writes {
+        before.push(ccm_calls(&s.ccm, op).await);
+    }
+    let reconciles = service_reconciles(&s.ccm).await;
+    wait_for("three drift checks of every Service", Duration::from_secs(30), || async {
+        (service_reconciles(&s.ccm).await >= reconciles + 9).then_some(())
+    })
+    .await;
+    for (op, n) in writes.iter().zip(before) {
+        assert_eq!(ccm_calls(&s.ccm, op).await, n, "{op} at steady state: the owner and the sharer must not flap");
+    }
+    assert_eq!(ports(&s.nlb(owner_nlb).await.unwrap()), BTreeSet::from([80, 8443]));
+
+    // A third Service asking for the owner's port on the shared NLB: refused with an event, nothing taken.
+    let owner_service = s.nlb(owner_nlb).await.unwrap().services.into_iter().find(|x| x.spec.port == Some(80));
+    apply(
+        &k,
+        service(
+            "clash",
+            json!({format!("{PREFIX}id"): owner_nlb.to_string(), format!("{PREFIX}external"): "true"}),
+            json!({"ports": [{"port": 80, "targetPort": 80}]}),
+        ),
+    );
+    let note = wait_for("the port clash event", Duration::from_secs(20), || async {
+        events_of(s.kube.client().await, "clash", "SyncLoadBalancerFailed").await.into_iter().next()
+    })
+    .await;
+    assert!(note.contains("port 80") && note.contains("another Service"), "{note}");
+    let now = s.nlb(owner_nlb).await.unwrap().services.into_iter().find(|x| x.spec.port == Some(80));
+    assert_eq!(
+        now.map(|x| (x.id, x.spec)),
+        owner_service.map(|x| (x.id, x.spec)),
+        "the owner's NLB service is untouched"
+    );
+    k.ok(&["delete", "svc", "clash", "sharer", "--wait=true", "--timeout=30s"]);
+    assert_eq!(ports(&s.nlb(owner_nlb).await.unwrap()), BTreeSet::from([80]), "the sharer's port left with it");
+
+    // The id annotation names an NLB deleted out of band while another labelled for
+    // the Service exists (a recreate whose id was never written): that one is used,
+    // and none is duplicated or left behind.
+    let uid = owner.metadata.uid.clone().unwrap();
+    let labels = s.nlb(owner_nlb).await.unwrap().spec.labels;
+    let body = CreateLoadBalancer { name: Some(format!("k8s-{uid}")), description: None, labels };
+    let replacement = s.client.create_load_balancer(&body).await.unwrap().reference_id().unwrap();
+    s.client.delete_load_balancer(owner_nlb).await.unwrap();
+    let (adopted, _) = wait_for("the labelled NLB to be used", Duration::from_secs(30), || async {
+        let (id, ip) = provisioned(&api, "owner").await;
+        (id != owner_nlb).then_some((id, ip))
+    })
+    .await;
+    assert_eq!(adopted, replacement, "the NLB labelled for the Service, not a new one");
+    wait_for("the port on the adopted NLB", Duration::from_secs(20), || async {
+        (ports(&s.nlb(replacement).await?) == BTreeSet::from([80])).then_some(())
+    })
+    .await;
+    assert_eq!(labelled_for(&s.client.list_load_balancers().await.unwrap(), &uid), vec![replacement]);
+    k.ok(&["delete", "svc", "owner", "dns", "--wait=true", "--timeout=30s"]);
+    let left = s.client.list_load_balancers().await.unwrap();
+    assert!(left.is_empty(), "no NLB left behind: {left:?}");
+    let notes = events_of(s.kube.client().await, "owner", "DeletingLoadBalancer").await;
+    assert!(!notes.is_empty(), "a DeletingLoadBalancer event");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_service_controller_leaves_load_balancers_alone() {
+    let s = Stack::start(&["--controllers=*,-service"]).await;
+    let k = s.kubectl();
+    let api = s.services().await;
+    apply(
+        &k,
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 80}]}}),
+    );
+    // A Node that joins after the Service was made, initialized by the same sks-ccm:
+    // had the Service controller run, it would have handled the Service by then.
+    let np = s.client.get_sks_cluster(s.cluster).await.unwrap().nodepools.remove(0);
+    s.client.scale_sks_nodepool(s.cluster, np.id, 4).await.unwrap();
+    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    wait_for("a 4th initialized Node", Duration::from_secs(60), || async {
+        let list = nodes.list(&Default::default()).await.ok()?;
+        let done = list.items.iter().filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()).is_some());
+        (done.count() == 4).then_some(())
+    })
+    .await;
+    let svc = api.get("web").await.unwrap();
+    assert_eq!((ingress_ip(&svc), svc.metadata.finalizers), (None, None));
+    assert!(s.client.list_load_balancers().await.unwrap().is_empty(), "no NLB is made");
+    assert_eq!(ccm_calls(&s.ccm, "list-load-balancers").await, 0, "not even listed");
+}

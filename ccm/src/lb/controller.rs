@@ -158,7 +158,16 @@ async fn locate(ctx: &Ctx, cfg: &LbConfig, uid: &str) -> Result<Found, Error> {
                     Err(why) => Found::Refused(why),
                 })
             }
-            Err(e) if e.is_not_found() => Ok(Found::Missing(Some(id))),
+            // The annotated NLB is gone, but one made for this Service may exist
+            // (recreated, and the new id not written before a crash): use it, so
+            // it is neither duplicated nor leaked by a cleanup.
+            Err(e) if e.is_not_found() => Ok(match owner::owned(&known, cluster, uid) {
+                Some(lb) if !cfg.external => {
+                    tracing::info!(nlb = %lb.id, gone = %id, "the id annotation names a deleted NLB; using the one labelled for this Service");
+                    Found::Nlb(Box::new(lb.clone()))
+                }
+                _ => Found::Missing(Some(id)),
+            }),
             Err(e) => Err(e.into()),
         },
         found => Ok(found),
@@ -190,7 +199,9 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     ctx.cloud.ensure_fresh(ctx.config.drift_period).await?;
     let cloud = ctx.cloud.snapshot();
     let node_nodepools = ctx.nodes.nodepools();
-    let pool = match pool::resolve(cfg, &cloud, ctx.cloud.cluster(), node_nodepools.iter().map(String::as_str)) {
+    let current = live.as_ref().and_then(|lb| plan::current_pool(lb, cfg.external, &facts.uid));
+    let pool = match pool::resolve(cfg, &cloud, ctx.cloud.cluster(), node_nodepools.iter().map(String::as_str), current)
+    {
         Ok(pool) => pool,
         Err(why) => {
             ctx.warn(svc, "SyncLoadBalancerFailed", format!("{why}; the load balancer is left as it is")).await;
@@ -204,6 +215,12 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
             return Ok(Action::await_change());
         }
     };
+    let conflicts = plan::port_conflicts(&want, live.as_ref(), &facts.uid);
+    if !conflicts.is_empty() {
+        let note = format!("{}; the load balancer is left as it is", conflicts.join("; "));
+        ctx.warn(svc, "SyncLoadBalancerFailed", note).await;
+        return Ok(Action::await_change());
+    }
     let steps = plan::converge(&want, live.as_ref(), cfg.external, &facts.uid);
     let changed = !steps.is_empty();
     let lb = if !changed {

@@ -67,13 +67,16 @@ pub fn find(known: &HashMap<Uuid, LoadBalancer>, cfg: &LbConfig, cluster: Uuid, 
             }
         };
     }
-    // Several would only come from an earlier failure; the oldest is the one annotated first.
-    let mut mine: Vec<&LoadBalancer> = known.values().filter(|lb| owned_by(lb, cluster, uid)).collect();
-    mine.sort_by_key(|lb| (lb.created_at, lb.id));
-    match mine.first() {
-        Some(lb) => Found::Nlb(Box::new((*lb).clone())),
+    match owned(known, cluster, uid) {
+        Some(lb) => Found::Nlb(Box::new(lb.clone())),
         None => Found::Missing(None),
     }
+}
+
+/// The NLB among `known` that carries Service `uid`'s ownership labels. Several
+/// would only come from an earlier failure; the oldest is the one annotated first.
+pub fn owned<'a>(known: &'a HashMap<Uuid, LoadBalancer>, cluster: Uuid, uid: &str) -> Option<&'a LoadBalancer> {
+    known.values().filter(|lb| owned_by(lb, cluster, uid)).min_by_key(|lb| (lb.created_at, lb.id))
 }
 
 /// Whether the NLB named by the `id` annotation may be used by Service `uid`.

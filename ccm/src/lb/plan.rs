@@ -70,9 +70,50 @@ pub fn made_for(svc: &LoadBalancerService, uid: &str) -> bool {
     svc.spec.name.as_deref().is_some_and(|n| n.starts_with(&format!("{uid}-")))
 }
 
+/// Whether an NLB service was made for another Service: its name starts with
+/// another Service's UID. Such a service (on an NLB shared through `external`)
+/// is never changed, deleted or taken over.
+pub fn made_for_another(svc: &LoadBalancerService, uid: &str) -> bool {
+    let name = svc.spec.name.as_deref().unwrap_or_default();
+    let prefix = name.get(..36).filter(|_| name[36..].starts_with('-'));
+    prefix.is_some_and(|p| p != uid && Uuid::parse_str(p).is_ok())
+}
+
+/// The instance pool this Service's NLB services on `live` target, when they
+/// agree on one.
+pub fn current_pool(live: &LoadBalancer, external: bool, uid: &str) -> Option<Uuid> {
+    let mut pools = live
+        .services
+        .iter()
+        .filter(|s| made_for(s, uid) || (!external && !made_for_another(s, uid)))
+        .filter_map(|s| s.spec.instance_pool.as_ref().map(|p| p.id));
+    let first = pools.next()?;
+    pools.all(|p| p == first).then_some(first)
+}
+
+/// The ports of `want` that `live` serves for another Service already: why
+/// each cannot be ours. Adding ours next to theirs would fail or steal them.
+pub fn port_conflicts(want: &Desired, live: Option<&LoadBalancer>, uid: &str) -> Vec<String> {
+    let Some(live) = live else { return Vec::new() };
+    want.services
+        .iter()
+        .filter_map(|spec| {
+            let theirs = live.services.iter().find(|s| made_for_another(s, uid) && key(&s.spec) == key(spec))?;
+            Some(format!(
+                "port {}/{:?} of NLB {} is served by NLB service {} of another Service",
+                spec.port.unwrap_or_default(),
+                spec.protocol.clone().unwrap_or(Protocol::Tcp),
+                live.id,
+                theirs.spec.name.as_deref().unwrap_or_default()
+            ))
+        })
+        .collect()
+}
+
 /// The writes that make `live` (absent: not created yet) match `want`. On an
 /// external NLB the NLB itself is never changed, and only NLB services of this
-/// Service's ports (or made for it earlier) are touched.
+/// Service's ports (or made for it earlier) are touched; on any NLB, services
+/// made for another Service are left alone.
 pub fn converge(want: &Desired, live: Option<&LoadBalancer>, external: bool, uid: &str) -> Vec<Step> {
     let Some(live) = live else {
         let mut steps = vec![Step::Create(want.nlb.clone())];
@@ -104,14 +145,15 @@ pub fn converge(want: &Desired, live: Option<&LoadBalancer>, external: bool, uid
     }
     let wanted: Vec<Option<Key>> = want.services.iter().map(key).collect();
     let (mut deletes, mut updates, mut adds) = (Vec::new(), Vec::new(), Vec::new());
-    for svc in &live.services {
+    let candidates: Vec<&LoadBalancerService> = live.services.iter().filter(|s| !made_for_another(s, uid)).collect();
+    for svc in &candidates {
         let ours = !external || made_for(svc, uid) || wanted.contains(&key(&svc.spec));
         if ours && !wanted.contains(&key(&svc.spec)) {
             deletes.push(Step::DeleteService(svc.id));
         }
     }
     for spec in &want.services {
-        match live.services.iter().find(|s| key(&s.spec) == key(spec)) {
+        match candidates.iter().find(|s| key(&s.spec) == key(spec)) {
             None => adds.push(Step::AddService(spec.clone())),
             Some(svc) if svc.spec.instance_pool != spec.instance_pool => {
                 deletes.push(Step::DeleteService(svc.id));
@@ -137,7 +179,9 @@ pub fn converge(want: &Desired, live: Option<&LoadBalancer>, external: bool, uid
 /// The writes that remove a Service's NLB: its NLB services, then the NLB if it
 /// is owned (not external) and nothing else is left on it.
 pub fn teardown(live: &LoadBalancer, ports: &[(i64, Protocol)], external: bool, uid: &str) -> Vec<Step> {
-    let ours = |s: &LoadBalancerService| made_for(s, uid) || key(&s.spec).is_some_and(|k| ports.contains(&k));
+    let ours = |s: &LoadBalancerService| {
+        made_for(s, uid) || (!made_for_another(s, uid) && key(&s.spec).is_some_and(|k| ports.contains(&k)))
+    };
     let mut steps: Vec<Step> = live.services.iter().filter(|s| ours(s)).map(|s| Step::DeleteService(s.id)).collect();
     if !external && live.services.iter().all(ours) {
         steps.push(Step::Delete);
@@ -276,6 +320,44 @@ mod tests {
             teardown(&shared, &[(80, Protocol::Tcp)], false, "u1"),
             vec![Step::DeleteService(live.services[0].id)]
         );
+    }
+
+    #[test]
+    fn services_of_another_service_sharing_the_nlb_are_never_touched() {
+        let (pool, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let d = want(&[80], pool);
+        let mut live = live_of(&d);
+        let mut theirs = spec(443, pool);
+        theirs.name = Some(format!("{other}-443"));
+        live.services.push(LoadBalancerService {
+            id: Uuid::new_v4(),
+            state: None,
+            healthcheck_status: None,
+            spec: theirs,
+        });
+        assert_eq!(converge(&d, Some(&live), false, "u1"), vec![], "the owner keeps the sharer's service");
+        assert_eq!(
+            teardown(&live, &[(80, Protocol::Tcp)], false, "u1"),
+            vec![Step::DeleteService(live.services[0].id)]
+        );
+        assert!(port_conflicts(&d, Some(&live), "u1").is_empty());
+        let mut elsewhere = live.clone();
+        elsewhere.services[1].spec.instance_pool = Some(Ref::from(Uuid::new_v4()));
+        assert_eq!(current_pool(&elsewhere, false, "u1"), Some(pool), "the other Service's pool does not count");
+        // A sharer asking for the port the other Service serves: reported, never taken over.
+        let clash = want(&[443], pool);
+        let why = port_conflicts(&clash, Some(&live), "u1");
+        assert!(why.len() == 1 && why[0].contains(&format!("{other}-443")), "{why:?}");
+        let steps = converge(&clash, Some(&live), true, "u1");
+        assert!(
+            steps.iter().all(
+                |s| !matches!(s, Step::UpdateService(id, _) | Step::DeleteService(id) if *id == live.services[1].id)
+            ),
+            "{steps:?}"
+        );
+        let ours =
+            LoadBalancerService { id: Uuid::new_v4(), state: None, healthcheck_status: None, spec: spec(80, pool) };
+        assert!(!made_for_another(&ours, "u1"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Which instance pool a Service's NLB targets: the `service-instancepool-id`
 //! annotation, else the nodepool named by `service-sks-nodepool-name`, else the
 //! one nodepool the cluster's Nodes belong to. Several candidates are an error
-//! that says how to choose, never a guess.
+//! that says how to choose, never a guess, unless the NLB already targets one of
+//! them: a nodepool added later must not strand the Services that inferred theirs.
 
 use std::collections::BTreeSet;
 
@@ -11,12 +12,14 @@ use super::annotations::{LbConfig, PREFIX};
 use crate::cloud::Snapshot;
 use crate::node_init::NODEPOOL_ID_LABEL;
 
-/// The target instance pool, or why there is none.
+/// The target instance pool, or why there is none. `current` is the pool the
+/// Service's NLB services target now, if they agree on one.
 pub fn resolve<'n>(
     cfg: &LbConfig,
     cloud: &Snapshot,
     cluster: Uuid,
     node_nodepools: impl Iterator<Item = &'n str>,
+    current: Option<Uuid>,
 ) -> Result<Uuid, String> {
     if let Some(pool) = cfg.instance_pool {
         return Ok(pool);
@@ -51,6 +54,12 @@ pub fn resolve<'n>(
         .filter(|(_, np)| ids.contains(np.id.to_string().as_str()))
         .map(|(pool, np)| (*pool, np.spec.name.clone().unwrap_or_else(|| np.id.to_string())))
         .collect();
+    if let Some(kept) = current.filter(|c| cloud.nodepools.contains_key(c))
+        && candidates.len() != 1
+        && (candidates.is_empty() || candidates.iter().any(|(pool, _)| *pool == kept))
+    {
+        return Ok(kept);
+    }
     match candidates.as_slice() {
         [(pool, _)] => Ok(*pool),
         [] => Err(format!(
@@ -104,11 +113,11 @@ mod tests {
         let c = cloud(&[a.clone(), b.clone()]);
         let explicit = Uuid::new_v4();
         let pool_cfg = cfg(&[("service-instancepool-id", &explicit.to_string())]);
-        assert_eq!(resolve(&pool_cfg, &c, Uuid::nil(), std::iter::empty()), Ok(explicit));
+        assert_eq!(resolve(&pool_cfg, &c, Uuid::nil(), std::iter::empty(), Some(a.0)), Ok(explicit));
         let named = cfg(&[("service-sks-nodepool-name", "GPU"), ("sks-cluster-name", "demo")]);
-        assert_eq!(resolve(&named, &c, Uuid::nil(), std::iter::empty()), Ok(b.0));
+        assert_eq!(resolve(&named, &c, Uuid::nil(), std::iter::empty(), Some(a.0)), Ok(b.0));
         let a_id = a.1.id.to_string();
-        assert_eq!(resolve(&cfg(&[]), &c, Uuid::nil(), [a_id.as_str(), a_id.as_str()].into_iter()), Ok(a.0));
+        assert_eq!(resolve(&cfg(&[]), &c, Uuid::nil(), [a_id.as_str(), a_id.as_str()].into_iter(), None), Ok(a.0));
     }
 
     #[test]
@@ -116,14 +125,26 @@ mod tests {
         let (a, b) = (nodepool("workers"), nodepool("gpu"));
         let c = cloud(&[a.clone(), b.clone()]);
         let ids = [a.1.id.to_string(), b.1.id.to_string()];
-        let e = resolve(&cfg(&[]), &c, Uuid::nil(), ids.iter().map(String::as_str)).unwrap_err();
+        let e = resolve(&cfg(&[]), &c, Uuid::nil(), ids.iter().map(String::as_str), None).unwrap_err();
         assert!(e.contains("2 nodepools (gpu, workers)") && e.contains("service-sks-nodepool-name"), "{e}");
-        let e = resolve(&cfg(&[]), &c, Uuid::nil(), std::iter::empty()).unwrap_err();
+        let e = resolve(&cfg(&[]), &c, Uuid::nil(), std::iter::empty(), None).unwrap_err();
         assert!(e.contains("no Node carries"), "{e}");
         let named = cfg(&[("service-sks-nodepool-name", "cpu"), ("sks-cluster-name", "demo")]);
-        let e = resolve(&named, &c, Uuid::nil(), std::iter::empty()).unwrap_err();
+        let e = resolve(&named, &c, Uuid::nil(), std::iter::empty(), None).unwrap_err();
         assert!(e.contains("has value \"cpu\"") && e.contains("known: gpu, workers"), "{e}");
         let other = cfg(&[("service-sks-nodepool-name", "gpu"), ("sks-cluster-name", "prod")]);
-        assert!(resolve(&other, &c, Uuid::nil(), std::iter::empty()).unwrap_err().contains("\"prod\""));
+        assert!(resolve(&other, &c, Uuid::nil(), std::iter::empty(), None).unwrap_err().contains("\"prod\""));
+    }
+
+    #[test]
+    fn an_nlb_keeps_its_inferred_pool_when_another_nodepool_appears() {
+        let (a, b) = (nodepool("workers"), nodepool("gpu"));
+        let c = cloud(&[a.clone(), b.clone()]);
+        let ids = [a.1.id.to_string(), b.1.id.to_string()];
+        assert_eq!(resolve(&cfg(&[]), &c, Uuid::nil(), ids.iter().map(String::as_str), Some(b.0)), Ok(b.0));
+        assert_eq!(resolve(&cfg(&[]), &c, Uuid::nil(), std::iter::empty(), Some(b.0)), Ok(b.0), "no Nodes for a while");
+        let elsewhere = Uuid::new_v4();
+        let e = resolve(&cfg(&[]), &c, Uuid::nil(), ids.iter().map(String::as_str), Some(elsewhere)).unwrap_err();
+        assert!(e.contains("2 nodepools"), "a pool that is no candidate is not kept: {e}");
     }
 }
