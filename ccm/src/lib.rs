@@ -10,7 +10,6 @@ pub mod events;
 pub mod fresh;
 pub mod heal;
 pub mod lb;
-pub mod leader;
 pub mod node_init;
 pub mod node_lifecycle;
 pub mod queue;

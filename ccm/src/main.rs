@@ -11,7 +11,7 @@ use clap::Parser;
 use sks_ccm::cloud::Cloud;
 use sks_ccm::controllers::{Ctx, Metrics, run_csrs, run_nodes};
 use sks_ccm::events::Publisher;
-use sks_ccm::leader;
+use sks_lease as leader;
 use uuid::Uuid;
 
 /// The controllers this binary runs.

@@ -1,6 +1,10 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, as client-go's
 //! leaderelection does: acquire when free or expired, renew every retry
 //! period, and stop acting the moment a renewal deadline passes.
+//!
+//! Shared by sks-ccm (only the leader runs controllers) and sks-apiserver
+//! (only the leader follows and rolls upgrades). Its calls on the Lease: get,
+//! create when missing, update to renew or take it.
 
 use std::time::{Duration, Instant};
 
