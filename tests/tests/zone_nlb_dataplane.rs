@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use exo_openapi::Spec;
@@ -79,22 +79,33 @@ impl Drop for Echo {
     }
 }
 
-/// An HTTP server answering `GET /healthz` with a status that can change (other paths: 404).
+/// What [`HttpHealth`] does with a request when told to answer this: nothing.
+const STALL: u16 = 0;
+
+/// An HTTP server answering `GET /healthz` with a status that can change (other
+/// paths: 404), or never answering (`STALL`).
 struct HttpHealth {
     status: Arc<AtomicU16>,
+    /// Requests read and left unanswered.
+    stalled: Arc<AtomicUsize>,
+    /// Unanswered requests whose client gave up and closed the connection.
+    abandoned: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
 impl HttpHealth {
     async fn start(addr: SocketAddr, status: u16) -> HttpHealth {
         let status = Arc::new(AtomicU16::new(status));
+        let (stalled, abandoned) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let listener =
             wait_for(&format!("binding {addr}"), PATIENCE, || async move { TcpListener::bind(addr).await.ok() }).await;
         let answer = status.clone();
+        let (stalls, abandons) = (stalled.clone(), abandoned.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((conn, _)) = listener.accept().await else { continue };
                 let answer = answer.clone();
+                let (stalls, abandons) = (stalls.clone(), abandons.clone());
                 tokio::spawn(async move {
                     let mut reader = BufReader::new(conn);
                     let mut request_line = String::new();
@@ -108,12 +119,20 @@ impl HttpHealth {
                     }
                     let code =
                         if request_line.starts_with("GET /healthz ") { answer.load(Ordering::SeqCst) } else { 404 };
+                    if code == STALL {
+                        stalls.fetch_add(1, Ordering::SeqCst);
+                        // Holds the connection until the client closes it.
+                        let mut rest = Vec::new();
+                        let _ = reader.read_to_end(&mut rest).await;
+                        abandons.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
                     let reply = format!("HTTP/1.1 {code} Whatever\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                     let _ = reader.get_mut().write_all(reply.as_bytes()).await;
                 });
             }
         });
-        HttpHealth { status, task }
+        HttpHealth { status, stalled, abandoned, task }
     }
 
     fn answer(&self, status: u16) {
@@ -480,7 +499,7 @@ async fn http_checks_need_a_2xx_answer_on_the_uri() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_no_healthy_backend_connections_are_closed_without_data() {
+async fn with_no_healthy_backend_connections_are_refused_until_one_returns() {
     let lab = Lab::start(2).await;
     let members = lab.members().await;
     let target = free_port(members[0]);
@@ -488,29 +507,83 @@ async fn with_no_healthy_backend_connections_are_closed_without_data() {
     let port = free_port(lab.ip);
     let svc = lab.add(service("web", lab.pool, port, target, Strategy::RoundRobin)).await;
     lab.wait_health(svc, &all(&members, HealthStatus::Success)).await;
+    wait_reaching(lab.at(port), 4, &["b0", "b1"]).await;
+
+    // A connection made while healthy; stopping a server keeps its open connections.
+    let mut open = BufReader::new(TcpStream::connect(lab.at(port)).await.unwrap());
+    let mut name = String::new();
+    open.read_line(&mut name).await.unwrap();
     for s in &mut servers {
         s.stop();
     }
     lab.wait_health(svc, &all(&members, HealthStatus::Failure)).await;
 
+    // Nothing listens: the connect itself fails, at once.
+    wait_for("the NLB's port to refuse", PATIENCE, || async { refused(lab.at(port)).await.then_some(()) }).await;
     for _ in 0..3 {
-        // The NLB's port accepts, then resets at once: no data, and no waiting for a timeout.
-        let outcome = tokio::time::timeout(Duration::from_secs(2), async {
-            let mut conn = TcpStream::connect(lab.at(port)).await?;
-            let mut buf = [0u8; 16];
-            conn.read(&mut buf).await
-        })
-        .await
-        .expect("the connection ends at once");
+        let outcome = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(lab.at(port)))
+            .await
+            .expect("the connect fails at once");
         match outcome {
-            Ok(0) => {}
-            Ok(n) => panic!("{n} bytes came back with no healthy backend"),
-            Err(e) => assert!(
-                matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::ConnectionRefused),
-                "{e}"
-            ),
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}"),
+            Ok(_) => panic!("a connection was accepted with no healthy backend"),
         }
     }
+    open.get_mut().write_all(b"still there\n").await.unwrap();
+    let mut echoed = String::new();
+    open.read_line(&mut echoed).await.unwrap();
+    assert_eq!(echoed, "still there\n", "the open connection was not cut");
+
+    // One backend back: connects work again and reach it.
+    servers[1].resume().await;
+    lab.wait_health(svc, &[(members[0], HealthStatus::Failure), (members[1], HealthStatus::Success)]).await;
+    wait_reaching(lab.at(port), 4, &["b1"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_without_an_answer_fails_at_its_timeout_after_retries_checks() {
+    let lab = Lab::start(2).await;
+    let members = lab.members().await;
+    let target = free_port(members[0]);
+    let _servers = echoes(&members, target).await;
+    let check_port = free_port(members[0]);
+    let stalling = HttpHealth::start(SocketAddr::from((members[0], check_port)), 200).await;
+    let _healthy = HttpHealth::start(SocketAddr::from((members[1], check_port)), 200).await;
+    let port = free_port(lab.ip);
+    // Interval 5 and timeout 2, the shortest the API allows: 0.5 s and 0.2 s here.
+    let hc = Healthcheck {
+        mode: Some(HealthcheckMode::Http),
+        uri: Some("/healthz".into()),
+        retries: Some(3),
+        ..tcp_check(check_port)
+    };
+    let spec = LoadBalancerServiceSpec {
+        healthcheck: Some(hc),
+        ..service("web", lab.pool, port, target, Strategy::RoundRobin)
+    };
+    let svc = lab.add(spec).await;
+    lab.wait_health(svc, &all(&members, HealthStatus::Success)).await;
+
+    // The server accepts the connection and reads the request, but never answers.
+    let silent_since = std::time::Instant::now();
+    stalling.answer(STALL);
+    lab.wait_health(svc, &[(members[0], HealthStatus::Failure), (members[1], HealthStatus::Success)]).await;
+    let stalled = stalling.stalled.load(Ordering::SeqCst);
+    assert!(stalled >= 3, "failed after {stalled} unanswered checks; retries is 3");
+    // Three checks half a second apart, the last given its 0.2 s: at least a second.
+    let took = silent_since.elapsed();
+    assert!(took >= Duration::from_millis(900), "failed after {took:?}, before three checks could time out");
+    // Each unanswered check was abandoned at its timeout, not left open.
+    wait_for("the checker to close its unanswered checks", PATIENCE, || async {
+        (stalling.abandoned.load(Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
+    let got = hellos(lab.at(port), 4).await;
+    assert!(got.iter().all(|n| n.as_deref() == Some("b1")), "the stalling backend gets nothing: {got:?}");
+
+    stalling.answer(200);
+    lab.wait_health(svc, &all(&members, HealthStatus::Success)).await;
+    wait_reaching(lab.at(port), 4, &["b0", "b1"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

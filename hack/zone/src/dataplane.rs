@@ -1,12 +1,16 @@
 //! The NLB data plane: every running NLB listens on its loopback address, on
 //! each service's port (TCP or UDP), and forwards to the running members of
 //! the service's instance pool at `public IPv4 : target-port`, choosing among
-//! those that pass the service's health check.
+//! those that pass the service's health check. A TCP service with no healthy
+//! backend (or no running member) closes its listener, so connections are
+//! refused, and listens again once a backend is healthy; a UDP service drops
+//! the datagrams that would open a session.
 //!
 //! - `plan`: what should run, derived from the zone's state (pure).
 //! - `supervisor`: the reconcile loop that makes sockets and checks match the plan.
 //! - `listener`: binding a service's socket, retrying while it is taken.
-//! - `tcp`, `udp`: forwarding connections and datagrams.
+//! - `tcp`, `udp`: forwarding connections and datagrams (`tcp` also opens and
+//!   closes its listener as health changes).
 //! - `balance`: round-robin and source-hash (`maglev-hash` shares source-hash).
 //! - `health`, `probe`: the per-backend check loop and one check (tcp, http, https).
 //! - `report`: `healthcheck-status` in API answers.

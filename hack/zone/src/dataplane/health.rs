@@ -5,21 +5,32 @@
 //! traffic only once it answers (its first check runs at once), and the API
 //! reports `failure` rather than a success nobody saw. A healthy backend turns
 //! unhealthy after `retries` consecutive failed checks and healthy again after
-//! one success, as the orchestrator API documents.
+//! one success, as the orchestrator API documents. Every change of a verdict
+//! is announced on the board's [`HealthBoard::changes`], which TCP listeners
+//! follow to close while no backend is healthy.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::plan::{Backend, Check, Route};
 use super::probe::Prober;
 
 /// Which backends of which services passed their checks; cheap to clone (shared).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HealthBoard {
     healthy: Arc<Mutex<HashMap<(Uuid, Uuid), bool>>>,
+    /// A generation bumped after every change of `healthy`.
+    changes: Arc<watch::Sender<u64>>,
+}
+
+impl Default for HealthBoard {
+    fn default() -> Self {
+        HealthBoard { healthy: Arc::default(), changes: Arc::new(watch::Sender::new(0)) }
+    }
 }
 
 impl HealthBoard {
@@ -43,14 +54,33 @@ impl HealthBoard {
             .collect()
     }
 
+    /// Wakes on every change of a verdict made after it last looked, of any
+    /// service: mark the current one seen, then read the board, and no change
+    /// is missed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     /// Records a verdict; returns the previous one (`None`: never checked).
     fn set(&self, service: Uuid, instance: Uuid, healthy: bool) -> Option<bool> {
-        self.map().insert((service, instance), healthy)
+        let before = self.map().insert((service, instance), healthy);
+        if before != Some(healthy) {
+            self.announce();
+        }
+        before
     }
 
     /// Forgets a backend that left the service (or a service that went away).
     pub fn forget(&self, service: Uuid, instance: Uuid) {
-        self.map().remove(&(service, instance));
+        let removed = self.map().remove(&(service, instance));
+        if removed.is_some() {
+            self.announce();
+        }
+    }
+
+    /// Tells the listeners the board changed; called once the map is unlocked.
+    fn announce(&self) {
+        self.changes.send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 }
 
@@ -139,5 +169,25 @@ mod tests {
         assert!(board.is_healthy(svc, inst));
         board.forget(svc, inst);
         assert!(!board.is_healthy(svc, inst));
+    }
+
+    #[test]
+    fn only_a_changed_verdict_is_announced() {
+        let board = HealthBoard::default();
+        let mut changes = board.changes();
+        let (svc, inst) = (Uuid::new_v4(), Uuid::new_v4());
+        board.set(svc, inst, false);
+        assert!(changes.has_changed().unwrap(), "a first verdict");
+        changes.borrow_and_update();
+        board.set(svc, inst, false);
+        assert!(!changes.has_changed().unwrap(), "the same verdict again");
+        board.set(svc, inst, true);
+        assert!(changes.has_changed().unwrap(), "healthy now");
+        changes.borrow_and_update();
+        board.forget(svc, inst);
+        assert!(changes.has_changed().unwrap(), "forgotten");
+        changes.borrow_and_update();
+        board.forget(svc, inst);
+        assert!(!changes.has_changed().unwrap(), "nothing left to forget");
     }
 }

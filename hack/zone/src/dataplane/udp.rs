@@ -6,6 +6,11 @@
 //! datagram is dropped) and ends after `SESSION_IDLE` without traffic either
 //! way; the next datagram then picks again. Sessions belong to their
 //! listener and end with it.
+//!
+//! Unlike a TCP listener, the socket stays bound with no healthy backend: the
+//! open sessions' replies leave through it, and datagrams of those sessions
+//! keep arriving on it, so closing it (which would make the kernel answer ICMP
+//! port unreachable) would cut them. A client sees silence, not a refusal.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
