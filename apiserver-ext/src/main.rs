@@ -100,6 +100,26 @@ struct Args {
     /// Namespace of the metadata ConfigMaps (with --kubeconfig).
     #[arg(long, default_value = "kube-system")]
     metadata_namespace: String,
+    /// Namespace of the Lease electing the one replica that follows upgrades, records
+    /// automatic ones and rolls nodes (with --kubeconfig; default: --metadata-namespace).
+    /// Without --kubeconfig there is one replica and it always leads.
+    #[arg(long)]
+    leader_elect_resource_namespace: Option<String>,
+    /// Name of that Lease.
+    #[arg(long, default_value = "sks-apiserver-upgrades")]
+    leader_elect_resource_name: String,
+    /// This replica's identity in the Lease (default: $HOSTNAME, the pod's name, and a random suffix).
+    #[arg(long)]
+    leader_elect_identity: Option<String>,
+    /// How long the Lease holds without renewal (client-go's default).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader tries to renew before it stops following upgrades.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    leader_elect_renew_deadline: Duration,
+    /// Interval between attempts to take or renew the Lease.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    leader_elect_retry_period: Duration,
     /// How long a rolling upgrade waits for a replacement node to join, be
     /// initialized and become Ready before it stops as Failed.
     #[arg(long, default_value = "10m", value_parser = parse_duration)]
@@ -132,6 +152,41 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     sks_process::init_logging(&args.log).context("--log")?;
     sks_process::run(None, run(args))?
+}
+
+/// `$HOSTNAME` (the pod's name) or the host's name, with a random suffix:
+/// unique even when a restarted pod keeps its name.
+fn default_identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sks-apiserver".into());
+    format!("{host}_{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Whether this replica follows upgrades: the Lease's holder with a cluster, always without one.
+fn elect(args: &Args, kube: Option<kube::Client>) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+    let Some(client) = kube else {
+        return Ok(tokio::sync::watch::channel(true).1);
+    };
+    let cfg = sks_lease::Config {
+        namespace: args.leader_elect_resource_namespace.clone().unwrap_or_else(|| args.metadata_namespace.clone()),
+        name: args.leader_elect_resource_name.clone(),
+        identity: args.leader_elect_identity.clone().unwrap_or_else(default_identity),
+        lease_duration: args.leader_elect_lease_duration,
+        renew_deadline: args.leader_elect_renew_deadline,
+        retry_period: args.leader_elect_retry_period,
+    };
+    anyhow::ensure!(
+        cfg.retry_period < cfg.renew_deadline && cfg.renew_deadline < cfg.lease_duration,
+        "--leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration is required"
+    );
+    tracing::info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, cfg.name), "electing the replica that follows upgrades");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(sks_lease::run(client, cfg, tx));
+    Ok(rx)
 }
 
 fn read(path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
@@ -203,6 +258,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         store_of("upgrades"),
         nodes,
         args.upgrade_replacement_timeout,
+        elect(&args, kube.clone())?,
     ));
     tokio::spawn(upgrades.clone().run(Duration::from_secs(1)));
     let clusters = Arc::new(Clusters::new(client.clone(), args.cluster_id, store_of("clusters"), upgrades.clone()));

@@ -140,6 +140,18 @@ async fn clusters_upgrade_with_kubectl() {
     assert!(wide.contains("apiserver=1.34.2,scheduler=1.34.2,controller-manager=1.34.2"), "{wide}");
     let explain = k.ok(&["explain", "cluster.spec.version"]);
     assert!(explain.contains("starts an Upgrade"), "{explain}");
+    // kubectl wraps descriptions: compare with single spaces.
+    let explain = |field: &str| k.ok(&["explain", field]).split_whitespace().collect::<Vec<_>>().join(" ");
+    let roll = explain("upgrade.spec.rollNodepools");
+    assert!(
+        roll.contains("rollNodepools <boolean>") && roll.contains("evict one, wait until its replacement"),
+        "{roll}"
+    );
+    let expiration = explain("kubeconfigrequest.spec.expirationSeconds");
+    assert!(
+        expiration.contains("expirationSeconds <integer>") && expiration.contains("at most 30 days (2592000)"),
+        "{expiration}"
+    );
 
     // 2. Published versions become available; others are refused with the list.
     for v in ["1.34.3", "1.35.0"] {
@@ -154,7 +166,8 @@ async fn clusters_upgrade_with_kubectl() {
     })
     .await;
     let err = k.fails(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"version":"1.33.6"}}"#]);
-    assert!(err.contains("spec.version") && err.contains("\"1.34.3\", \"1.35.0\""), "{err}");
+    assert!(err.contains("is invalid") && err.contains("spec.version"), "422 Invalid: {err}");
+    assert!(err.contains("\"1.34.3\", \"1.35.0\""), "{err}");
 
     // 3. Patching the version is an Upgrade; a second one meanwhile is a conflict.
     k.ok(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"version":"1.34.3"}}"#]);
@@ -163,12 +176,18 @@ async fn clusters_upgrade_with_kubectl() {
         (upgrade["status"]["from"].as_str(), upgrade["status"]["trigger"].as_str()),
         (Some("1.34.2"), Some("Manual"))
     );
-    let err = k.fails(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"version":"1.35.0"}}"#]);
-    assert!(err.contains("in progress") || err.contains("Conflict") || err.contains("being upgraded"), "{err}");
+    // A refused upgrade leaves the other fields of the same change alone.
+    let both = r#"{"spec":{"version":"1.35.0","description":"not applied"}}"#;
+    let err = k.fails(&["patch", "cluster/demo", "--type=merge", "-p", both]);
+    assert!(err.contains("Error from server (Conflict)"), "409 Conflict: {err}");
+    assert!(err.contains("in progress") || err.contains("being upgraded"), "{err}");
+    let described = s.zone.client().await.get_sks_cluster(s.cluster).await.unwrap().spec.description;
+    assert_ne!(described.as_deref(), Some("not applied"), "the description changed with a refused upgrade");
     let second = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "too-soon"}, "spec": {"version": "1.35.0"}});
     let out = k.with_stdin(&["create", "-f", "-"], &second.to_string());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("in progress"), "{stderr}");
+    assert!(!out.status.success() && stderr.contains("Error from server (Conflict)"), "409 Conflict: {stderr}");
+    assert!(stderr.contains("in progress"), "{stderr}");
     k.ok(&["wait", "--for=condition=Complete", "upgrade/1.34.3", "--timeout=60s"]);
     let c = wait_for("the cluster to report 1.34.3", Duration::from_secs(20), || {
         let k = k.clone();
@@ -284,6 +303,145 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
     assert_eq!((members.len(), old), (3, 2), "one node evicted and replaced, the others left alone");
 }
 
+/// The Upgrades a replica lists.
+fn upgrades(k: &Kubectl) -> Vec<Value> {
+    let out = k.run(&["get", "upgrades", "-o", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+/// name → uid of the Upgrades to `version`.
+fn upgrades_to(k: &Kubectl, version: &str) -> Vec<(String, String)> {
+    upgrades(k)
+        .iter()
+        .filter(|u| u["spec"]["version"] == version)
+        .map(|u| {
+            (u["metadata"]["name"].as_str().unwrap().to_owned(), u["metadata"]["uid"].as_str().unwrap().to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_record_and_roll_each_upgrade_once() {
+    // Replica A behind the aggregator, replica B reached directly; both share the ConfigMap store.
+    let s = Stack::start(&["--upgrade-replacement-timeout", "60s"], 150).await;
+    let kubeconfig = s.kube.kubeconfig.display().to_string();
+    let b =
+        ApiServer::start(&s.zone, &s.cluster.to_string(), &["--refresh-interval", "1s", "--kubeconfig", &kubeconfig]);
+    let (ka, kb) = (s.kubectl(), b.kubectl());
+    wait_for("replica B to be ready", Duration::from_secs(30), || {
+        let kb = kb.clone();
+        async move { kb.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
+    })
+    .await;
+    let lease = wait_for("a holder of the upgrades Lease", Duration::from_secs(30), || {
+        let k = s.kubectl();
+        async move {
+            let out = k.run(&["get", "lease", "-n", "kube-system", "sks-apiserver-upgrades", "-o", "json"]);
+            let l: Value = serde_json::from_slice(&out.stdout).ok()?;
+            l["spec"]["holderIdentity"].as_str().map(str::to_owned)
+        }
+    })
+    .await;
+    assert!(!lease.is_empty());
+
+    // An automatic upgrade is one Upgrade, the same object on both replicas.
+    ka.ok(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"autoUpgrade":true}}"#]);
+    wait_for("autoUpgrade to reach the orchestrator", Duration::from_secs(20), || async {
+        let c = s.zone.client().await.get_sks_cluster(s.cluster).await.ok()?;
+        (c.spec.auto_upgrade == Some(true)).then_some(())
+    })
+    .await;
+    assert_eq!(s.zone.publish_version("1.34.3").await.0, 200);
+    let (on_a, on_b) = wait_for("the automatic Upgrade, complete, on both replicas", Duration::from_secs(60), || {
+        let (ka, kb) = (ka.clone(), kb.clone());
+        async move {
+            let done = |k: &Kubectl| {
+                upgrades(k).iter().any(|u| u["spec"]["version"] == "1.34.3" && u["status"]["phase"] == "Succeeded")
+            };
+            (done(&ka) && done(&kb)).then(|| (upgrades_to(&ka, "1.34.3"), upgrades_to(&kb, "1.34.3")))
+        }
+    })
+    .await;
+    assert_eq!(on_a.len(), 1, "one Upgrade for one automatic upgrade: {on_a:?}");
+    assert_eq!(on_a, on_b, "the same Upgrade (name and uid) on both replicas");
+    let auto = get(&kb, &["get", "upgrade", &on_a[0].0]);
+    assert_eq!(auto["status"]["trigger"], "Auto", "{auto}");
+    let stored = s.kubectl().ok(&[
+        "get",
+        "cm",
+        "-n",
+        "kube-system",
+        "-l",
+        "sks.exoscale.net/metadata-of=upgrades",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(stored.lines().count(), 1, "one stored Upgrade: {stored}");
+
+    // A rolling upgrade created through B is listed by A within seconds, and A refuses another meanwhile.
+    kb.ok(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"autoUpgrade":false}}"#]);
+    assert_eq!(s.zone.publish_version("1.35.0").await.0, 200);
+    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    let client = s.zone.client().await;
+    let np = client.get_sks_cluster(s.cluster).await.unwrap().nodepools.remove(0);
+    let pool = np.instance_pool.unwrap().id;
+    // Sample Ready nodes and every instance id the pool ever had, for the whole roll.
+    let lowest = Arc::new(AtomicUsize::new(usize::MAX));
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let sampler = {
+        let (nodes, lowest, seen, client) = (nodes.clone(), lowest.clone(), seen.clone(), client.clone());
+        tokio::spawn(async move {
+            loop {
+                lowest.fetch_min(ready_nodes(&nodes).await, Ordering::SeqCst);
+                if let Ok(p) = client.get_instance_pool(pool).await {
+                    seen.lock().unwrap().extend(p.instances.iter().map(|i| i.id));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    wait_for("the sampler's first look", Duration::from_secs(10), || async {
+        (seen.lock().unwrap().len() == 3).then_some(())
+    })
+    .await;
+    let roll = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "via-b"}, "spec": {"version": "1.35.0", "rollNodepools": true}});
+    let out = kb.with_stdin(&["create", "-f", "-", "-o", "json"], &roll.to_string());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let listed = wait_for("replica A to list B's Upgrade", Duration::from_secs(5), || {
+        let ka = ka.clone();
+        async move { upgrades(&ka).into_iter().find(|u| u["metadata"]["name"] == "via-b") }
+    })
+    .await;
+    assert_eq!(listed["metadata"]["uid"], created["metadata"]["uid"]);
+    // A version the cluster may move to, before or after the control plane's part: only "busy" refuses it.
+    assert_eq!(s.zone.publish_version("1.35.1").await.0, 200);
+    let other = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "via-a"}, "spec": {"version": "1.35.1"}});
+    let out = ka.with_stdin(&["create", "-f", "-"], &other.to_string());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("Error from server (Conflict)"), "409 Conflict: {stderr}");
+
+    // Only the leader rolls: each old node evicted once, one replacement each, never two nodes down.
+    let done = wait_phase(&ka, "via-b", "Succeeded", Duration::from_secs(150)).await;
+    wait_for("3 Ready nodes after the roll", Duration::from_secs(30), || async {
+        (ready_nodes(&nodes).await == 3).then_some(())
+    })
+    .await;
+    sampler.abort();
+    let progress = &done["status"]["nodepools"][0];
+    assert_eq!((progress["replaced"].as_i64(), progress["total"].as_i64()), (Some(3), Some(3)), "{done}");
+    assert!(progress.get("pendingReplacement").is_none(), "{done}");
+    let ever = seen.lock().unwrap().len();
+    assert_eq!(ever, 6, "3 old instances and exactly 3 replacements, none evicted twice or extra");
+    assert!(lowest.load(Ordering::SeqCst) >= 2, "two nodes down at once: {}", lowest.load(Ordering::SeqCst));
+    let members = client.get_instance_pool(pool).await.unwrap().instances;
+    assert_eq!(members.len(), 3);
+    assert_eq!(upgrades_to(&ka, "1.35.0"), upgrades_to(&kb, "1.35.0"));
+    assert_eq!(upgrades_to(&kb, "1.35.0").len(), 1, "no duplicate of B's Upgrade");
+    drop(b);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
     let mut s = Stack::start(&[], 150).await;
@@ -317,10 +475,8 @@ async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
     // Over 30 days: 422 naming the field.
     let out = alice.with_stdin(&["create", "-f", "-"], &request("long", 31 * 86_400));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("spec.expirationSeconds") && stderr.contains("30 days"),
-        "{stderr}"
-    );
+    assert!(!out.status.success() && stderr.contains("is invalid"), "422 Invalid: {stderr}");
+    assert!(stderr.contains("spec.expirationSeconds") && stderr.contains("30 days"), "{stderr}");
     // Without the right: 403.
     let bob = s.kubectl_as("bob-token");
     let out = bob.with_stdin(&["create", "-f", "-"], &request("mine", 3600));

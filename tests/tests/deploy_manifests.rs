@@ -455,12 +455,16 @@ fn manifests_render_parse_and_hold_their_invariants() {
     assert_eq!(arg(cc, "leader-elect"), Some("true"));
     let (lease_ns, lease) =
         (arg(cc, "leader-elect-resource-namespace").unwrap(), arg(cc, "leader-elect-resource-name").unwrap());
-    let lease_role =
-        m.roles.iter().find(|r| has(&r.rules.as_ref().unwrap()[0].resources, "leases")).expect("a leases Role");
-    assert_eq!(lease_role.metadata.namespace.as_deref(), Some(lease_ns));
-    assert!(
-        lease_role.rules.iter().flatten().any(|r| r.resource_names.as_ref().is_some_and(|n| n == &[lease.to_owned()]))
-    );
+    let ccm_lease = Request {
+        verb: "update".into(),
+        api_group: "coordination.k8s.io".into(),
+        resource: "leases".into(),
+        namespace: lease_ns.into(),
+        name: lease.into(),
+        ..req_template()
+    };
+    let ccm_grants = m.grants(ccm.metadata.namespace.as_deref().unwrap(), "sks-ccm");
+    assert!(ccm_grants.iter().any(|g| allowing(g, &ccm_lease).is_some()), "sks-ccm may renew {lease_ns}/{lease}");
     let bind: std::net::SocketAddr = arg(cc, "bind-address").unwrap().parse().unwrap();
     let live = cc.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("liveness httpGet");
     let ready = cc.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("readiness httpGet");
@@ -548,6 +552,16 @@ fn manifests_render_parse_and_hold_their_invariants() {
     assert!(labels.contains("Role kube-system/extension-apiserver-authentication-reader"), "{labels:?}");
     let node_read = Request { verb: "watch".into(), resource: "nodes".into(), ..req_template() };
     assert!(grants.iter().any(|g| allowing(g, &node_read).is_some()), "sks-apiserver may watch Nodes");
+    // The upgrades Lease, in the metadata namespace unless a flag moves it.
+    let upgrades_lease = Request {
+        verb: "update".into(),
+        api_group: "coordination.k8s.io".into(),
+        resource: "leases".into(),
+        namespace: arg(ac, "leader-elect-resource-namespace").unwrap_or(metadata_ns).into(),
+        name: arg(ac, "leader-elect-resource-name").unwrap_or("sks-apiserver-upgrades").into(),
+        ..req_template()
+    };
+    assert!(grants.iter().any(|g| allowing(g, &upgrades_lease).is_some()), "sks-apiserver may renew its Lease");
 
     // The examples: the Service parses as one and names every annotation sks-ccm knows.
     let example = std::fs::read_to_string(deploy_dir().join("examples/loadbalancer-service.yaml")).unwrap();

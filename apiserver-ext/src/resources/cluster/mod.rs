@@ -173,6 +173,13 @@ impl Clusters {
             preview["spec"] = serde_json::to_value(&spec).unwrap_or_default();
             return Ok(preview);
         }
+        // The upgrade first: it is the part that can still be refused (409 while
+        // another runs, on the current stored upgrades), and a refusal must leave
+        // the other fields as they were.
+        if new_version {
+            let upgrade = UpgradeSpec { version: spec.version.clone(), roll_nodepools: false };
+            self.upgrades.request(ctx, None, Default::default(), upgrade, "spec.version").await?;
+        }
         let old_labels = cluster.spec.labels.clone().unwrap_or_default();
         let change = UpdateSksCluster {
             auto_upgrade: (spec.auto_upgrade != was.auto_upgrade).then_some(spec.auto_upgrade),
@@ -182,10 +189,6 @@ impl Clusters {
         };
         if change != UpdateSksCluster::default() {
             self.client.update_sks_cluster(self.cluster, &change).await.map_err(|e| from_orchestrator(&e, gr, name))?;
-        }
-        if new_version {
-            let upgrade = UpgradeSpec { version: spec.version.clone(), roll_nodepools: false };
-            self.upgrades.request(ctx, None, Default::default(), upgrade, "spec.version").await?;
         }
         let uid = cluster.id.to_string();
         let meta = {

@@ -77,7 +77,12 @@ fn schema() -> Value {
                             "replaced": int("Nodes replaced so far."),
                             "replacing": string("The node being replaced now."),
                             "since": time("When the node being replaced was evicted."),
-                            "readyBefore": int("Ready up-to-date nodes when the node being replaced was evicted.")
+                            "readyBefore": int("Ready up-to-date nodes when the node being replaced was evicted."),
+                            "pendingReplacement": {"type": "object", "description": "The replacement asked of the orchestrator, recorded before asking and kept until it is seen done: evict the instance, then scale the nodepool back to size. A roll completes it before choosing another node.", "properties": {
+                                "nodepool": string("Nodepool id."),
+                                "instance": string("Instance being evicted."),
+                                "size": int("Nodepool size to restore after the eviction.")
+                            }}
                         }}
                     },
                     "observedGeneration": int("The metadata.generation this status describes."),

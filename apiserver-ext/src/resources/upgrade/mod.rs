@@ -3,11 +3,18 @@
 //! (and keeps its history); this server follows it, rolls the nodepools when
 //! asked, and keeps each Upgrade in its side store so the history and a roll
 //! in progress survive restarts.
+//!
+//! Replicas share the side store. Only the one holding the upgrades Lease (see
+//! `sks_lease`; without a cluster there is one replica and it leads) follows the
+//! orchestrator's records, records automatic upgrades and rolls nodes. Every
+//! replica re-reads the store each tick and before admitting a request, so any
+//! of them serves, and watches, the current Upgrades. Nothing acts before the
+//! store has been read once.
 
 pub mod def;
 pub mod progress;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use self::progress::{Member, Pool, RollStep, UpgradeSpec, UpgradeStatus, phase};
+use self::progress::{Member, Pool, Replacement, RollStep, UpgradeSpec, UpgradeStatus, phase};
 use crate::resources::errors::from_orchestrator;
 use crate::resources::inspection::Inspection;
 use crate::resources::metadata::{MetadataStore, ObjectMeta};
@@ -56,6 +63,11 @@ fn key(name: &str) -> Key {
     (String::new(), name.to_owned())
 }
 
+/// How long a requested upgrade may wait for the orchestrator's record of it
+/// before it counts as never started (its requester stopped between storing it
+/// and asking the orchestrator).
+const UNSTARTED_AFTER: Duration = Duration::from_secs(300);
+
 /// The Upgrade storage of one cluster.
 pub struct Upgrades {
     def: ResourceDef,
@@ -68,17 +80,20 @@ pub struct Upgrades {
     upgrades: Mutex<BTreeMap<String, Stored>>,
     writing: tokio::sync::Mutex<()>,
     ready: AtomicBool,
+    leading: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Upgrades {
     /// The upgrades of `cluster`, kept in `store`; `nodes` tells Node readiness
     /// for rolls (without it a roll counts running instances as ready).
+    /// `leading` says whether this replica follows and rolls upgrades.
     pub fn new(
         client: orchestrator::Client,
         cluster: Uuid,
         store: Arc<dyn MetadataStore>,
         nodes: Option<Arc<dyn NodeReadiness>>,
         replacement_timeout: Duration,
+        leading: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         Upgrades {
             def: def::definition(),
@@ -91,7 +106,13 @@ impl Upgrades {
             upgrades: Mutex::new(BTreeMap::new()),
             writing: tokio::sync::Mutex::new(()),
             ready: AtomicBool::new(false),
+            leading,
         }
+    }
+
+    /// Whether this replica follows and rolls upgrades now.
+    fn leads(&self) -> bool {
+        *self.leading.borrow()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Stored>> {
@@ -117,32 +138,62 @@ impl Upgrades {
         })
     }
 
+    /// Writes `s` to the side store only.
+    async fn persist(&self, s: &Stored) -> ApiResult<()> {
+        let meta = ObjectMeta {
+            generation: 1,
+            object: Some(serde_json::to_value(s).map_err(|e| ApiError::internal(e.to_string()))?),
+            ..Default::default()
+        };
+        self.store.save(&s.uid, &meta).await.map_err(|e| ApiError::unavailable(format!("storing upgrade: {e}")))
+    }
+
+    /// Makes `s` what GET, LIST and watches show (a watch event if it changed).
+    fn publish(&self, s: Stored) -> Arc<Value> {
+        let obj = self.cache.upsert(self.object(&s));
+        self.lock().insert(s.uid.clone(), s);
+        obj
+    }
+
     /// Persists `s` and publishes it; an unchanged one costs nothing.
     async fn save(&self, s: Stored) -> ApiResult<Arc<Value>> {
         if self.lock().get(&s.uid) == Some(&s) {
             return self.cache.get(&key(&s.name)).ok_or_else(|| ApiError::internal("upgrade cache out of step"));
         }
-        let meta = ObjectMeta {
-            generation: 1,
-            object: Some(serde_json::to_value(&s).map_err(|e| ApiError::internal(e.to_string()))?),
-            ..Default::default()
-        };
-        self.store.save(&s.uid, &meta).await.map_err(|e| ApiError::unavailable(format!("storing upgrade: {e}")))?;
-        let obj = self.cache.upsert(self.object(&s));
-        self.lock().insert(s.uid.clone(), s);
-        Ok(obj)
+        self.persist(&s).await?;
+        Ok(self.publish(s))
     }
 
-    /// Loads the stored upgrades; until then the storage is not ready.
-    pub async fn load(&self) -> Result<(), String> {
+    /// Re-reads the side store (one list) and publishes what changed there,
+    /// written by another replica or before a restart; the first success makes
+    /// the storage ready. The caller holds `writing`.
+    async fn reread(&self) -> Result<(), String> {
         let stored = self.store.load().await?;
+        let mut seen = BTreeSet::new();
         for (_, meta) in stored {
             let Some(s) = meta.object.and_then(|o| serde_json::from_value::<Stored>(o).ok()) else { continue };
-            self.cache.upsert(self.object(&s));
-            self.lock().insert(s.uid.clone(), s);
+            seen.insert(s.uid.clone());
+            if self.lock().get(&s.uid) != Some(&s) {
+                self.publish(s);
+            }
+        }
+        let gone: Vec<Stored> = {
+            let mut all = self.lock();
+            let uids: Vec<String> = all.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+            uids.iter().filter_map(|u| all.remove(u)).collect()
+        };
+        for s in gone {
+            self.cache.remove(&key(&s.name));
         }
         self.ready.store(true, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Re-reads the stored upgrades; until the first success the storage is
+    /// not ready and nothing is followed, recorded or rolled.
+    pub async fn reload(&self) -> Result<(), String> {
+        let _w = self.writing.lock().await;
+        self.reread().await
     }
 
     /// Whether an upgrade has not ended; it names it.
@@ -211,7 +262,12 @@ impl Upgrades {
         spec: UpgradeSpec,
         field: &str,
     ) -> ApiResult<Value> {
+        if !self.ready() {
+            return Err(ApiError::unavailable("the stored upgrades are not loaded yet (not ready); retry"));
+        }
         let _w = self.writing.lock().await;
+        // Current, so "another upgrade runs" sees upgrades requested through other replicas.
+        self.reread().await.map_err(|e| ApiError::unavailable(format!("reading the stored upgrades: {e}")))?;
         let gr = self.def.group_resource();
         let name = name.unwrap_or_else(|| self.unique_name(&spec.version));
         if self.lock().values().any(|s| s.name == name) {
@@ -244,19 +300,36 @@ impl Upgrades {
         if ctx.dry_run {
             return Ok(self.object(&stored));
         }
-        self.client
-            .start_upgrade_sks_cluster(self.cluster, &stored.spec.version)
-            .await
-            .map_err(|e| from_orchestrator(&e, gr, &name))?;
+        // Stored before the orchestrator is asked: the replica following upgrades
+        // then attaches the orchestrator's record to it instead of recording another.
+        self.persist(&stored).await?;
+        if let Err(e) = self.client.start_upgrade_sks_cluster(self.cluster, &stored.spec.version).await {
+            if let Err(forget) = self.store.remove(&stored.uid).await {
+                tracing::warn!(upgrade = %name, error = %forget, "forgetting an upgrade the orchestrator refused failed");
+            }
+            return Err(from_orchestrator(&e, gr, &name));
+        }
         tracing::info!(upgrade = %name, from = %stored.status.from, to = %stored.spec.version, roll = stored.spec.roll_nodepools, "upgrade requested");
-        Ok((*self.save(stored).await?).clone())
+        Ok((*self.publish(stored)).clone())
     }
 
     /// Follows the orchestrator's upgrade records: attaches them to the
     /// Upgrades that asked for them, makes an Upgrade for each one nobody asked
-    /// for here (automatic ones), and moves every unfinished one along.
+    /// for (automatic ones), and moves every unfinished one along. Only the
+    /// leader does, on the store re-read after `inspection` was taken; other
+    /// replicas only re-read. Before the first read of the store it does nothing.
     pub async fn observe(&self, inspection: &Inspection) {
+        if !self.ready() {
+            return;
+        }
         let _w = self.writing.lock().await;
+        if let Err(e) = self.reread().await {
+            tracing::warn!(error = %e, "reading stored upgrades failed; not following upgrades until it works");
+            return;
+        }
+        if !self.leads() {
+            return;
+        }
         let now = timestamp_now();
         // Oldest first, so suffixed names follow the order upgrades happened in.
         for record in inspection.upgrades.iter().rev() {
@@ -292,6 +365,17 @@ impl Upgrades {
                 tracing::warn!(error = %e.message, "saving an upgrade failed");
             }
         }
+        // Requested, stored, but the orchestrator never got the request (its requester stopped).
+        let at = jiff::Timestamp::now();
+        let unstarted: Vec<Stored> =
+            self.lock().values().filter(|s| progress::never_started(&s.status, at, UNSTARTED_AFTER)).cloned().collect();
+        for mut s in unstarted {
+            tracing::warn!(upgrade = %s.name, "the orchestrator never started this upgrade; ending it as failed");
+            s.status.end(false, "the orchestrator never started this upgrade".into(), &now, 1);
+            if let Err(e) = self.save(s).await {
+                tracing::warn!(error = %e.message, "saving an upgrade failed");
+            }
+        }
     }
 
     async fn pools(&self) -> Result<Vec<Pool>, orchestrator::Error> {
@@ -321,24 +405,42 @@ impl Upgrades {
                         },
                     })
                     .collect();
-                Some(Pool { id: np.id, name: np.spec.name.clone().unwrap_or_default(), members })
+                Some(Pool { id: np.id, name: np.spec.name.clone().unwrap_or_default(), size: np.size, members })
             })
             .collect())
     }
 
-    /// One step of every roll in progress.
+    /// Asks the orchestrator for `r`: evict, then scale back to the recorded size.
+    async fn replace(&self, r: &Replacement) -> Result<(), orchestrator::Error> {
+        self.client.evict_sks_nodepool_members(self.cluster, r.nodepool, vec![r.instance]).await?;
+        self.client.scale_sks_nodepool(self.cluster, r.nodepool, r.size).await?;
+        Ok(())
+    }
+
+    /// One step of every roll in progress (the leader's).
     async fn roll(&self) -> Result<(), orchestrator::Error> {
         let rolling: Vec<Stored> =
             self.lock().values().filter(|s| s.status.phase == phase::NODEPOOLS).cloned().collect();
-        for mut s in rolling {
+        for s in rolling {
             let _w = self.writing.lock().await;
+            if !self.leads() {
+                return Ok(());
+            }
+            // As stored now, not as listed before the lock.
+            let Some(mut s) = self.lock().get(&s.uid).cloned() else { continue };
             let pools = self.pools().await?;
             let now = jiff::Timestamp::now();
             let stamp = timestamp_now();
             let step = progress::roll_step(&mut s.status.nodepools, &pools, now, self.replacement_timeout);
             match step {
-                RollStep::Replace { nodepool, instance } => {
-                    let np = s.status.nodepools.iter().find(|p| p.replacing.is_some()).cloned().unwrap_or_default();
+                RollStep::Replace(r) => {
+                    let np = s
+                        .status
+                        .nodepools
+                        .iter()
+                        .find(|p| p.pending_replacement.is_some())
+                        .cloned()
+                        .unwrap_or_default();
                     tracing::info!(upgrade = %s.name, nodepool = %np.name, node = ?np.replacing, "replacing a node of the previous version");
                     s.status.message = Some(format!(
                         "replacing node {} of nodepool {} ({} of {} replaced)",
@@ -347,7 +449,16 @@ impl Upgrades {
                         np.replaced,
                         np.total
                     ));
-                    self.client.replace_sks_nodepool_members(self.cluster, nodepool, vec![instance]).await?;
+                    // Write-ahead: once stored, the replacement is completed, not chosen again.
+                    if let Err(e) = self.save(s.clone()).await {
+                        tracing::warn!(error = %e.message, "storing a node replacement failed; not replacing yet");
+                        continue;
+                    }
+                    self.replace(&r).await?;
+                }
+                RollStep::Restore { nodepool, size } => {
+                    tracing::info!(upgrade = %s.name, %nodepool, size, "scaling a nodepool back after an eviction");
+                    self.client.scale_sks_nodepool(self.cluster, nodepool, size).await?;
                 }
                 RollStep::Wait => {}
                 RollStep::Done => {
@@ -367,16 +478,21 @@ impl Upgrades {
         Ok(())
     }
 
-    /// Follows upgrades in progress every `tick` (the orchestrator is only
-    /// asked while one runs; the Cluster's refresh observes new ones).
+    /// Every `tick`: re-reads the stored upgrades and, on the leader, follows
+    /// those in progress (the orchestrator is only asked while one runs; the
+    /// Cluster's refresh observes new ones) and rolls nodepools.
     pub async fn run(self: Arc<Self>, tick: Duration) {
-        while let Err(e) = self.load().await {
+        while let Err(e) = self.reload().await {
             tracing::warn!(error = %e, "reading stored upgrades failed; retrying");
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         loop {
             tokio::time::sleep(tick).await;
-            if self.in_progress().is_none() {
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "re-reading stored upgrades failed; serving the last read");
+                continue;
+            }
+            if !self.leads() || self.in_progress().is_none() {
                 continue;
             }
             match self.client.get_sks_cluster_inspection(self.cluster).await {

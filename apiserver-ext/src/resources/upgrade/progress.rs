@@ -54,6 +54,23 @@ pub struct NodepoolProgress {
     /// Ready up-to-date nodes at that moment.
     #[serde(default)]
     pub ready_before: i64,
+    /// The replacement asked of the orchestrator, recorded before asking
+    /// (write-ahead) and kept until both its calls are seen done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_replacement: Option<Replacement>,
+}
+
+/// One node replacement: evict `instance` from `nodepool` (which shrinks it),
+/// then scale the nodepool back to `size`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Replacement {
+    /// Nodepool id.
+    pub nodepool: Uuid,
+    /// Instance evicted.
+    pub instance: Uuid,
+    /// Nodepool size to restore after the eviction.
+    pub size: i64,
 }
 
 /// A condition.
@@ -231,6 +248,16 @@ pub fn follow(
     }
 }
 
+/// Whether a requested upgrade has waited longer than `after` for the
+/// orchestrator's record of it: it was stored, but the orchestrator was never
+/// asked (its requester stopped in between).
+pub fn never_started(status: &UpgradeStatus, now: jiff::Timestamp, after: Duration) -> bool {
+    let started = status.started_at.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    status.phase == phase::PENDING
+        && status.orchestrator_upgrade_id.is_none()
+        && started.is_some_and(|t| now.duration_since(t).as_secs_f64() > after.as_secs_f64())
+}
+
 /// A node of a nodepool as the roll sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -251,6 +278,8 @@ pub struct Pool {
     pub id: Uuid,
     /// Name.
     pub name: String,
+    /// Its size as the orchestrator reports it.
+    pub size: i64,
     /// Its instances.
     pub members: Vec<Member>,
 }
@@ -258,12 +287,17 @@ pub struct Pool {
 /// What the roll does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RollStep {
-    /// Replace this instance of this nodepool (then wait for its replacement).
-    Replace {
+    /// Evict this instance, then scale its nodepool back to `size` (then wait
+    /// for its replacement). Recorded in the progress as `pending_replacement`,
+    /// which must be stored before the orchestrator is asked.
+    Replace(Replacement),
+    /// The eviction of a recorded replacement is done, the scale-back is not:
+    /// scale `nodepool` back to `size`.
+    Restore {
         /// Nodepool id.
         nodepool: Uuid,
-        /// Instance id.
-        instance: Uuid,
+        /// Size to restore.
+        size: i64,
     },
     /// A replacement is on its way.
     Wait,
@@ -273,7 +307,20 @@ pub enum RollStep {
     Failed(String),
 }
 
+/// How far a recorded replacement got, from the nodepool as it is now.
+pub fn replacement_step(pending: &Replacement, pool: &Pool) -> Option<RollStep> {
+    if pool.members.iter().any(|m| m.id == pending.instance) {
+        // Not evicted yet (or the eviction failed): ask again, for this instance only.
+        return Some(RollStep::Replace(pending.clone()));
+    }
+    if pool.size != pending.size {
+        return Some(RollStep::Restore { nodepool: pending.nodepool, size: pending.size });
+    }
+    None
+}
+
 /// The next step of the roll, updating `progress` (one entry per nodepool).
+/// A recorded replacement is completed before anything else is chosen.
 pub fn roll_step(
     progress: &mut Vec<NodepoolProgress>,
     pools: &[Pool],
@@ -303,6 +350,12 @@ pub fn roll_step(
             entry.phase = "Done".into();
             continue;
         };
+        if let Some(pending) = &entry.pending_replacement {
+            match replacement_step(pending, pool) {
+                Some(step) => return step,
+                None => entry.pending_replacement = None,
+            }
+        }
         let ready_new = pool.members.iter().filter(|m| m.up_to_date && m.ready).count() as i64;
         if let Some(node) = entry.replacing.clone() {
             if ready_new > entry.ready_before {
@@ -332,7 +385,9 @@ pub fn roll_step(
                 entry.replacing = Some(m.name.clone());
                 entry.since = Some(now.to_string());
                 entry.ready_before = ready_new;
-                return RollStep::Replace { nodepool: pool.id, instance: m.id };
+                let replacement = Replacement { nodepool: pool.id, instance: m.id, size: pool.size };
+                entry.pending_replacement = Some(replacement.clone());
+                return RollStep::Replace(replacement);
             }
         }
     }
@@ -345,6 +400,16 @@ mod tests {
 
     fn member(name: &str, up_to_date: bool, ready: bool) -> Member {
         Member { id: Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()), name: name.into(), up_to_date, ready }
+    }
+
+    /// Nodepool `workers` of size 2, both nodes of the previous version.
+    fn two_old() -> Pool {
+        Pool {
+            id: Uuid::nil(),
+            name: "workers".into(),
+            size: 2,
+            members: vec![member("a", false, true), member("b", false, true)],
+        }
     }
 
     fn record(state: &str) -> UpgradeRecord {
@@ -395,21 +460,24 @@ mod tests {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let timeout = Duration::from_secs(60);
         let mut progress = Vec::new();
-        let mut pool = Pool {
-            id: Uuid::nil(),
-            name: "workers".into(),
-            members: vec![member("a", false, true), member("b", false, true)],
-        };
+        let mut pool = two_old();
         let step = roll_step(&mut progress, std::slice::from_ref(&pool), t0, timeout);
-        assert_eq!(step, RollStep::Replace { nodepool: Uuid::nil(), instance: pool.members[0].id });
+        assert_eq!(
+            step,
+            RollStep::Replace(Replacement { nodepool: Uuid::nil(), instance: pool.members[0].id, size: 2 })
+        );
         assert_eq!((progress[0].total, progress[0].replacing.as_deref()), (2, Some("a")));
         // Evicted, the replacement is not Ready yet: wait, evict nothing else.
         pool.members.remove(0);
         pool.members.push(member("c", true, false));
         assert_eq!(roll_step(&mut progress, std::slice::from_ref(&pool), t0, timeout), RollStep::Wait);
+        assert_eq!(progress[0].pending_replacement, None, "both calls seen done");
         pool.members[1].ready = true;
         let step = roll_step(&mut progress, std::slice::from_ref(&pool), t0, timeout);
-        assert_eq!(step, RollStep::Replace { nodepool: Uuid::nil(), instance: pool.members[0].id });
+        assert_eq!(
+            step,
+            RollStep::Replace(Replacement { nodepool: Uuid::nil(), instance: pool.members[0].id, size: 2 })
+        );
         assert_eq!((progress[0].replaced, progress[0].ready_before), (1, 1));
         pool.members.remove(0);
         pool.members.push(member("d", true, true));
@@ -421,15 +489,54 @@ mod tests {
     fn a_replacement_that_never_gets_ready_fails_the_roll() {
         let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
         let mut progress = Vec::new();
-        let pool = Pool {
-            id: Uuid::nil(),
-            name: "workers".into(),
-            members: vec![member("a", false, true), member("b", false, true)],
-        };
+        let mut pool = two_old();
         roll_step(&mut progress, std::slice::from_ref(&pool), t0, Duration::from_secs(30));
+        pool.members.remove(0);
+        pool.members.push(member("c", true, false));
         let later = t0 + jiff::SignedDuration::from_secs(31);
         let RollStep::Failed(why) = roll_step(&mut progress, &[pool], later, Duration::from_secs(30)) else { panic!() };
         assert!(why.contains("node a in nodepool workers") && why.contains("30s"), "{why}");
         assert_eq!(progress[0].phase, "Failed");
+    }
+
+    #[test]
+    fn a_recorded_replacement_is_completed_before_anything_else() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let timeout = Duration::from_secs(60);
+        let mut pool = two_old();
+        let a = Replacement { nodepool: Uuid::nil(), instance: pool.members[0].id, size: 2 };
+
+        // Fresh step: the intent is recorded in the progress with the size to restore.
+        let mut progress = Vec::new();
+        assert_eq!(roll_step(&mut progress, std::slice::from_ref(&pool), t0, timeout), RollStep::Replace(a.clone()));
+        assert_eq!(progress[0].pending_replacement.as_ref(), Some(&a));
+        // Nothing done yet (the call failed, or the process stopped before it): the same instance again.
+        assert_eq!(roll_step(&mut progress, std::slice::from_ref(&pool), t0, timeout), RollStep::Replace(a.clone()));
+
+        // Evicted, but the pool was not scaled back: restore its size, evict nothing else.
+        pool.members.remove(0);
+        pool.size = 1;
+        let restore = RollStep::Restore { nodepool: Uuid::nil(), size: 2 };
+        assert_eq!(roll_step(&mut progress, std::slice::from_ref(&pool), t0, timeout), restore);
+        assert_eq!(replacement_step(&a, &pool), Some(restore));
+        assert_eq!(progress[0].pending_replacement.as_ref(), Some(&a), "kept until the size is back");
+
+        // Both done: the intent is dropped and the roll waits for the replacement.
+        pool.size = 2;
+        pool.members.push(member("c", true, false));
+        assert_eq!(replacement_step(&a, &pool), None);
+        assert_eq!(roll_step(&mut progress, std::slice::from_ref(&pool), t0, timeout), RollStep::Wait);
+        assert_eq!((progress[0].pending_replacement.as_ref(), progress[0].replacing.as_deref()), (None, Some("a")));
+    }
+
+    #[test]
+    fn a_pending_upgrade_without_a_record_ends_after_a_while() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut st = UpgradeStatus { phase: "Pending".into(), started_at: Some(t0.to_string()), ..Default::default() };
+        let after = Duration::from_secs(300);
+        assert!(!never_started(&st, t0 + jiff::SignedDuration::from_secs(60), after));
+        assert!(never_started(&st, t0 + jiff::SignedDuration::from_secs(301), after));
+        st.orchestrator_upgrade_id = Some("r1".into());
+        assert!(!never_started(&st, t0 + jiff::SignedDuration::from_secs(301), after), "the orchestrator has it");
     }
 }
