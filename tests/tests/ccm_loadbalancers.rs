@@ -11,8 +11,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Service};
 use kube::api::Api;
 use orchestrator::model::{
-    CreateLoadBalancer, HealthStatus, Healthcheck, HealthcheckMode, Instance, LoadBalancer, LoadBalancerServiceSpec,
-    Protocol, Ref, Strategy,
+    CreateLoadBalancer, CreateSksNodepool, HealthStatus, Healthcheck, HealthcheckMode, Instance, LoadBalancer,
+    LoadBalancerServiceSpec, Protocol, Ref, SksNodepoolSpec, Strategy,
 };
 use serde_json::{Value, json};
 use sks_e2e::apiserver::Kubectl;
@@ -633,4 +633,70 @@ async fn a_disabled_service_controller_leaves_load_balancers_alone() {
     assert_eq!((ingress_ip(&svc), svc.metadata.finalizers), (None, None));
     assert!(s.client.list_load_balancers().await.unwrap().is_empty(), "no NLB is made");
     assert_eq!(ccm_calls(&s.ccm, "list-load-balancers").await, 0, "not even listed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_nodepool_asks_for_a_choice_and_keeps_inferred_pools() {
+    let s = Stack::start(&[]).await;
+    let k = s.kubectl();
+    let api = s.services().await;
+    let lb_service = |name: &str, ann: Value| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "annotations": ann},
+            "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 80}]}})
+    };
+    apply(&k, lb_service("early", json!({})));
+    let (early, _) = provisioned(&api, "early").await;
+    let workers = s.instances[0].manager.clone().unwrap().id;
+    let pool_of = |lb: LoadBalancer| lb.services[0].spec.instance_pool.clone().map(|p| p.id);
+    assert_eq!(pool_of(s.nlb(early).await.unwrap()), Some(workers), "the one nodepool, inferred");
+
+    // A second nodepool joins: its Node carries its own nodepool label.
+    let medium = s.client.list_instance_types().await.unwrap().into_iter().find(|t| t.name() == "standard.medium");
+    let spec = SksNodepoolSpec {
+        name: Some("gpu".into()),
+        instance_type: Some(Ref::from(medium.expect("a medium type").id)),
+        disk_size: Some(20),
+        ..Default::default()
+    };
+    let op = s.client.create_sks_nodepool(s.cluster, &CreateSksNodepool { spec, size: 1, addons: None }).await.unwrap();
+    let gpu_np = op.reference_id().unwrap();
+    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    wait_for("the gpu Node to be initialized", Duration::from_secs(60), || async {
+        let list = nodes.list(&Default::default()).await.ok()?;
+        let labelled = list.items.iter().filter(|n| {
+            n.metadata.labels.as_ref().and_then(|l| l.get("node.exoscale.net/nodepool-id")) == Some(&gpu_np.to_string())
+        });
+        (labelled.count() == 1).then_some(())
+    })
+    .await;
+
+    // A new Service without a choice: a Warning naming both nodepools, no NLB guessed.
+    apply(&k, lb_service("late", json!({})));
+    let note = wait_for("the ambiguity event", Duration::from_secs(20), || async {
+        events_of(s.kube.client().await, "late", "SyncLoadBalancerFailed").await.into_iter().next()
+    })
+    .await;
+    assert!(note.contains("2 nodepools") && note.contains("gpu") && note.contains("workers"), "{note}");
+    let late = api.get("late").await.unwrap();
+    assert_eq!(annotations(&late).get(&format!("{PREFIX}id")), None, "no NLB is made for a guess");
+    // Choosing one resolves it.
+    k.ok(&[
+        "annotate",
+        "svc",
+        "late",
+        &format!("{PREFIX}service-sks-nodepool-name=gpu"),
+        &format!("{PREFIX}sks-cluster-name=demo"),
+    ]);
+    let (late_nlb, _) = provisioned(&api, "late").await;
+    let gpu_pool = s.client.get_sks_cluster(s.cluster).await.unwrap().nodepools.into_iter().find(|np| np.id == gpu_np);
+    assert_eq!(pool_of(s.nlb(late_nlb).await.unwrap()), gpu_pool.and_then(|np| np.instance_pool).map(|p| p.id));
+
+    // The Service that inferred its pool earlier keeps it, with no Warning, when it changes.
+    k.ok(&["annotate", "svc", "early", &format!("{PREFIX}service-strategy=source-hash")]);
+    wait_for("the early Service's change to apply", Duration::from_secs(20), || async {
+        (s.nlb(early).await?.services[0].spec.strategy == Some(Strategy::SourceHash)).then_some(())
+    })
+    .await;
+    assert_eq!(pool_of(s.nlb(early).await.unwrap()), Some(workers));
+    assert!(events_of(s.kube.client().await, "early", "SyncLoadBalancerFailed").await.is_empty());
 }
