@@ -647,7 +647,7 @@ async fn a_second_nodepool_asks_for_a_choice_and_keeps_inferred_pools() {
     apply(&k, lb_service("early", json!({})));
     let (early, _) = provisioned(&api, "early").await;
     let workers = s.instances[0].manager.clone().unwrap().id;
-    let pool_of = |lb: LoadBalancer| lb.services[0].spec.instance_pool.clone().map(|p| p.id);
+    let pool_of = |lb: LoadBalancer| lb.services[0].spec.instance_pool.map(|p| p.id);
     assert_eq!(pool_of(s.nlb(early).await.unwrap()), Some(workers), "the one nodepool, inferred");
 
     // A second nodepool joins: its Node carries its own nodepool label.
