@@ -303,6 +303,15 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
     assert_eq!((members.len(), old), (3, 2), "one node evicted and replaced, the others left alone");
 }
 
+/// A child process (kubectl --watch) killed when the test ends, even by a panic.
+struct KillOnDrop(Option<std::process::Child>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        sks_e2e::kill_child(&mut self.0);
+    }
+}
+
 /// The Upgrades a replica lists.
 fn upgrades(k: &Kubectl) -> Vec<Value> {
     let out = k.run(&["get", "upgrades", "-o", "json"]);
@@ -405,6 +414,29 @@ async fn two_replicas_record_and_roll_each_upgrade_once() {
         (seen.lock().unwrap().len() == 3).then_some(())
     })
     .await;
+    // A watch on A, open before B creates the Upgrade, gets it as an event.
+    let mut watch = ka
+        .command()
+        .args(["get", "upgrades", "--watch", "-o", "name"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("kubectl get --watch");
+    let stdout = watch.stdout.take().unwrap();
+    let watch = KillOnDrop(Some(watch));
+    let (tx, events) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let events = std::sync::Mutex::new(events);
+    let watched = |name: String| {
+        let got = events.lock().unwrap().try_iter().any(|l| l.ends_with(&format!("/{name}")));
+        async move { got.then_some(()) }
+    };
+    // Its list is printed (the automatic Upgrade): what comes after is a watch event.
+    wait_for("the watch on A to list", Duration::from_secs(10), || watched(on_a[0].0.clone())).await;
     let roll = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "via-b"}, "spec": {"version": "1.35.0", "rollNodepools": true}});
     let out = kb.with_stdin(&["create", "-f", "-", "-o", "json"], &roll.to_string());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -415,6 +447,8 @@ async fn two_replicas_record_and_roll_each_upgrade_once() {
     })
     .await;
     assert_eq!(listed["metadata"]["uid"], created["metadata"]["uid"]);
+    wait_for("A's watch to show B's Upgrade", Duration::from_secs(10), || watched("via-b".to_owned())).await;
+    drop(watch);
     // A version the cluster may move to, before or after the control plane's part: only "busy" refuses it.
     assert_eq!(s.zone.publish_version("1.35.1").await.0, 200);
     let other = json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "Upgrade", "metadata": {"name": "via-a"}, "spec": {"version": "1.35.1"}});
