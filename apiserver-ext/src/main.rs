@@ -154,27 +154,19 @@ fn main() -> anyhow::Result<()> {
     sks_process::run(None, run(args))?
 }
 
-/// `$HOSTNAME` (the pod's name) or the host's name, with a random suffix:
-/// unique even when a restarted pod keeps its name.
-fn default_identity() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "sks-apiserver".into());
-    format!("{host}_{}", &Uuid::new_v4().simple().to_string()[..8])
-}
-
-/// Whether this replica follows upgrades: the Lease's holder with a cluster, always without one.
-fn elect(args: &Args, kube: Option<kube::Client>) -> anyhow::Result<tokio::sync::watch::Receiver<bool>> {
+/// Whether this replica follows upgrades: the Lease's holder with a cluster
+/// (the election is returned, to resign when stopping), always without one.
+fn elect(
+    args: &Args,
+    kube: Option<kube::Client>,
+) -> anyhow::Result<(tokio::sync::watch::Receiver<bool>, Option<sks_lease::Election>)> {
     let Some(client) = kube else {
-        return Ok(tokio::sync::watch::channel(true).1);
+        return Ok((tokio::sync::watch::channel(true).1, None));
     };
     let cfg = sks_lease::Config {
         namespace: args.leader_elect_resource_namespace.clone().unwrap_or_else(|| args.metadata_namespace.clone()),
         name: args.leader_elect_resource_name.clone(),
-        identity: args.leader_elect_identity.clone().unwrap_or_else(default_identity),
+        identity: args.leader_elect_identity.clone().unwrap_or_else(|| sks_lease::default_identity("sks-apiserver")),
         lease_duration: args.leader_elect_lease_duration,
         renew_deadline: args.leader_elect_renew_deadline,
         retry_period: args.leader_elect_retry_period,
@@ -184,9 +176,8 @@ fn elect(args: &Args, kube: Option<kube::Client>) -> anyhow::Result<tokio::sync:
         "--leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration is required"
     );
     tracing::info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, cfg.name), "electing the replica that follows upgrades");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(sks_lease::run(client, cfg, tx));
-    Ok(rx)
+    let election = sks_lease::Election::start(client, cfg);
+    Ok((election.leading(), Some(election)))
 }
 
 fn read(path: &Option<PathBuf>) -> anyhow::Result<Option<String>> {
@@ -252,13 +243,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let nodes = kube.clone().map(|k| NodeWatch::start(k) as Arc<dyn NodeReadiness>);
     let nodepools = Arc::new(NodePools::new(client.clone(), args.cluster_id, store_of("nodepools"), nodes.clone()));
     tokio::spawn(nodepools.clone().run(args.refresh_interval));
+    let (leading, election) = elect(&args, kube.clone())?;
     let upgrades = Arc::new(Upgrades::new(
         client.clone(),
         args.cluster_id,
         store_of("upgrades"),
         nodes,
         args.upgrade_replacement_timeout,
-        elect(&args, kube.clone())?,
+        leading,
     ));
     tokio::spawn(upgrades.clone().run(Duration::from_secs(1)));
     let clusters = Arc::new(Clusters::new(client.clone(), args.cluster_id, store_of("clusters"), upgrades.clone()));
@@ -291,6 +283,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         idle_timeout: args.idle_connection_timeout,
     };
     sks_apiserver::rest::server::serve_with(listener, tls, api, limits, sks_process::shutdown_signal()).await?;
+    if let Some(e) = election {
+        // Rolls act only between steps that are stored first, so resigning mid-roll is safe.
+        let _ = tokio::time::timeout(Duration::from_secs(2), e.resign()).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -163,8 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let client = kube_client(&args.kubeconfig).await?;
     let cloud = Arc::new(Cloud::new(orchestrator_client, args.cluster_id, zone));
-    let identity =
-        format!("{}_{}", std::env::var("HOSTNAME").unwrap_or_else(|_| "sks-ccm".into()), Uuid::new_v4().simple());
+    let identity = leader::default_identity("sks-ccm");
     let events = Arc::new(Publisher::new(client.clone(), "sks-ccm", &identity));
     let sync = Duration::from_secs(args.node_sync_period_seconds);
     let heal = sks_ccm::heal::Config {
@@ -187,7 +186,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         });
     }
 
-    let (tx, mut leading) = tokio::sync::watch::channel(!args.leader_elect);
+    // Without an election this replica always leads; the sender lives as long as the loop.
+    let (_always, mut leading) = tokio::sync::watch::channel(!args.leader_elect);
+    let mut election = None;
     if args.leader_elect {
         let cfg = leader::Config {
             namespace: args.leader_elect_resource_namespace.clone(),
@@ -197,7 +198,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
             renew_deadline: Duration::from_secs(args.leader_elect_renew_deadline_seconds),
             retry_period: Duration::from_secs(args.leader_elect_retry_period_seconds),
         };
-        tokio::spawn(leader::run(client.clone(), cfg, tx));
+        let e = leader::Election::start(client.clone(), cfg);
+        leading = e.leading();
+        election = Some(e);
     }
     let shutdown = sks_process::shutdown_signal();
     tokio::pin!(shutdown);
@@ -241,6 +244,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     for task in running {
         task.abort();
+    }
+    if let Some(e) = election {
+        // Bounded: a stop must not hang on an unreachable API (SIGKILL follows a grace period).
+        let _ = tokio::time::timeout(Duration::from_secs(2), e.resign()).await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -4,8 +4,12 @@
 //!
 //! Shared by sks-ccm (only the leader runs controllers) and sks-apiserver
 //! (only the leader follows and rolls upgrades). Its calls on the Lease: get,
-//! create when missing, update to renew or take it.
+//! create when missing, update to renew or take it, and update to give it up
+//! when the process stops ([`Election::resign`], client-go's ReleaseOnCancel),
+//! so a successor takes over at its next retry instead of waiting out the
+//! lease (a rolling update would otherwise leave no leader for up to 15 s).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -56,6 +60,83 @@ pub fn next(lease: &Lease, identity: &str, duration: Duration, at: jiff::Timesta
     })
 }
 
+/// What to write to give the lease up, or `None` if `identity` does not hold it:
+/// no holder and a 1 s duration, as client-go writes on release.
+pub fn released(lease: &Lease, identity: &str, at: jiff::Timestamp) -> Option<LeaseSpec> {
+    let spec = lease.spec.clone().unwrap_or_default();
+    (spec.holder_identity.as_deref() == Some(identity)).then_some(LeaseSpec {
+        holder_identity: None,
+        lease_duration_seconds: Some(1),
+        acquire_time: Some(MicroTime(at)),
+        renew_time: Some(MicroTime(at)),
+        ..spec
+    })
+}
+
+/// `$HOSTNAME` (a pod's name) or the host's name, else `fallback`, with a random
+/// suffix: unique even when a restarted pod keeps its name.
+pub fn default_identity(fallback: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| fallback.to_owned());
+    format!("{host}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A running election: whether this replica leads, and a way to step down.
+pub struct Election {
+    leading: Arc<watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+    api: Api<Lease>,
+    cfg: Config,
+}
+
+impl Election {
+    /// Campaigns for the lease in the background.
+    pub fn start(client: kube::Client, cfg: Config) -> Election {
+        let leading = Arc::new(watch::channel(false).0);
+        let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+        let task = tokio::spawn(run(api.clone(), cfg.clone(), leading.clone()));
+        Election { leading, task, api, cfg }
+    }
+
+    /// Whether this replica leads, as it changes.
+    pub fn leading(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
+    }
+
+    /// Stops campaigning, then gives the lease up if this replica holds it.
+    /// The caller has stopped acting as leader first.
+    pub async fn resign(self) {
+        self.task.abort();
+        // The campaign may be mid-renewal; its write lands before ours or makes ours a 409.
+        let _ = self.task.await;
+        self.leading.send_replace(false);
+        let outcome = match self.api.get_opt(&self.cfg.name).await {
+            Ok(Some(mut lease)) => match released(&lease, &self.cfg.identity, now().0) {
+                Some(spec) => {
+                    lease.spec = Some(spec);
+                    self.api.replace(&self.cfg.name, &PostParams::default(), &lease).await.map(|_| true)
+                }
+                None => Ok(false),
+            },
+            Ok(None) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(true) => {
+                tracing::info!(identity = %self.cfg.identity, lease = %self.cfg.name, "released the leader lease")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing the leader lease failed; a successor waits for it to expire")
+            }
+        }
+    }
+}
+
 async fn try_once(api: &Api<Lease>, cfg: &Config) -> Result<bool, kube::Error> {
     match api.get_opt(&cfg.name).await? {
         None => {
@@ -82,9 +163,8 @@ async fn try_once(api: &Api<Lease>, cfg: &Config) -> Result<bool, kube::Error> {
     }
 }
 
-/// Runs the election forever, publishing whether this replica leads.
-pub async fn run(client: kube::Client, cfg: Config, leading: watch::Sender<bool>) {
-    let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
+/// Runs the election until aborted, publishing whether this replica leads.
+async fn run(api: Api<Lease>, cfg: Config, leading: Arc<watch::Sender<bool>>) {
     let mut last_renewed: Option<Instant> = None;
     loop {
         match try_once(&api, &cfg).await {
@@ -143,5 +223,16 @@ mod tests {
         let renewed = next(&lease("me", 5, 15), "me", d, now).unwrap();
         assert_eq!(renewed.lease_transitions, Some(3), "renewing is no transition");
         assert!(next(&Lease::default(), "me", d, now).is_some());
+    }
+
+    #[test]
+    fn only_the_holder_releases_and_a_released_lease_is_free() {
+        let now = jiff::Timestamp::now();
+        assert!(released(&lease("other", 1, 15), "me", now).is_none(), "never another holder's");
+        let spec = released(&lease("me", 1, 15), "me", now).unwrap();
+        assert_eq!((spec.holder_identity.as_deref(), spec.lease_transitions), (None, Some(3)));
+        let free = Lease { spec: Some(spec), ..Default::default() };
+        let taken = next(&free, "successor", Duration::from_secs(15), now).expect("free at once");
+        assert_eq!(taken.holder_identity.as_deref(), Some("successor"));
     }
 }

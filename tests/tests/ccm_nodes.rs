@@ -401,7 +401,22 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
         async move { get(&k, &["get", "node", &name])["spec"]["providerID"].is_string().then_some(()) }
     })
     .await;
+
+    // A leader stopped with SIGTERM gives the lease up on its way out, so the
+    // next replica takes over at its next retry instead of waiting it out.
+    let mut third = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
     assert!(second.stop().is_some_and(|s| s.success()), "SIGTERM stops sks-ccm cleanly");
+    let holder_now = get(&k, &["get", "lease", "sks-ccm", "-n", "kube-system"])["spec"]["holderIdentity"].clone();
+    assert_ne!(holder_now.as_str(), Some(successor.as_str()), "a stopped leader still held the lease");
+    wait_for("the third replica to take the released lease", Duration::from_secs(15), || {
+        let k = k.clone();
+        async move {
+            let h = get(&k, &["get", "lease", "sks-ccm", "-n", "kube-system"])["spec"]["holderIdentity"].clone();
+            h.as_str().filter(|h| !h.is_empty()).map(|_| ())
+        }
+    })
+    .await;
+    assert!(third.stop().is_some_and(|s| s.success()));
 }
 
 async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {
