@@ -24,6 +24,14 @@ const SIGNATURE_TTL_SECS: i64 = 600;
 /// Consecutive failed polls after which waiting on an operation gives up.
 const MAX_POLL_ERRORS: u32 = 5;
 
+/// The wait before poll number `polls` (from 0) of a pending operation: 250 ms,
+/// then doubling up to `longest`. Most operations take a second or two, and a
+/// caller waiting on two in a row (an NLB, then its service) would otherwise
+/// lose up to a whole interval on each.
+pub fn poll_delay(polls: u32, longest: Duration) -> Duration {
+    (Duration::from_millis(250) * 2u32.saturating_pow(polls.min(16))).min(longest)
+}
+
 /// How to reach the orchestrator and how patient to be with it.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -35,7 +43,8 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Retries of failed attempts.
     pub retry: RetryPolicy,
-    /// Interval between polls of a pending operation.
+    /// Longest interval between polls of a pending operation (the first polls
+    /// come sooner: see [`poll_delay`]).
     pub operation_poll_interval: Duration,
     /// How long to wait for an operation overall.
     pub operation_timeout: Duration,
@@ -315,6 +324,7 @@ impl Client {
         let deadline = Instant::now() + self.inner.config.operation_timeout;
         let mut op = op;
         let mut poll_errors = 0;
+        let mut polls = 0;
         loop {
             match &op.state {
                 OperationState::Success => return Ok(op),
@@ -332,7 +342,8 @@ impl Client {
             if now >= deadline {
                 return Err(Error::OperationTimeout { id: op.id, after: self.inner.config.operation_timeout });
             }
-            tokio::time::sleep(self.inner.config.operation_poll_interval.min(deadline - now)).await;
+            tokio::time::sleep(poll_delay(polls, self.inner.config.operation_poll_interval).min(deadline - now)).await;
+            polls += 1;
             match self.get_operation(op.id).await {
                 Ok(next) => {
                     op = next;
@@ -735,6 +746,19 @@ impl Client {
         instances: Vec<Uuid>,
     ) -> Result<Operation> {
         let size = self.get_sks_nodepool(cluster, nodepool).await?.size;
+        self.evict_then_scale(cluster, nodepool, instances, size).await
+    }
+
+    /// Evicts `instances` of a nodepool (which shrinks it), then scales it to
+    /// `size`: a replacement whose size to restore was decided (and recorded)
+    /// beforehand, so a retry after a failed scale restores that size.
+    pub async fn evict_then_scale(
+        &self,
+        cluster: Uuid,
+        nodepool: Uuid,
+        instances: Vec<Uuid>,
+        size: i64,
+    ) -> Result<Operation> {
         self.evict_sks_nodepool_members(cluster, nodepool, instances).await?;
         self.scale_sks_nodepool(cluster, nodepool, size).await
     }
@@ -811,6 +835,15 @@ fn error_message(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn operations_are_polled_soon_then_at_the_interval() {
+        let second = Duration::from_secs(1);
+        let delays: Vec<u128> = (0..5).map(|n| poll_delay(n, second).as_millis()).collect();
+        assert_eq!(delays, vec![250, 500, 1000, 1000, 1000]);
+        assert_eq!(poll_delay(u32::MAX, second), second, "no overflow");
+        assert_eq!(poll_delay(0, Duration::from_millis(10)), Duration::from_millis(10), "a shorter interval caps all");
+    }
 
     #[test]
     fn a_write_is_never_signed_twice_with_the_same_expiry() {

@@ -412,9 +412,7 @@ impl Upgrades {
 
     /// Asks the orchestrator for `r`: evict, then scale back to the recorded size.
     async fn replace(&self, r: &Replacement) -> Result<(), orchestrator::Error> {
-        self.client.evict_sks_nodepool_members(self.cluster, r.nodepool, vec![r.instance]).await?;
-        self.client.scale_sks_nodepool(self.cluster, r.nodepool, r.size).await?;
-        Ok(())
+        self.client.evict_then_scale(self.cluster, r.nodepool, vec![r.instance], r.size).await.map(drop)
     }
 
     /// One step of every roll in progress (the leader's).
