@@ -25,6 +25,9 @@ use orchestrator::model::InstanceState;
 /// How old the cloud snapshot may be when a lookup misses.
 const MISS_REFRESH: Duration = Duration::from_millis(500);
 
+/// How old a cloud snapshot may be when a NotReady Node is looked at.
+const NOT_READY_FRESHNESS: Duration = Duration::from_secs(5);
+
 /// How old a snapshot may be to judge an object created at `created`: one
 /// taken before the object existed may predate its instance too (a kubelet
 /// registers seconds after its instance is created, or sooner in tests), so a
@@ -193,8 +196,15 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
     let name = node.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let mut snapshot = ctx.cloud.snapshot();
+    // A Node that turned NotReady may have lost its instance (a scale-down):
+    // decide on a recent look, not one up to a sync period old. NotReady Nodes
+    // reconciled together share one refresh.
+    let lost = !node_init::uninitialized(node) && !node_lifecycle::is_ready(node);
     if node_init::instance_for(node, &snapshot).is_none() {
         ctx.cloud.ensure_fresh(miss_refresh(node.metadata.creation_timestamp.as_ref())).await?;
+        snapshot = ctx.cloud.snapshot();
+    } else if lost {
+        ctx.cloud.ensure_fresh(NOT_READY_FRESHNESS).await?;
         snapshot = ctx.cloud.snapshot();
     }
     let found = node_init::instance_for(node, &snapshot).cloned();
