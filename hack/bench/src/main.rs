@@ -41,7 +41,14 @@ fn main() -> anyhow::Result<()> {
     unsafe { std::env::set_var("SKS_BIN_DIR", &bin_dir) };
     orchestrator::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let report = runtime.block_on(cli.scenario.run())?;
+    // A signal drops the scenario, and with it the stack: its Drop kills the
+    // binaries it started, which SIGTERM alone would leave running.
+    let report = runtime.block_on(async {
+        tokio::select! {
+            report = cli.scenario.run() => report,
+            _ = sks_process::shutdown_signal() => Err(anyhow::anyhow!("interrupted; the binaries it started are stopped")),
+        }
+    })?;
     report.print();
     let path = cli
         .scenario
