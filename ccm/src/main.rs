@@ -82,8 +82,10 @@ struct Args {
     /// kube-proxy's `:10256/healthz` (HTTP) instead of the nodePort (TCP).
     #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
     lb_kube_proxy_healthcheck: bool,
-    /// Concurrent Service reconciles.
-    #[arg(long, default_value = "8")]
+    /// Concurrent Service reconciles. A reconcile waiting on an orchestrator
+    /// operation (seconds each, two in a row for a new NLB) holds no thread, so
+    /// a burst of a few hundred Services waits on its operations together.
+    #[arg(long, default_value = "256")]
     concurrent_service_syncs: u16,
     /// Concurrent reconciles per controller.
     #[arg(long, default_value = "8")]
