@@ -29,6 +29,11 @@ impl Ccm {
         Ccm { child: Some(child), url }
     }
 
+    /// Its Prometheus metrics, as text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.url)).await.unwrap().text().await.unwrap()
+    }
+
     /// Kills it (SIGKILL).
     pub fn kill(&mut self) {
         crate::kill_child(&mut self.child);

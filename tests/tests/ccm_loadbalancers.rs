@@ -315,7 +315,7 @@ async fn load_balancers_follow_their_services() {
     drop(backends);
 
     // 9. Every controller's queue drained, and says so.
-    let metrics = reqwest::get(format!("{}/metrics", s.ccm.url)).await.unwrap().text().await.unwrap();
+    let metrics = s.ccm.metrics().await;
     for controller in ["node", "csr", "service"] {
         let line = format!("ccm_queue_depth{{controller=\"{controller}\"}} 0");
         assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
@@ -460,25 +460,21 @@ async fn orchestrator_faults_never_duplicate_load_balancers() {
     assert_eq!(left.len(), 7, "the deleted Service's NLB is gone, the others stay");
 }
 
+/// The sum of sks-ccm's metric samples whose line starts with `prefix`.
+async fn metric_sum(ccm: &Ccm, prefix: &str) -> u64 {
+    let metrics = ccm.metrics().await;
+    let values = metrics.lines().filter(|l| l.starts_with(prefix));
+    values.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64
+}
+
 /// sks-ccm's orchestrator calls of `operation` so far, whatever their answer.
 async fn ccm_calls(ccm: &Ccm, operation: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", ccm.url)).await.unwrap().text().await.unwrap();
-    let prefix = format!("orchestrator_requests_total{{operation=\"{operation}\"");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(&prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    metric_sum(ccm, &format!("orchestrator_requests_total{{operation=\"{operation}\"")).await
 }
 
 /// sks-ccm's finished service reconciles so far.
 async fn service_reconciles(ccm: &Ccm) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", ccm.url)).await.unwrap().text().await.unwrap();
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("ccm_reconciles_total{controller=\"service\""))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    metric_sum(ccm, "ccm_reconciles_total{controller=\"service\"").await
 }
 
 fn labelled_for(lbs: &[LoadBalancer], uid: &str) -> Vec<Uuid> {
