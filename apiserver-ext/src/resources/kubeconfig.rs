@@ -173,6 +173,8 @@ impl KubeconfigRequests {
             .generate_sks_cluster_kubeconfig(self.cluster, &body)
             .await
             .map_err(|e| from_orchestrator(&e, self.def.group_resource(), &name))?;
+        // The credential's own expiry when it can be read: the orchestrator may issue less than asked.
+        let expires = certificate_expiry(&kubeconfig).unwrap_or(expires);
         // Who got a credential, for audit; never the credential itself.
         tracing::info!(requester = %ctx.user.name, user = %request.user, groups = ?request.groups, expiration_seconds = request.expiration_seconds, "issued a kubeconfig");
         obj["status"] = json!({
@@ -181,6 +183,17 @@ impl KubeconfigRequests {
         });
         Ok(obj)
     }
+}
+
+/// When the client certificate of `kubeconfig` (YAML, as the orchestrator
+/// issues it: `client-certificate-data`, base64 PEM) expires.
+fn certificate_expiry(kubeconfig: &str) -> Option<jiff::Timestamp> {
+    use base64::Engine as _;
+    let data = kubeconfig.lines().find_map(|l| l.trim().strip_prefix("client-certificate-data:"))?;
+    let pem = base64::engine::general_purpose::STANDARD.decode(data.trim().trim_matches('"')).ok()?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).ok()?;
+    let cert = pem.parse_x509().ok()?;
+    jiff::Timestamp::from_second(cert.validity().not_after.timestamp()).ok()
 }
 
 impl Storage for KubeconfigRequests {
@@ -200,6 +213,18 @@ impl Storage for KubeconfigRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expiry_is_the_issued_certificates() {
+        let ca = sks_pki::CertificateAuthority::generate("kubernetes-ca").unwrap();
+        let cert = ca.issue_client("alice", &["dev".to_owned()], std::time::Duration::from_secs(3_600)).unwrap();
+        let kubeconfig = sks_pki::render_kubeconfig("demo", "https://127.0.0.1:6443", &ca.cert_pem, "alice", &cert);
+        let expiry = certificate_expiry(&kubeconfig).expect("an expiry");
+        let in_an_hour = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(3_600);
+        assert!((expiry.as_second() - in_an_hour.as_second()).abs() <= 120, "{expiry} vs {in_an_hour}");
+        assert_eq!(certificate_expiry("apiVersion: v1\nkind: Config\n"), None);
+        assert_eq!(certificate_expiry("    client-certificate-data: bm90IGEgY2VydA=="), None, "not a certificate");
+    }
 
     #[test]
     fn defaults_and_limits() {
