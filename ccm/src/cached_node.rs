@@ -13,7 +13,7 @@ use crate::{heal, node_init};
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct CachedNode {
     /// Name, uid, resourceVersion, timestamps, the labels sks-ccm may write and
-    /// the auto-heal annotation (see [`CachedNode::prune`]).
+    /// the auto-heal annotations (see [`CachedNode::prune`]).
     pub metadata: ObjectMeta,
     #[serde(default)]
     spec: Spec,
@@ -76,7 +76,7 @@ impl CachedNode {
         let meta = &mut self.metadata;
         meta.managed_fields = None;
         if let Some(annotations) = meta.annotations.as_mut() {
-            annotations.retain(|k, _| k == heal::REBOOTED_AT);
+            annotations.retain(|k, _| heal::ANNOTATIONS.contains(&k.as_str()));
         }
         if let Some(labels) = meta.labels.as_mut() {
             labels.retain(|k, _| node_init::written_label(k));
@@ -125,7 +125,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "n1", "uid": "u1", "resourceVersion": "7", "creationTimestamp": "2026-11-21T00:00:00Z",
                 "labels": {"a": "b", "kubernetes.io/hostname": "n1", "topology.kubernetes.io/zone": "z"},
-                "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z", "node.alpha.kubernetes.io/ttl": "0"},
+                "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z", heal::REPLACING: "x:3", "node.alpha.kubernetes.io/ttl": "0"},
                 "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
             "spec": {"providerID": "exoscale://x", "podCIDR": "10.0.0.0/24",
                 "taints": [{"key": "k", "effect": "NoSchedule"}]},
@@ -148,7 +148,7 @@ mod tests {
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": "n1", "uid": "u1", "resourceVersion": "7", "creationTimestamp": "2026-11-21T00:00:00Z",
                     "labels": {"a": "b", "topology.kubernetes.io/zone": "z"},
-                    "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z"}},
+                    "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z", heal::REPLACING: "x:3"}},
                 "spec": {"providerID": "exoscale://x", "taints": [{"key": "k", "effect": "NoSchedule"}]},
                 "status": {
                     "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],

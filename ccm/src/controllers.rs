@@ -264,6 +264,9 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
     };
     match node_lifecycle::decide(node, &lookup) {
         node_lifecycle::Action::Delete => {
+            if let Some((nodepool, size)) = heal::pending_replacement(node) {
+                restore_size(ctx, nodepool, size).await?;
+            }
             tracing::info!(node = %name, "the node's instance is gone; deleting the node");
             event(
                 &ctx.events,
@@ -302,6 +305,23 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
     Ok(Action::requeue(ctx.sync_period))
 }
 
+/// Finishes an auto-heal replacement whose instance was evicted but whose
+/// nodepool may not have been scaled back: grows it back to `size` (never
+/// shrinks it; a nodepool deleted meanwhile needs nothing).
+async fn restore_size(ctx: &Ctx, nodepool: uuid::Uuid, size: i64) -> Result<(), Error> {
+    let client = ctx.cloud.client();
+    let current = match client.get_sks_nodepool(ctx.cloud.cluster(), nodepool).await {
+        Ok(np) => np.size,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    if current < size {
+        tracing::warn!(%nodepool, from = current, to = size, "an auto-heal replacement left its nodepool smaller; restoring its size");
+        client.scale_sks_nodepool(ctx.cloud.cluster(), nodepool, size).await?;
+    }
+    Ok(())
+}
+
 /// Reboots, then replaces, a Node's instance that stays NotReady.
 async fn auto_heal(
     node: &Node,
@@ -334,10 +354,23 @@ async fn auto_heal(
             event(&ctx.events, node, EventType::Warning, "AutoHealReboot", note).await;
         }
         heal::Heal::Replace => {
-            ctx.cloud
-                .client()
-                .replace_sks_nodepool_members(ctx.cloud.cluster(), nodepool.id, vec![instance.id])
-                .await?;
+            let client = ctx.cloud.client();
+            // Write-ahead: the size to restore is on the Node before the eviction
+            // shrinks the pool, so a failed restore is finished before the Node
+            // goes. A retry keeps the recorded size: the pool may be smaller now.
+            let size = match heal::pending_replacement(node) {
+                Some((recorded, size)) if recorded == nodepool.id => size,
+                _ => {
+                    let size = client.get_sks_nodepool(ctx.cloud.cluster(), nodepool.id).await?.size;
+                    let record =
+                        json!({"metadata": {"annotations": {heal::REPLACING: heal::replacing(nodepool.id, size)}}});
+                    nodes.patch(&name, &PatchParams::default(), &Patch::Merge(record)).await?;
+                    size
+                }
+            };
+            client.evict_then_scale(ctx.cloud.cluster(), nodepool.id, vec![instance.id], size).await?;
+            let done = json!({"metadata": {"annotations": {heal::REPLACING: null}}});
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?;
             let note = format!(
                 "node {name} stayed NotReady {:?} after a reboot: replaced instance {} with a fresh one in nodepool {}",
                 ctx.heal.replace_after, instance.id, nodepool.id

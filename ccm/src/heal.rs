@@ -1,7 +1,8 @@
 //! Auto-healing: a Node NotReady too long while its instance runs gets the
 //! instance rebooted; still NotReady later, the instance is replaced by a
-//! fresh one (evicted, then the pool size restored). One node per nodepool at a time, never more than a
-//! share of the cluster.
+//! fresh one (evicted, then the pool size restored; the size is recorded on the
+//! Node first, see [`REPLACING`]). One node per nodepool at a time, never more
+//! than a share of the cluster.
 
 use std::time::Duration;
 
@@ -12,6 +13,27 @@ use orchestrator::model::{Instance, InstanceState, SksNodepool};
 pub const OPT_OUT_LABEL: &str = "node.exoscale.net/auto-heal";
 /// Node annotation recording when its instance was rebooted by auto-healing.
 pub const REBOOTED_AT: &str = "node.exoscale.net/auto-heal-rebooted-at";
+
+/// Node annotation recording a replacement before its instance is evicted:
+/// `<nodepool id>:<size to restore>`. Eviction shrinks the pool; if restoring
+/// the size fails (or sks-ccm stops in between), the Node, whose instance is
+/// gone, is only deleted once its pool is back to that size.
+pub const REPLACING: &str = "node.exoscale.net/auto-heal-replacing";
+
+/// The Node annotations auto-healing reads (the Node cache keeps these only).
+pub const ANNOTATIONS: [&str; 2] = [REBOOTED_AT, REPLACING];
+
+/// The [`REPLACING`] value for a replacement in `nodepool`, restoring `size`.
+pub fn replacing(nodepool: uuid::Uuid, size: i64) -> String {
+    format!("{nodepool}:{size}")
+}
+
+/// The replacement recorded on `node`, if any: its nodepool and the size to restore.
+pub fn pending_replacement(node: &Node) -> Option<(uuid::Uuid, i64)> {
+    let value = node.metadata.annotations.as_ref()?.get(REPLACING)?;
+    let (nodepool, size) = value.split_once(':')?;
+    Some((nodepool.parse().ok()?, size.parse().ok().filter(|s: &i64| *s > 0)?))
+}
 
 /// Thresholds.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +126,23 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recorded_replacement_reads_back_and_nothing_else_does() {
+        let np = uuid::Uuid::new_v4();
+        let with = |v: &str| Node {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                annotations: Some([(REPLACING.to_owned(), v.to_owned())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert_eq!(pending_replacement(&with(&replacing(np, 3))), Some((np, 3)));
+        for bad in ["", "3", "x:3", &format!("{np}:"), &format!("{np}:0"), &format!("{np}:-1")] {
+            assert_eq!(pending_replacement(&with(bad)), None, "{bad:?}");
+        }
+        assert_eq!(pending_replacement(&Node::default()), None);
+    }
     use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use orchestrator::model::{Ref, SksNodepoolSpec, SksNodepoolState};

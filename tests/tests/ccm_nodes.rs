@@ -515,6 +515,71 @@ async fn auto_healing_reboots_then_replaces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes() {
+    let args = [
+        "--node-sync-period-seconds",
+        "1",
+        "--auto-heal-reboot-after-seconds",
+        "1",
+        "--auto-heal-replace-after-seconds",
+        "1",
+        "--auto-heal-max-share",
+        "0.5",
+    ];
+    let (zone, kube, _ccm, instances, cluster) = cluster_with_nodes(&args).await;
+    let k = kube.kubectl();
+    let c = zone.client().await;
+    let nodepool = c.get_sks_cluster(cluster).await.unwrap().nodepools.remove(0).id;
+    // Every scale fails: the eviction shrinks the pool and nothing grows it back.
+    zone.set_faults(1.0, 503, Some(&["scale-sks-nodepool"])).await;
+    let sick = &instances[0];
+    let now = jiff::Timestamp::now().to_string();
+    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "test", "lastTransitionTime": now}]}});
+    node_kubectl(&kube, &sick.name).ok(&[
+        "patch",
+        "node",
+        &sick.name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    wait_for("the sick instance to be evicted", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move { c.get_instance(sick.id).await.err().filter(|e| e.is_not_found()).map(|_| ()) }
+    })
+    .await;
+    assert_eq!(c.get_sks_nodepool(cluster, nodepool).await.unwrap().size, 2, "the eviction shrank the pool");
+    // Its instance is gone, yet the Node stays, recording the size to restore,
+    // while scaling fails: a call gives up after 5 attempts, and the Node's next
+    // reconcile tries the scale-back again before it would delete the Node.
+    let faults = wait_for("a second scale-back to be refused", Duration::from_secs(30), || {
+        let zone = &zone;
+        async move {
+            let counts = zone.fault_counts().await;
+            let refused = counts["status"]["503"].as_u64().unwrap_or(0);
+            (refused > 5).then_some(refused)
+        }
+    })
+    .await;
+    let node = get(&k, &["get", "node", &sick.name]);
+    assert_eq!(
+        node["metadata"]["annotations"]["node.exoscale.net/auto-heal-replacing"].as_str(),
+        Some(format!("{nodepool}:3").as_str()),
+        "after {faults} refused scale-backs the Node must stay, recording the replacement"
+    );
+    // The orchestrator answers again: the size is restored, then the Node goes.
+    zone.set_faults(0.0, 503, None).await;
+    wait_for("the evicted instance's Node to be deleted", Duration::from_secs(30), || {
+        let k = k.clone();
+        let name = sick.name.clone();
+        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
+    })
+    .await;
+    assert_eq!(c.get_sks_nodepool(cluster, nodepool).await.unwrap().size, 3, "the replacement restored the size");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orchestrator_answering_503_deletes_nothing() {
     let args = ["--node-sync-period-seconds", "1"];
     let (zone, kube, ccm, instances, _) = cluster_with_nodes(&args).await;
