@@ -736,19 +736,6 @@ impl Client {
         self.mutate("evict-sks-nodepool-members", Method::PUT, &path, Some(&EvictRequest { instances })).await
     }
 
-    /// Replaces `instances` of a nodepool with fresh ones (from its current
-    /// template): evicts them, which shrinks the pool, then scales it back to the
-    /// size it had, which the eviction alone would not restore.
-    pub async fn replace_sks_nodepool_members(
-        &self,
-        cluster: Uuid,
-        nodepool: Uuid,
-        instances: Vec<Uuid>,
-    ) -> Result<Operation> {
-        let size = self.get_sks_nodepool(cluster, nodepool).await?.size;
-        self.evict_then_scale(cluster, nodepool, instances, size).await
-    }
-
     /// Evicts `instances` of a nodepool (which shrinks it), then scales it to
     /// `size`: a replacement whose size to restore was decided (and recorded)
     /// beforehand, so a retry after a failed scale restores that size.
