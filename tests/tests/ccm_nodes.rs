@@ -462,6 +462,21 @@ async fn event_for(k: &Kubectl, node: &str, reason: &str) -> Value {
     .await
 }
 
+/// Node `name` reports NotReady, as its kubelet would.
+fn report_not_ready(kube: &KubeApi, name: &str) {
+    let now = jiff::Timestamp::now().to_string();
+    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "test", "lastTransitionTime": now}]}});
+    node_kubectl(kube, name).ok(&[
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_healing_reboots_then_replaces() {
     let args = [
@@ -477,17 +492,7 @@ async fn auto_healing_reboots_then_replaces() {
     let (zone, kube, _ccm, instances, cluster) = cluster_with_nodes(&args).await;
     let k = kube.kubectl();
     let sick = &instances[0];
-    let now = jiff::Timestamp::now().to_string();
-    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "test", "lastTransitionTime": now}]}});
-    node_kubectl(&kube, &sick.name).ok(&[
-        "patch",
-        "node",
-        &sick.name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch.to_string(),
-    ]);
+    report_not_ready(&kube, &sick.name);
     let reboot = event_for(&k, &sick.name, "AutoHealReboot").await;
     assert_eq!(reboot["type"], "Warning");
     let replace = event_for(&k, &sick.name, "AutoHealReplace").await;
@@ -533,17 +538,7 @@ async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes()
     // Every scale fails: the eviction shrinks the pool and nothing grows it back.
     zone.set_faults(1.0, 503, Some(&["scale-sks-nodepool"])).await;
     let sick = &instances[0];
-    let now = jiff::Timestamp::now().to_string();
-    let patch = json!({"status": {"conditions": [{"type": "Ready", "status": "False", "reason": "KubeletNotReady", "message": "test", "lastTransitionTime": now}]}});
-    node_kubectl(&kube, &sick.name).ok(&[
-        "patch",
-        "node",
-        &sick.name,
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        &patch.to_string(),
-    ]);
+    report_not_ready(&kube, &sick.name);
     wait_for("the sick instance to be evicted", Duration::from_secs(30), || {
         let c = c.clone();
         async move { c.get_instance(sick.id).await.err().filter(|e| e.is_not_found()).map(|_| ()) }
