@@ -3,9 +3,11 @@
 # /usr/local/bin/sks-apiserver (deploy/ sets the command of each Deployment):
 #   docker build -t registry.example.com/sks:0.1.0 .
 #
-# TLS is rustls with ring (no OpenSSL), so the binaries need only glibc:
-# distroless/cc is the runtime (glibc's allocator rather than musl's, which is
-# much slower for these multi-threaded servers), as a non-root user.
+# TLS is rustls with ring (no OpenSSL), so the binaries need only glibc (libc,
+# libm, libgcc_s): distroless/cc is the runtime, as a non-root user. They are
+# deliberately not static: musl's allocator is much slower for these
+# multi-threaded servers, and a static glibc cannot load the NSS modules that
+# resolve the orchestrator's and the cluster's host names.
 
 FROM rust:1.90-bookworm AS build
 WORKDIR /src
