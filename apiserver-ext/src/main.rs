@@ -171,10 +171,7 @@ fn elect(
         renew_deadline: args.leader_elect_renew_deadline,
         retry_period: args.leader_elect_retry_period,
     };
-    anyhow::ensure!(
-        cfg.retry_period < cfg.renew_deadline && cfg.renew_deadline < cfg.lease_duration,
-        "--leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration is required"
-    );
+    cfg.check().map_err(|e| anyhow::anyhow!("--leader-elect-*: {e}"))?;
     tracing::info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, cfg.name), "electing the replica that follows upgrades");
     let election = sks_lease::Election::start(client, cfg);
     Ok((election.leading(), Some(election)))
@@ -285,7 +282,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     sks_apiserver::rest::server::serve_with(listener, tls, api, limits, sks_process::shutdown_signal()).await?;
     if let Some(e) = election {
         // Rolls act only between steps that are stored first, so resigning mid-roll is safe.
-        let _ = tokio::time::timeout(Duration::from_secs(2), e.resign()).await;
+        e.resign().await;
     }
     tracing::info!("stopped");
     Ok(())

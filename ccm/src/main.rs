@@ -200,6 +200,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             renew_deadline: Duration::from_secs(args.leader_elect_renew_deadline_seconds),
             retry_period: Duration::from_secs(args.leader_elect_retry_period_seconds),
         };
+        cfg.check().map_err(|e| anyhow::anyhow!("--leader-elect-*: {e}"))?;
         let e = leader::Election::start(client.clone(), cfg);
         leading = e.leading();
         election = Some(e);
@@ -248,8 +249,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         task.abort();
     }
     if let Some(e) = election {
-        // Bounded: a stop must not hang on an unreachable API (SIGKILL follows a grace period).
-        let _ = tokio::time::timeout(Duration::from_secs(2), e.resign()).await;
+        e.resign().await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -34,6 +34,25 @@ pub struct Config {
     pub retry_period: Duration,
 }
 
+impl Config {
+    /// Whether the durations can work: a leader retries several times within
+    /// its renew deadline, and stops acting before another replica may take
+    /// the lease (retry period < renew deadline < lease duration, as client-go requires).
+    pub fn check(&self) -> Result<(), String> {
+        if self.retry_period < self.renew_deadline && self.renew_deadline < self.lease_duration {
+            return Ok(());
+        }
+        Err(format!(
+            "leader election needs retry period < renew deadline < lease duration; got {:?}, {:?}, {:?}",
+            self.retry_period, self.renew_deadline, self.lease_duration
+        ))
+    }
+}
+
+/// How long [`Election::resign`] may take: a stop must not hang on an
+/// unreachable API (the kubelet kills the pod after its grace period anyway).
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(2);
+
 fn now() -> MicroTime {
     MicroTime(jiff::Timestamp::now())
 }
@@ -107,9 +126,16 @@ impl Election {
         self.leading.subscribe()
     }
 
-    /// Stops campaigning, then gives the lease up if this replica holds it.
-    /// The caller has stopped acting as leader first.
+    /// Stops campaigning, then gives the lease up if this replica holds it,
+    /// within [`RESIGN_TIMEOUT`]. The caller has stopped acting as leader first.
     pub async fn resign(self) {
+        let identity = self.cfg.identity.clone();
+        if tokio::time::timeout(RESIGN_TIMEOUT, self.step_down()).await.is_err() {
+            tracing::warn!(%identity, "releasing the leader lease failed; a successor waits for it to expire");
+        }
+    }
+
+    async fn step_down(self) {
         self.task.abort();
         // The campaign may be mid-renewal; its write lands before ours or makes ours a 409.
         let _ = self.task.await;
@@ -223,6 +249,23 @@ mod tests {
         let renewed = next(&lease("me", 5, 15), "me", d, now).unwrap();
         assert_eq!(renewed.lease_transitions, Some(3), "renewing is no transition");
         assert!(next(&Lease::default(), "me", d, now).is_some());
+    }
+
+    #[test]
+    fn durations_must_nest() {
+        let cfg = |retry, renew, lease| Config {
+            namespace: "ns".into(),
+            name: "l".into(),
+            identity: "me".into(),
+            lease_duration: Duration::from_secs(lease),
+            renew_deadline: Duration::from_secs(renew),
+            retry_period: Duration::from_secs(retry),
+        };
+        assert!(cfg(2, 10, 15).check().is_ok());
+        for (retry, renew, lease) in [(10, 10, 15), (2, 15, 15), (2, 20, 15)] {
+            let e = cfg(retry, renew, lease).check().unwrap_err();
+            assert!(e.contains("retry period < renew deadline < lease duration"), "{e}");
+        }
     }
 
     #[test]

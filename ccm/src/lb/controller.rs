@@ -158,16 +158,13 @@ async fn locate(ctx: &Ctx, cfg: &LbConfig, uid: &str) -> Result<Found, Error> {
                     Err(why) => Found::Refused(why),
                 })
             }
-            // The annotated NLB is gone, but one made for this Service may exist
-            // (recreated, and the new id not written before a crash): use it, so
-            // it is neither duplicated nor leaked by a cleanup.
-            Err(e) if e.is_not_found() => Ok(match owner::owned(&known, cluster, uid) {
-                Some(lb) if !cfg.external => {
+            Err(e) if e.is_not_found() => {
+                let found = owner::after_gone(&known, cfg, cluster, uid, id);
+                if let Found::Nlb(lb) = &found {
                     tracing::info!(nlb = %lb.id, gone = %id, "the id annotation names a deleted NLB; using the one labelled for this Service");
-                    Found::Nlb(Box::new(lb.clone()))
                 }
-                _ => Found::Missing(Some(id)),
-            }),
+                Ok(found)
+            }
             Err(e) => Err(e.into()),
         },
         found => Ok(found),

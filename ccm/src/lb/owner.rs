@@ -73,6 +73,17 @@ pub fn find(known: &HashMap<Uuid, LoadBalancer>, cfg: &LbConfig, cluster: Uuid, 
     }
 }
 
+/// What Service `uid` uses once the NLB its `id` annotation names is confirmed
+/// gone: the NLB labelled for it if there is one (a recreate whose new id was
+/// never written), so it is neither duplicated nor leaked by a cleanup; else
+/// nothing (an owned NLB is then recreated, an external one never).
+pub fn after_gone(known: &HashMap<Uuid, LoadBalancer>, cfg: &LbConfig, cluster: Uuid, uid: &str, gone: Uuid) -> Found {
+    match owned(known, cluster, uid) {
+        Some(lb) if !cfg.external => Found::Nlb(Box::new(lb.clone())),
+        _ => Found::Missing(Some(gone)),
+    }
+}
+
 /// The NLB among `known` that carries Service `uid`'s ownership labels. Several
 /// would only come from an earlier failure; the oldest is the one annotated first.
 pub fn owned<'a>(known: &'a HashMap<Uuid, LoadBalancer>, cluster: Uuid, uid: &str) -> Option<&'a LoadBalancer> {
@@ -132,6 +143,20 @@ mod tests {
         assert_eq!(find(&known, &cfg(&[("id", mine.id.to_string())]), cluster, "u1"), Found::Nlb(Box::new(mine)));
         let gone = Uuid::new_v4();
         assert_eq!(find(&known, &cfg(&[("id", gone.to_string())]), cluster, "u1"), Found::Missing(Some(gone)));
+    }
+
+    #[test]
+    fn a_gone_id_falls_back_to_the_labelled_nlb_unless_external() {
+        let cluster = Uuid::new_v4();
+        let mine = lb("k8s-u1", Some(labels(cluster, "u1", "default/web")));
+        let theirs = lb("k8s-u2", Some(labels(cluster, "u2", "default/other")));
+        let known: HashMap<_, _> = [(mine.id, mine.clone()), (theirs.id, theirs)].into();
+        let gone = Uuid::new_v4();
+        let by_id = cfg(&[("id", gone.to_string())]);
+        assert_eq!(after_gone(&known, &by_id, cluster, "u1", gone), Found::Nlb(Box::new(mine)));
+        assert_eq!(after_gone(&known, &by_id, cluster, "u3", gone), Found::Missing(Some(gone)), "never another's");
+        let external = cfg(&[("id", gone.to_string()), ("external", "true".into())]);
+        assert_eq!(after_gone(&known, &external, cluster, "u1", gone), Found::Missing(Some(gone)));
     }
 
     #[test]

@@ -486,18 +486,30 @@ impl Upgrades {
         }
         loop {
             tokio::time::sleep(tick).await;
-            if let Err(e) = self.reload().await {
-                tracing::warn!(error = %e, "re-reading stored upgrades failed; serving the last read");
-                continue;
+            // An upgrade requested through another replica shows after this tick's read.
+            let following = self.leads() && self.in_progress().is_some();
+            let inspection = if following {
+                match self.client.get_sks_cluster_inspection(self.cluster).await {
+                    Ok(v) => Some(Inspection::parse(&v)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the cluster inspection failed");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            match inspection {
+                // observe() re-reads the store itself, then follows the records.
+                Some(inspection) => self.observe(&inspection).await,
+                None => {
+                    if let Err(e) = self.reload().await {
+                        tracing::warn!(error = %e, "re-reading stored upgrades failed; serving the last read");
+                        continue;
+                    }
+                }
             }
-            if !self.leads() || self.in_progress().is_none() {
-                continue;
-            }
-            match self.client.get_sks_cluster_inspection(self.cluster).await {
-                Ok(v) => self.observe(&Inspection::parse(&v)).await,
-                Err(e) => tracing::warn!(error = %e, "reading the cluster inspection failed"),
-            }
-            if let Err(e) = self.roll().await {
+            if following && let Err(e) = self.roll().await {
                 tracing::warn!(error = %e, "rolling nodepools failed; retrying");
             }
         }
