@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt as _;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt as _;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -25,17 +26,25 @@ use orchestrator::model::InstanceState;
 /// How old the cloud snapshot may be when a lookup misses.
 const MISS_REFRESH: Duration = Duration::from_millis(500);
 
-/// How old a cloud snapshot may be when a NotReady Node is looked at.
+/// How old a cloud snapshot may be when a NotReady Node is looked at (NotReady
+/// Nodes reconciled together share one refresh).
 const NOT_READY_FRESHNESS: Duration = Duration::from_secs(5);
 
-/// How old a snapshot may be to judge an object created at `created`: one
-/// taken before the object existed may predate its instance too (a kubelet
-/// registers seconds after its instance is created, or sooner in tests), so a
-/// miss is only final against a snapshot younger than the object. Creation
-/// times are whole seconds, so the object may be up to a second younger.
-fn miss_refresh(created: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Duration {
-    let age = created.map(|t| jiff::Timestamp::now().duration_since(t.0) - jiff::SignedDuration::from_secs(1));
-    age.and_then(|a| Duration::try_from(a).ok()).unwrap_or(Duration::ZERO).min(MISS_REFRESH)
+/// How old a snapshot may be (at most `cap`) to judge something that happened
+/// at `since`: one taken before may not show it. An object created at `since`
+/// may have an instance younger than the snapshot (a kubelet registers seconds
+/// after its instance is created, or sooner in tests); a Node that turned
+/// NotReady at `since` may have lost its instance just before. Kubernetes
+/// times are whole seconds, so the event may be up to a second later.
+fn fresh_since(since: Option<&Time>, cap: Duration, now: jiff::Timestamp) -> Duration {
+    let age = since.map(|t| now.duration_since(t.0) - jiff::SignedDuration::from_secs(1));
+    age.and_then(|a| Duration::try_from(a).ok()).unwrap_or(Duration::ZERO).min(cap)
+}
+
+/// When `node`'s Ready condition last changed.
+fn ready_since(node: &Node) -> Option<&Time> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    conditions.iter().find(|c| c.type_ == "Ready")?.last_transition_time.as_ref()
 }
 /// How soon a CSR whose instance is still starting is looked at again.
 const CSR_WAIT: Duration = Duration::from_secs(1);
@@ -200,11 +209,12 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
     // decide on a recent look, not one up to a sync period old. NotReady Nodes
     // reconciled together share one refresh.
     let lost = !node_init::uninitialized(node) && !node_lifecycle::is_ready(node);
+    let now = jiff::Timestamp::now();
     if node_init::instance_for(node, &snapshot).is_none() {
-        ctx.cloud.ensure_fresh(miss_refresh(node.metadata.creation_timestamp.as_ref())).await?;
+        ctx.cloud.ensure_fresh(fresh_since(node.metadata.creation_timestamp.as_ref(), MISS_REFRESH, now)).await?;
         snapshot = ctx.cloud.snapshot();
     } else if lost {
-        ctx.cloud.ensure_fresh(NOT_READY_FRESHNESS).await?;
+        ctx.cloud.ensure_fresh(fresh_since(ready_since(node), NOT_READY_FRESHNESS, now)).await?;
         snapshot = ctx.cloud.snapshot();
     }
     let found = node_init::instance_for(node, &snapshot).cloned();
@@ -416,7 +426,8 @@ async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Er
     // A cached instance that is missing or not running may only be stale (the
     // kubelet asks once its instance runs), so look again before deciding.
     if ctx.cloud.snapshot().by_name(&node).is_none_or(|i| i.state != InstanceState::Running) {
-        ctx.cloud.ensure_fresh(miss_refresh(c.metadata.creation_timestamp.as_ref())).await?;
+        let created = c.metadata.creation_timestamp.as_ref();
+        ctx.cloud.ensure_fresh(fresh_since(created, MISS_REFRESH, jiff::Timestamp::now())).await?;
     }
     let snapshot = ctx.cloud.snapshot();
     let decision = csr::decide(&facts, |name| snapshot.by_name(name).cloned());
@@ -487,4 +498,20 @@ pub async fn run_csrs(ctx: Arc<Ctx>, workers: u16) {
         .run(reconcile_csr, error_policy, ctx)
         .for_each(|_| async {})
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_must_be_younger_than_what_it_judges() {
+        let now: jiff::Timestamp = "2026-11-22T00:01:00Z".parse().unwrap();
+        let at = |s: &str| Time(s.parse().unwrap());
+        let cap = Duration::from_secs(5);
+        assert_eq!(fresh_since(Some(&at("2026-11-22T00:01:00Z")), cap, now), Duration::ZERO, "just now: a new look");
+        assert_eq!(fresh_since(Some(&at("2026-11-22T00:00:58Z")), cap, now), Duration::from_secs(1), "1 s margin");
+        assert_eq!(fresh_since(Some(&at("2026-11-22T00:00:00Z")), cap, now), cap, "long ago: the cap");
+        assert_eq!(fresh_since(None, cap, now), Duration::ZERO, "unknown: a new look");
+    }
 }

@@ -575,6 +575,26 @@ async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_instance_is_gone_goes_when_it_turns_not_ready() {
+    // A long sync period: without a fresh look when the Node turns NotReady, the
+    // cached snapshot still lists the instance and the Node stays for a minute.
+    let (zone, kube, _ccm, instances, _) = cluster_with_nodes(&["--node-sync-period-seconds", "60"]).await;
+    let k = kube.kubectl();
+    let gone = &instances[0];
+    zone.client().await.delete_instance(gone.id).await.unwrap();
+    report_not_ready(&kube, &gone.name);
+    wait_for("the Node of the deleted instance to be deleted", Duration::from_secs(10), || {
+        let k = k.clone();
+        let name = gone.name.clone();
+        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
+    })
+    .await;
+    for i in &instances[1..] {
+        assert!(k.run(&["get", "node", &i.name]).status.success(), "{} was deleted too", i.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orchestrator_answering_503_deletes_nothing() {
     let args = ["--node-sync-period-seconds", "1"];
     let (zone, kube, ccm, instances, _) = cluster_with_nodes(&args).await;
