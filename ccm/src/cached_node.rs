@@ -125,7 +125,7 @@ mod tests {
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": "n1", "uid": "u1", "resourceVersion": "7", "creationTimestamp": "2026-11-21T00:00:00Z",
                 "labels": {"a": "b", "kubernetes.io/hostname": "n1", "topology.kubernetes.io/zone": "z"},
-                "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z", heal::REPLACING: "x:3", "node.alpha.kubernetes.io/ttl": "0"},
+                "annotations": {sks_keys::annotation::AUTO_HEAL_REBOOTED_AT: "2026-11-21T00:00:00Z", sks_keys::annotation::AUTO_HEAL_REPLACING: "x:3", "node.alpha.kubernetes.io/ttl": "0"},
                 "managedFields": [{"manager": "kubelet", "operation": "Update"}]},
             "spec": {"providerID": "exoscale://x", "podCIDR": "10.0.0.0/24",
                 "taints": [{"key": "k", "effect": "NoSchedule"}]},
@@ -148,7 +148,7 @@ mod tests {
                 "apiVersion": "v1", "kind": "Node",
                 "metadata": {"name": "n1", "uid": "u1", "resourceVersion": "7", "creationTimestamp": "2026-11-21T00:00:00Z",
                     "labels": {"a": "b", "topology.kubernetes.io/zone": "z"},
-                    "annotations": {heal::REBOOTED_AT: "2026-11-21T00:00:00Z", heal::REPLACING: "x:3"}},
+                    "annotations": {sks_keys::annotation::AUTO_HEAL_REBOOTED_AT: "2026-11-21T00:00:00Z", sks_keys::annotation::AUTO_HEAL_REPLACING: "x:3"}},
                 "spec": {"providerID": "exoscale://x", "taints": [{"key": "k", "effect": "NoSchedule"}]},
                 "status": {
                     "addresses": [{"type": "InternalIP", "address": "10.0.0.1"}],

@@ -1,5 +1,6 @@
 //! The controllers' shells: watch, call the pure decisions, act, record.
 
+use sks_keys::annotation;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -231,7 +232,7 @@ async fn node_step(node: &Node, ctx: &Ctx) -> Result<Action, Error> {
             if first {
                 let why = format!(
                     "no instance of this cluster's nodepools matches node {name} (by providerID, system UUID or name); it stays tainted {}",
-                    node_init::UNINITIALIZED
+                    sks_keys::taint::UNINITIALIZED
                 );
                 tracing::warn!(node = %name, "{why}");
                 event(&ctx.events, node, EventType::Warning, "NodeNotInCluster", why).await;
@@ -339,22 +340,23 @@ async fn auto_heal(
     nodepool: &orchestrator::model::SksNodepool,
     ctx: &Ctx,
 ) -> Result<(), Error> {
-    let annotated = |n: &Node| n.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(heal::REBOOTED_AT));
+    let annotated =
+        |n: &Node| n.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(annotation::AUTO_HEAL_REBOOTED_AT));
     if !ctx.heal.enabled || (node_lifecycle::is_ready(node) && !annotated(node)) {
         return Ok(());
     }
     let name = node.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let all = nodes.list(&kube::api::ListParams::default().labels(node_init::NODEPOOL_ID_LABEL)).await?;
+    let all = nodes.list(&kube::api::ListParams::default().labels(sks_keys::label::NODEPOOL_ID)).await?;
     let pool_id = nodepool.id.to_string();
     let others = all.items.iter().filter(|n| n.name_any() != name && annotated(n));
-    let in_nodepool = others.clone().filter(|n| n.labels().get(node_init::NODEPOOL_ID_LABEL) == Some(&pool_id)).count();
+    let in_nodepool = others.clone().filter(|n| n.labels().get(sks_keys::label::NODEPOOL_ID) == Some(&pool_id)).count();
     let budget = heal::Budget { in_nodepool, in_cluster: others.count(), cluster_nodes: all.items.len() };
     match heal::decide(node, instance, nodepool, jiff::Timestamp::now(), &ctx.heal, budget) {
         heal::Heal::Nothing => {}
         heal::Heal::Reboot => {
             ctx.cloud.client().reboot_instance(instance.id).await?;
-            let patch = json!({"metadata": {"annotations": {heal::REBOOTED_AT: jiff::Timestamp::now().to_string()}}});
+            let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: jiff::Timestamp::now().to_string()}}});
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
             let note = format!(
                 "node {name} has been NotReady for over {:?} while instance {} runs: rebooted it",
@@ -372,14 +374,13 @@ async fn auto_heal(
                 Some((recorded, size)) if recorded == nodepool.id => size,
                 _ => {
                     let size = client.get_sks_nodepool(ctx.cloud.cluster(), nodepool.id).await?.size;
-                    let record =
-                        json!({"metadata": {"annotations": {heal::REPLACING: heal::replacing(nodepool.id, size)}}});
+                    let record = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: heal::replacing(nodepool.id, size)}}});
                     nodes.patch(&name, &PatchParams::default(), &Patch::Merge(record)).await?;
                     size
                 }
             };
             client.evict_then_scale(ctx.cloud.cluster(), nodepool.id, vec![instance.id], size).await?;
-            let done = json!({"metadata": {"annotations": {heal::REPLACING: null}}});
+            let done = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: null}}});
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?;
             let note = format!(
                 "node {name} stayed NotReady {:?} after a reboot: replaced instance {} with a fresh one in nodepool {}",
@@ -389,7 +390,7 @@ async fn auto_heal(
             event(&ctx.events, node, EventType::Warning, "AutoHealReplace", note).await;
         }
         heal::Heal::Clear => {
-            let patch = json!({"metadata": {"annotations": {heal::REBOOTED_AT: null}}});
+            let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: null}}});
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
             event(&ctx.events, node, EventType::Normal, "AutoHealRecovered", format!("node {name} is Ready again"))
                 .await;
@@ -419,7 +420,7 @@ async fn reconcile_csr(c: Arc<CertificateSigningRequest>, ctx: Arc<Ctx>) -> Resu
 
 async fn csr_step(c: &CertificateSigningRequest, ctx: &Ctx) -> Result<Action, Error> {
     let facts = facts(c);
-    if facts.signer != csr::KUBELET_SERVING || facts.decided {
+    if facts.signer != sks_keys::KUBELET_SERVING_SIGNER || facts.decided {
         return Ok(Action::await_change());
     }
     let node = facts.username.strip_prefix("system:node:").unwrap_or("").to_lowercase();

@@ -1,14 +1,12 @@
 //! Kubelet serving certificate approval: a CSR is approved only when every
 //! claim in it can be tied to a running instance of this cluster's nodepools.
 
+use sks_keys::KUBELET_SERVING_SIGNER;
 use std::net::IpAddr;
 
 use orchestrator::model::{Instance, InstanceState};
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::prelude::FromDer as _;
-
-/// The signer this controller decides for; every other is left alone.
-pub const KUBELET_SERVING: &str = "kubernetes.io/kubelet-serving";
 
 /// What to do with a CSR.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,7 +96,7 @@ pub fn parse_request(pem: &str) -> Result<Requested, String> {
 /// Decides a CSR given the running instances of this cluster's nodepools
 /// (`instance_of(name)` finds one by name, case-insensitively).
 pub fn decide(facts: &CsrFacts, instance_of: impl Fn(&str) -> Option<Instance>) -> Decision {
-    if facts.signer != KUBELET_SERVING || facts.decided {
+    if facts.signer != KUBELET_SERVING_SIGNER || facts.decided {
         return Decision::Ignore;
     }
     let Some(node) = facts.username.strip_prefix("system:node:").filter(|n| !n.is_empty()) else {

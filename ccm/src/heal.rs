@@ -1,36 +1,26 @@
 //! Auto-healing: a Node NotReady too long while its instance runs gets the
 //! instance rebooted; still NotReady later, the instance is replaced by a
 //! fresh one (evicted, then the pool size restored; the size is recorded on the
-//! Node first, see [`REPLACING`]). One node per nodepool at a time, never more
+//! Node first, see [`annotation::AUTO_HEAL_REPLACING`]). One node per nodepool at a time, never more
 //! than a share of the cluster.
 
+use sks_keys::{annotation, label};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use orchestrator::model::{Instance, InstanceState, SksNodepool};
 
-/// Nodepool label that opts a nodepool out (`"false"`).
-pub const OPT_OUT_LABEL: &str = "node.exoscale.net/auto-heal";
-/// Node annotation recording when its instance was rebooted by auto-healing.
-pub const REBOOTED_AT: &str = "node.exoscale.net/auto-heal-rebooted-at";
-
-/// Node annotation recording a replacement before its instance is evicted:
-/// `<nodepool id>:<size to restore>`. Eviction shrinks the pool; if restoring
-/// the size fails (or sks-ccm stops in between), the Node, whose instance is
-/// gone, is only deleted once its pool is back to that size.
-pub const REPLACING: &str = "node.exoscale.net/auto-heal-replacing";
-
 /// The Node annotations auto-healing reads (the Node cache keeps these only).
-pub const ANNOTATIONS: [&str; 2] = [REBOOTED_AT, REPLACING];
+pub const ANNOTATIONS: [&str; 2] = [annotation::AUTO_HEAL_REBOOTED_AT, annotation::AUTO_HEAL_REPLACING];
 
-/// The [`REPLACING`] value for a replacement in `nodepool`, restoring `size`.
+/// The [`annotation::AUTO_HEAL_REPLACING`] value for a replacement in `nodepool`, restoring `size`.
 pub fn replacing(nodepool: uuid::Uuid, size: i64) -> String {
     format!("{nodepool}:{size}")
 }
 
 /// The replacement recorded on `node`, if any: its nodepool and the size to restore.
 pub fn pending_replacement(node: &Node) -> Option<(uuid::Uuid, i64)> {
-    let value = node.metadata.annotations.as_ref()?.get(REPLACING)?;
+    let value = node.metadata.annotations.as_ref()?.get(annotation::AUTO_HEAL_REPLACING)?;
     let (nodepool, size) = value.split_once(':')?;
     Some((nodepool.parse().ok()?, size.parse().ok().filter(|s: &i64| *s > 0)?))
 }
@@ -91,7 +81,7 @@ pub fn decide(
     cfg: &Config,
     budget: Budget,
 ) -> Heal {
-    let opted_out = nodepool.spec.labels.as_ref().and_then(|l| l.get(OPT_OUT_LABEL)).is_some_and(|v| v == "false");
+    let opted_out = nodepool.spec.labels.as_ref().and_then(|l| l.get(label::AUTO_HEAL)).is_some_and(|v| v == "false");
     if !cfg.enabled || opted_out {
         return Heal::Nothing;
     }
@@ -99,7 +89,7 @@ pub fn decide(
         .metadata
         .annotations
         .as_ref()
-        .and_then(|a| a.get(REBOOTED_AT))
+        .and_then(|a| a.get(annotation::AUTO_HEAL_REBOOTED_AT))
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
     let Some(since) = not_ready_since(node) else {
         return if rebooted.is_some() { Heal::Clear } else { Heal::Nothing };
@@ -132,7 +122,7 @@ mod tests {
         let np = uuid::Uuid::new_v4();
         let with = |v: &str| Node {
             metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-                annotations: Some([(REPLACING.to_owned(), v.to_owned())].into()),
+                annotations: Some([(annotation::AUTO_HEAL_REPLACING.to_owned(), v.to_owned())].into()),
                 ..Default::default()
             },
             ..Default::default()
@@ -164,7 +154,7 @@ mod tests {
         };
         if let Some(ago) = rebooted_secs_ago {
             let at = (now - jiff::SignedDuration::from_secs(ago)).to_string();
-            n.metadata.annotations = Some([(REBOOTED_AT.to_string(), at)].into());
+            n.metadata.annotations = Some([(annotation::AUTO_HEAL_REBOOTED_AT.to_string(), at)].into());
         }
         n
     }
@@ -174,7 +164,7 @@ mod tests {
     }
 
     fn pool(opt_out: bool) -> SksNodepool {
-        let labels = opt_out.then(|| [(OPT_OUT_LABEL.to_string(), "false".to_string())].into());
+        let labels = opt_out.then(|| [(label::AUTO_HEAL.to_string(), "false".to_string())].into());
         SksNodepool {
             id: Uuid::nil(),
             state: SksNodepoolState::Running,

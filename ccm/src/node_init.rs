@@ -1,6 +1,7 @@
 //! Node initialization: what a Node of an instance of this cluster must carry,
 //! computed from the Node, the instance and its nodepool alone.
 
+use sks_keys::{PROVIDER_ID_PREFIX, label, taint};
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, Taint};
@@ -10,31 +11,27 @@ use uuid::Uuid;
 
 use crate::cloud::Snapshot;
 
-/// The taint kubelets register with when a cloud provider is external.
-pub const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
-/// The label naming a Node's nodepool.
-pub const NODEPOOL_ID_LABEL: &str = "node.exoscale.net/nodepool-id";
-/// The providerID scheme.
-pub const PROVIDER_PREFIX: &str = "exoscale://";
-
 /// The instance id in a Node's providerID, if it has one of ours.
 pub fn provider_id(node: &Node) -> Option<Uuid> {
     node.spec
         .as_ref()
         .and_then(|s| s.provider_id.as_deref())
-        .and_then(|p| p.strip_prefix(PROVIDER_PREFIX))
+        .and_then(|p| p.strip_prefix(PROVIDER_ID_PREFIX))
         .and_then(|id| Uuid::parse_str(id).ok())
 }
 
 /// Whether a Node still waits for initialization.
 pub fn uninitialized(node: &Node) -> bool {
-    node.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|ts| ts.iter().any(|t| t.key == UNINITIALIZED))
+    node.spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .is_some_and(|ts| ts.iter().any(|t| t.key == taint::UNINITIALIZED))
 }
 
 /// The instance a Node runs on: by providerID, else SMBIOS system UUID, else name.
 pub fn instance_for<'s>(node: &Node, cloud: &'s Snapshot) -> Option<&'s Instance> {
     let provider =
-        node.spec.as_ref().and_then(|s| s.provider_id.as_deref()).and_then(|p| p.strip_prefix(PROVIDER_PREFIX));
+        node.spec.as_ref().and_then(|s| s.provider_id.as_deref()).and_then(|p| p.strip_prefix(PROVIDER_ID_PREFIX));
     if let Some(id) = provider {
         return Uuid::parse_str(id).ok().and_then(|id| cloud.by_id(&id));
     }
@@ -57,10 +54,7 @@ pub fn written_label(key: &str) -> bool {
     !reserved(key) || OWN_LABELS.contains(&key)
 }
 
-const INSTANCE_TYPE_LABEL: &str = "node.kubernetes.io/instance-type";
-const REGION_LABEL: &str = "topology.kubernetes.io/region";
-const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
-const OWN_LABELS: &[&str] = &[INSTANCE_TYPE_LABEL, REGION_LABEL, ZONE_LABEL, NODEPOOL_ID_LABEL];
+const OWN_LABELS: &[&str] = &[label::INSTANCE_TYPE, label::REGION, label::ZONE, label::NODEPOOL_ID];
 
 /// The labels the Node must have.
 pub fn labels(instance: &Instance, nodepool: &SksNodepool, type_name: &str, zone: &str) -> BTreeMap<String, String> {
@@ -75,10 +69,10 @@ pub fn labels(instance: &Instance, nodepool: &SksNodepool, type_name: &str, zone
     // Values must be valid label values; the Exoscale CCM strips the same characters.
     let clean: String =
         type_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
-    out.insert(INSTANCE_TYPE_LABEL.into(), clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned());
-    out.insert(REGION_LABEL.into(), zone.to_owned());
-    out.insert(ZONE_LABEL.into(), zone.to_owned());
-    out.insert(NODEPOOL_ID_LABEL.into(), nodepool.id.to_string());
+    out.insert(label::INSTANCE_TYPE.into(), clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned());
+    out.insert(label::REGION.into(), zone.to_owned());
+    out.insert(label::ZONE.into(), zone.to_owned());
+    out.insert(label::NODEPOOL_ID.into(), nodepool.id.to_string());
     let _ = instance;
     out
 }
@@ -102,7 +96,7 @@ pub fn addresses(instance: &Instance) -> Vec<Value> {
 /// The taints after initialization: the Node's without the uninitialized one, plus the nodepool's.
 pub fn taints(node: &Node, nodepool: &SksNodepool) -> Vec<Taint> {
     let mut out: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    out.retain(|t| t.key != UNINITIALIZED);
+    out.retain(|t| t.key != taint::UNINITIALIZED);
     for (key, t) in nodepool.spec.taints.iter().flatten() {
         if !out.iter().any(|x| x.key == *key && x.effect == t.effect.as_str()) {
             out.push(Taint {
@@ -132,7 +126,7 @@ pub fn init_patch(
             "labels": labels(instance, nodepool, type_name, zone),
         },
         "spec": {
-            "providerID": format!("{PROVIDER_PREFIX}{}", instance.id),
+            "providerID": format!("{PROVIDER_ID_PREFIX}{}", instance.id),
             "taints": taints(node, nodepool),
         }
     })

@@ -3,9 +3,7 @@
 
 use k8s_openapi::api::core::v1::{Node, Taint};
 use orchestrator::model::{Instance, InstanceState};
-
-/// The taint of a Node whose instance is stopped.
-pub const SHUTDOWN: &str = "node.cloudprovider.kubernetes.io/shutdown";
+use sks_keys::taint;
 
 /// What to do with an initialized Node.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,15 +32,15 @@ pub fn decide(node: &Node, lookup: &Result<Option<Instance>, String>) -> Action 
         Ok(Some(i)) => i,
     };
     let taints: Vec<Taint> = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    let tainted = taints.iter().any(|t| t.key == SHUTDOWN);
+    let tainted = taints.iter().any(|t| t.key == taint::SHUTDOWN);
     let stopped = matches!(instance.state, InstanceState::Stopped | InstanceState::Stopping);
     if stopped && !tainted {
         let mut t = taints;
-        t.push(Taint { key: SHUTDOWN.into(), value: None, effect: "NoSchedule".into(), time_added: None });
+        t.push(Taint { key: taint::SHUTDOWN.into(), value: None, effect: "NoSchedule".into(), time_added: None });
         return Action::Taints(t);
     }
     if !stopped && tainted && instance.state == InstanceState::Running && is_ready(node) {
-        return Action::Taints(taints.into_iter().filter(|t| t.key != SHUTDOWN).collect());
+        return Action::Taints(taints.into_iter().filter(|t| t.key != taint::SHUTDOWN).collect());
     }
     Action::Keep
 }

@@ -6,8 +6,9 @@
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Service;
 
-use crate::lb::controller::FINALIZER;
 use kube::ResourceExt as _;
+use sks_keys::annotation::LAST_APPLIED;
+use sks_keys::finalizer::LB_CLEANUP as FINALIZER;
 
 /// Whether a CSR has an Approved, Denied or Failed condition.
 pub fn decided(c: &CertificateSigningRequest) -> bool {
@@ -20,7 +21,7 @@ pub fn decided(c: &CertificateSigningRequest) -> bool {
 /// Keeps what CSR approval reads of an undecided kubelet-serving CSR; a
 /// decided one, or one for another signer, needs nothing and is forgotten.
 pub fn csr(c: &mut CertificateSigningRequest) -> bool {
-    if decided(c) || c.spec.signer_name != crate::csr::KUBELET_SERVING {
+    if decided(c) || c.spec.signer_name != sks_keys::KUBELET_SERVING_SIGNER {
         return false;
     }
     c.metadata.managed_fields = None;
@@ -46,8 +47,6 @@ pub fn service(s: &mut Service) -> bool {
     true
 }
 
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,13 +63,13 @@ mod tests {
 
     #[test]
     fn only_undecided_kubelet_serving_csrs_are_kept() {
-        let mut pending = csr_with(crate::csr::KUBELET_SERVING, json!([]));
+        let mut pending = csr_with(sks_keys::KUBELET_SERVING_SIGNER, json!([]));
         assert!(csr(&mut pending));
         assert_eq!(pending.spec.request.0, b"req");
         assert_eq!(pending.metadata.managed_fields, None);
         assert_eq!(pending.status.unwrap().certificate, None);
         for decision in ["Approved", "Denied", "Failed"] {
-            let mut decided = csr_with(crate::csr::KUBELET_SERVING, json!([{"type": decision, "status": "True"}]));
+            let mut decided = csr_with(sks_keys::KUBELET_SERVING_SIGNER, json!([{"type": decision, "status": "True"}]));
             assert!(!csr(&mut decided), "{decision}");
         }
         assert!(!csr(&mut csr_with("kubernetes.io/kube-apiserver-client", json!([]))));

@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use proptest::prelude::*;
-use sks_ccm::csr::{self, CsrFacts, Decision, KUBELET_SERVING};
+use sks_ccm::csr::{self, CsrFacts, Decision};
 use sks_ccm::lb::annotations::{KEYS, PREFIX, parse, parse_go_duration};
+use sks_keys::KUBELET_SERVING_SIGNER as KUBELET_SERVING;
 
 // ---------------------------------------------------------------------------
 // Annotations

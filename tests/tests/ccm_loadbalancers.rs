@@ -23,7 +23,7 @@ use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
-const PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
+use sks_keys::annotation::LB_PREFIX as PREFIX;
 
 /// sks-zone with the seeded 3-node cluster and its kubelets, a Kubernetes API and sks-ccm.
 struct Stack {

@@ -571,8 +571,8 @@ fn manifests_render_parse_and_hold_their_invariants() {
         panic!("the example's annotations do not parse: {e:?}");
     }
     let docs = std::fs::read_to_string(deploy_dir().join("../docs/annotations.md")).unwrap();
-    for key in sks_ccm::lb::annotations::KEYS {
-        let full = format!("{}{key}", sks_ccm::lb::annotations::PREFIX);
+    for key in sks_keys::annotation::lb::ALL {
+        let full = sks_keys::annotation::lb::key(key);
         assert!(example.contains(&format!("{full}:")), "the example Service explains {full}");
         assert!(
             docs.contains(&format!("`{full}`")) || docs.contains(&format!("`{key}`")),

@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 
-use crate::resources::nodepool::def::NODEPOOL_ID_LABEL;
 use crate::resources::nodepool::{NodeReadiness, NodeState};
+use sks_keys::label::NODEPOOL_ID as NODEPOOL_ID_LABEL;
 
 /// A reflector of Nodes carrying the nodepool label.
 pub struct NodeWatch {
@@ -87,5 +87,5 @@ fn initialized(node: &Node) -> bool {
     spec.and_then(|s| s.provider_id.as_ref()).is_some()
         && !spec
             .and_then(|s| s.taints.as_ref())
-            .is_some_and(|ts| ts.iter().any(|t| t.key == "node.cloudprovider.kubernetes.io/uninitialized"))
+            .is_some_and(|ts| ts.iter().any(|t| t.key == sks_keys::taint::UNINITIALIZED))
 }

@@ -8,28 +8,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-/// The common prefix.
-pub const PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
-
-/// Every key suffix this parser knows, for typo detection.
-pub const KEYS: &[&str] = &[
-    "id",
-    "name",
-    "description",
-    "external",
-    "service-name",
-    "service-description",
-    "service-instancepool-id",
-    "service-sks-nodepool-name",
-    "sks-cluster-name",
-    "service-strategy",
-    "service-healthcheck-mode",
-    "service-healthcheck-port",
-    "service-healthcheck-uri",
-    "service-healthcheck-interval",
-    "service-healthcheck-timeout",
-    "service-healthcheck-retries",
-];
+pub use sks_keys::annotation::LB_PREFIX as PREFIX;
+use sks_keys::annotation::lb;
+pub use sks_keys::annotation::lb::ALL as KEYS;
 
 /// How connections are spread over backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,8 +220,8 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<LbConfig, Vec<Ann
             }
         },
     };
-    let id = uuid("id", &mut fail);
-    let instance_pool = uuid("service-instancepool-id", &mut fail);
+    let id = uuid(lb::ID, &mut fail);
+    let instance_pool = uuid(lb::SERVICE_INSTANCEPOOL_ID, &mut fail);
     let text = |suffix: &str, max: usize, fail: &mut dyn FnMut(&str, &str, &str)| match get(suffix) {
         Some(v) if v.chars().count() > max => {
             fail(suffix, &v, &format!("at most {max} characters"));
@@ -249,55 +230,55 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<LbConfig, Vec<Ann
         Some(v) if v.is_empty() => None,
         other => other,
     };
-    let name = text("name", 255, &mut fail);
-    let description = text("description", 255, &mut fail);
-    let service_name = text("service-name", 255, &mut fail);
-    let service_description = text("service-description", 255, &mut fail);
-    let nodepool_name = text("service-sks-nodepool-name", 255, &mut fail);
-    let cluster_name = text("sks-cluster-name", 255, &mut fail);
-    let external = match get("external").as_deref() {
+    let name = text(lb::NAME, 255, &mut fail);
+    let description = text(lb::DESCRIPTION, 255, &mut fail);
+    let service_name = text(lb::SERVICE_NAME, 255, &mut fail);
+    let service_description = text(lb::SERVICE_DESCRIPTION, 255, &mut fail);
+    let nodepool_name = text(lb::SERVICE_SKS_NODEPOOL_NAME, 255, &mut fail);
+    let cluster_name = text(lb::SKS_CLUSTER_NAME, 255, &mut fail);
+    let external = match get(lb::EXTERNAL).as_deref() {
         None | Some("") | Some("false") => false,
         Some("true") => true,
         Some(v) => {
-            fail("external", v, "\"true\" or \"false\"");
+            fail(lb::EXTERNAL, v, "\"true\" or \"false\"");
             false
         }
     };
-    let strategy = match get("service-strategy").as_deref() {
+    let strategy = match get(lb::SERVICE_STRATEGY).as_deref() {
         None | Some("") | Some("round-robin") => Strategy::RoundRobin,
         Some("source-hash") => Strategy::SourceHash,
         Some("maglev-hash") => Strategy::MaglevHash,
         Some(v) => {
-            fail("service-strategy", v, "one of round-robin, source-hash, maglev-hash");
+            fail(lb::SERVICE_STRATEGY, v, "one of round-robin, source-hash, maglev-hash");
             Strategy::RoundRobin
         }
     };
-    let mode = match get("service-healthcheck-mode").as_deref() {
+    let mode = match get(lb::SERVICE_HEALTHCHECK_MODE).as_deref() {
         None | Some("") => None,
         Some("tcp") => Some(Mode::Tcp),
         Some("http") => Some(Mode::Http),
         Some("https") => Some(Mode::Https),
         Some(v) => {
-            fail("service-healthcheck-mode", v, "one of tcp, http, https");
+            fail(lb::SERVICE_HEALTHCHECK_MODE, v, "one of tcp, http, https");
             None
         }
     };
-    let healthcheck_port = match get("service-healthcheck-port") {
+    let healthcheck_port = match get(lb::SERVICE_HEALTHCHECK_PORT) {
         None => None,
         Some(v) if v.is_empty() => None,
         Some(v) => match v.parse::<u16>() {
             Ok(p) if p > 0 => Some(p),
             _ => {
-                fail("service-healthcheck-port", &v, "a port number from 1 to 65535");
+                fail(lb::SERVICE_HEALTHCHECK_PORT, &v, "a port number from 1 to 65535");
                 None
             }
         },
     };
-    let healthcheck_uri = text("service-healthcheck-uri", 255, &mut fail);
+    let healthcheck_uri = text(lb::SERVICE_HEALTHCHECK_URI, 255, &mut fail);
     if let Some(uri) = &healthcheck_uri
         && !uri.starts_with('/')
     {
-        fail("service-healthcheck-uri", uri, "an absolute path starting with /");
+        fail(lb::SERVICE_HEALTHCHECK_URI, uri, "an absolute path starting with /");
     }
     let duration = |suffix: &str,
                     default: Duration,
@@ -321,33 +302,33 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<LbConfig, Vec<Ann
             }
         },
     };
-    let interval = duration("service-healthcheck-interval", Duration::from_secs(10), 5..=300, &mut fail);
-    let timeout = duration("service-healthcheck-timeout", Duration::from_secs(5), 2..=60, &mut fail);
-    let retries = match get("service-healthcheck-retries") {
+    let interval = duration(lb::SERVICE_HEALTHCHECK_INTERVAL, Duration::from_secs(10), 5..=300, &mut fail);
+    let timeout = duration(lb::SERVICE_HEALTHCHECK_TIMEOUT, Duration::from_secs(5), 2..=60, &mut fail);
+    let retries = match get(lb::SERVICE_HEALTHCHECK_RETRIES) {
         None => 1,
         Some(v) if v.is_empty() => 1,
         Some(v) => match v.parse::<u32>() {
             Ok(r) if (1..=20).contains(&r) => r,
             _ => {
-                fail("service-healthcheck-retries", &v, "a whole number from 1 to 20");
+                fail(lb::SERVICE_HEALTHCHECK_RETRIES, &v, "a whole number from 1 to 20");
                 1
             }
         },
     };
     if interval < timeout {
-        let v = get("service-healthcheck-interval").unwrap_or_else(|| "10s".into());
+        let v = get(lb::SERVICE_HEALTHCHECK_INTERVAL).unwrap_or_else(|| "10s".into());
         fail(
-            "service-healthcheck-interval",
+            lb::SERVICE_HEALTHCHECK_INTERVAL,
             &v,
             &format!("at least the health check timeout ({}s)", timeout.as_secs()),
         );
     }
     if nodepool_name.is_some() && cluster_name.is_none() {
         let v = nodepool_name.clone().unwrap_or_default();
-        fail("service-sks-nodepool-name", &v, &format!("to be used with {PREFIX}sks-cluster-name"));
+        fail(lb::SERVICE_SKS_NODEPOOL_NAME, &v, &format!("to be used with {PREFIX}sks-cluster-name"));
     }
     if external && id.is_none() && name.is_none() {
-        fail("external", "true", &format!("an existing NLB named by {PREFIX}id or {PREFIX}name"));
+        fail(lb::EXTERNAL, "true", &format!("an existing NLB named by {PREFIX}id or {PREFIX}name"));
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -33,14 +33,14 @@ use crate::cloud::Cloud;
 use crate::controllers::{Error, Metrics, event, measured};
 use crate::events::{EventType, Publisher};
 use crate::fresh::Fresh;
-use crate::node_init::NODEPOOL_ID_LABEL;
 use crate::queue::{self, Pending};
 use crate::slim;
+use sks_keys::annotation::lb;
+use sks_keys::finalizer::LB_CLEANUP as FINALIZER;
+use sks_keys::label::NODEPOOL_ID as NODEPOOL_ID_LABEL;
 
 /// `spec.loadBalancerClass` served here (Services without a class are served too).
 pub const CLASS: &str = "exoscale.net/nlb";
-/// The finalizer that keeps a Service until its NLB is cleaned up (upstream's name).
-pub const FINALIZER: &str = "service.kubernetes.io/load-balancer-cleanup";
 
 /// The controller's settings.
 #[derive(Debug, Clone, Copy)]
@@ -244,7 +244,7 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     let Some(lb) = lb else { return Ok(Action::requeue(Duration::from_secs(2))) };
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
     if cfg.id != Some(lb.id) {
-        let patch = json!({"metadata": {"annotations": {format!("{PREFIX}id"): lb.id.to_string()}}});
+        let patch = json!({"metadata": {"annotations": {lb::key(lb::ID): lb.id.to_string()}}});
         api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
     }
     let Some(ip) = lb.ip else {
@@ -330,7 +330,7 @@ async fn apply(ctx: &Ctx, id: Option<Uuid>, steps: Vec<Step>) -> Result<Option<L
 /// For cleanup only the NLB's identity matters; invalid annotations elsewhere
 /// must not keep a Service from being deleted.
 fn identity(svc: &Service) -> LbConfig {
-    let wanted = ["id", "name", "external"].map(|k| format!("{PREFIX}{k}"));
+    let wanted = [lb::ID, lb::NAME, lb::EXTERNAL].map(lb::key);
     let subset: BTreeMap<String, String> =
         svc.annotations().iter().filter(|(k, _)| wanted.contains(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
     annotations::parse(&subset).or_else(|_| annotations::parse(&BTreeMap::new())).expect("no annotations parse")

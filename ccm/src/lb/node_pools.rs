@@ -11,7 +11,7 @@ use kube::ResourceExt as _;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
-use crate::node_init::NODEPOOL_ID_LABEL;
+use sks_keys::label::NODEPOOL_ID as NODEPOOL_ID_LABEL;
 
 /// The nodepool label of every labelled Node, kept current by a watch.
 #[derive(Clone, Default)]

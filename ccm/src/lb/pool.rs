@@ -8,9 +8,10 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-use super::annotations::{LbConfig, PREFIX};
+use super::annotations::LbConfig;
 use crate::cloud::Snapshot;
-use crate::node_init::NODEPOOL_ID_LABEL;
+use sks_keys::annotation::LB_PREFIX as PREFIX;
+use sks_keys::label::NODEPOOL_ID as NODEPOOL_ID_LABEL;
 
 /// The target instance pool, or why there is none. `current` is the pool the
 /// Service's NLB services target now, if they agree on one.

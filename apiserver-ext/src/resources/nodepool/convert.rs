@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::def::{GROUP, NODEPOOL_ID_LABEL, VERSION};
+use super::def::{GROUP, VERSION};
 use crate::resources::metadata::ObjectMeta;
+use sks_keys::label::NODEPOOL_ID as NODEPOOL_ID_LABEL;
 
 /// A taint of the nodes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

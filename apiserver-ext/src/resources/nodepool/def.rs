@@ -8,8 +8,6 @@ use crate::rest::resource::{Column, ResourceDef, Subresource};
 pub const GROUP: &str = "sks.exoscale.net";
 /// Version of every SKS kind.
 pub const VERSION: &str = "v1alpha1";
-/// Label sks-ccm puts on Nodes, naming their nodepool's id.
-pub const NODEPOOL_ID_LABEL: &str = "node.exoscale.net/nodepool-id";
 
 fn int(obj: &Value, pointer: &str) -> Value {
     obj.pointer(pointer).cloned().filter(|v| v.is_i64()).unwrap_or(json!(0))

@@ -22,10 +22,8 @@ use uuid::Uuid;
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// How long a kubelet's Lease is valid, as kubelet's default `nodeLeaseDurationSeconds`.
 pub const LEASE_DURATION_SECONDS: i32 = 40;
-/// The signer of kubelet serving certificates.
-pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
-/// The taint a kubelet started with `--cloud-provider=external` registers with, until the CCM initializes the node.
-pub const UNINITIALIZED_TAINT: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+pub use sks_keys::KUBELET_SERVING_SIGNER;
+pub use sks_keys::taint::UNINITIALIZED as UNINITIALIZED_TAINT;
 /// The group every node's credentials carry.
 pub const NODES_GROUP: &str = "system:nodes";
 

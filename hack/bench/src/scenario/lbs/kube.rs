@@ -15,7 +15,7 @@ use sks_pki::CertificateAuthority;
 /// Namespace of the benchmark's Services.
 pub const NAMESPACE: &str = "default";
 /// The taint a Node keeps until sks-ccm initializes it.
-const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+use sks_keys::taint::UNINITIALIZED;
 /// Timeout of one non-watch request.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 

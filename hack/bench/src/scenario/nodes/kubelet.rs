@@ -18,8 +18,7 @@ use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P2
 use serde_json::{Value, json};
 use sks_pki::CertificateAuthority;
 
-/// The taint a kubelet with `--cloud-provider=external` registers with.
-pub const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+pub use sks_keys::taint::UNINITIALIZED;
 /// The signer of kubelet serving certificates.
 pub const SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 /// Lifetime of the nodes' client certificates (longer than any run).

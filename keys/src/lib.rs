@@ -1,0 +1,114 @@
+//! The keys the binaries, the local zone and the tests agree on: one
+//! definition each, so a key cannot drift between the writer and the reader.
+//! No dependencies, so every crate can use it.
+
+/// Labels on Nodes.
+pub mod label {
+    /// The nodepool a Node's instance belongs to (set by sks-ccm, read by
+    /// sks-apiserver, the load balancer controller and the autoscaler).
+    pub const NODEPOOL_ID: &str = "node.exoscale.net/nodepool-id";
+    /// A nodepool label (propagated to its Nodes): `"false"` opts the nodepool out of auto-healing.
+    pub const AUTO_HEAL: &str = "node.exoscale.net/auto-heal";
+    /// The instance type (`standard.medium`), as every CCM writes it.
+    pub const INSTANCE_TYPE: &str = "node.kubernetes.io/instance-type";
+    /// The region: the zone's name (one zone per cluster).
+    pub const REGION: &str = "topology.kubernetes.io/region";
+    /// The zone.
+    pub const ZONE: &str = "topology.kubernetes.io/zone";
+}
+
+/// Annotations on Nodes and Services.
+pub mod annotation {
+    /// When auto-heal rebooted the Node's instance (RFC 3339).
+    pub const AUTO_HEAL_REBOOTED_AT: &str = "node.exoscale.net/auto-heal-rebooted-at";
+    /// An auto-heal replacement under way, `<nodepool id>:<size to restore>`, recorded
+    /// before the instance is evicted: eviction shrinks the pool, and if restoring the
+    /// size fails (or sks-ccm stops in between) the Node, whose instance is gone, is
+    /// deleted only once its pool is back to that size.
+    pub const AUTO_HEAL_REPLACING: &str = "node.exoscale.net/auto-heal-replacing";
+    /// The prefix of the Exoscale CCM's load balancer annotations, which sks-ccm reads.
+    pub const LB_PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
+    /// `kubectl apply`'s record of the last applied object.
+    pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+    /// The load balancer annotations, by suffix of [`LB_PREFIX`].
+    pub mod lb {
+        /// The NLB's id, written back after creation.
+        pub const ID: &str = "id";
+        /// The NLB's name.
+        pub const NAME: &str = "name";
+        /// The NLB's description.
+        pub const DESCRIPTION: &str = "description";
+        /// `"true"`: the NLB is managed elsewhere.
+        pub const EXTERNAL: &str = "external";
+        /// The NLB service's name (one-port Services).
+        pub const SERVICE_NAME: &str = "service-name";
+        /// The NLB service's description (one-port Services).
+        pub const SERVICE_DESCRIPTION: &str = "service-description";
+        /// The target instance pool.
+        pub const SERVICE_INSTANCEPOOL_ID: &str = "service-instancepool-id";
+        /// The target nodepool, by name.
+        pub const SERVICE_SKS_NODEPOOL_NAME: &str = "service-sks-nodepool-name";
+        /// The cluster of [`SERVICE_SKS_NODEPOOL_NAME`].
+        pub const SKS_CLUSTER_NAME: &str = "sks-cluster-name";
+        /// `round-robin`, `source-hash` or `maglev-hash`.
+        pub const SERVICE_STRATEGY: &str = "service-strategy";
+        /// `tcp`, `http` or `https`.
+        pub const SERVICE_HEALTHCHECK_MODE: &str = "service-healthcheck-mode";
+        /// The port health checks probe.
+        pub const SERVICE_HEALTHCHECK_PORT: &str = "service-healthcheck-port";
+        /// The path HTTP health checks ask for.
+        pub const SERVICE_HEALTHCHECK_URI: &str = "service-healthcheck-uri";
+        /// A Go duration.
+        pub const SERVICE_HEALTHCHECK_INTERVAL: &str = "service-healthcheck-interval";
+        /// A Go duration.
+        pub const SERVICE_HEALTHCHECK_TIMEOUT: &str = "service-healthcheck-timeout";
+        /// Failed checks before a backend is out.
+        pub const SERVICE_HEALTHCHECK_RETRIES: &str = "service-healthcheck-retries";
+
+        /// Every key, for typo detection.
+        pub const ALL: &[&str] = &[
+            ID,
+            NAME,
+            DESCRIPTION,
+            EXTERNAL,
+            SERVICE_NAME,
+            SERVICE_DESCRIPTION,
+            SERVICE_INSTANCEPOOL_ID,
+            SERVICE_SKS_NODEPOOL_NAME,
+            SKS_CLUSTER_NAME,
+            SERVICE_STRATEGY,
+            SERVICE_HEALTHCHECK_MODE,
+            SERVICE_HEALTHCHECK_PORT,
+            SERVICE_HEALTHCHECK_URI,
+            SERVICE_HEALTHCHECK_INTERVAL,
+            SERVICE_HEALTHCHECK_TIMEOUT,
+            SERVICE_HEALTHCHECK_RETRIES,
+        ];
+
+        /// The full annotation key of `suffix`.
+        pub fn key(suffix: &str) -> String {
+            format!("{}{suffix}", super::LB_PREFIX)
+        }
+    }
+}
+
+/// Taints on Nodes.
+pub mod taint {
+    /// A Node registered by a kubelet with an external cloud provider, until sks-ccm initializes it.
+    pub const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+    /// A Node whose instance is stopped.
+    pub const SHUTDOWN: &str = "node.cloudprovider.kubernetes.io/shutdown";
+}
+
+/// Finalizers.
+pub mod finalizer {
+    /// Holds a LoadBalancer Service until its NLB is cleaned up (the cloud-provider framework's key).
+    pub const LB_CLEANUP: &str = "service.kubernetes.io/load-balancer-cleanup";
+}
+
+/// `spec.providerID` of a Node: this prefix and the instance id.
+pub const PROVIDER_ID_PREFIX: &str = "exoscale://";
+
+/// The signer of kubelet serving certificates, which sks-ccm approves.
+pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
