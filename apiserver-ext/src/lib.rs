@@ -1,6 +1,5 @@
-//! sks-apiserver: an aggregated API server for SKS resources. `rest` is the
-//! generic API machinery (it knows no resource); `resources` holds one
-//! orchestrator-backed storage per kind.
+//! sks-apiserver: an aggregated API server for SKS resources. `resources`
+//! holds one orchestrator-backed storage per kind; the generic API machinery
+//! they plug into is the `sks-rest` crate.
 
 pub mod resources;
-pub mod rest;

@@ -14,13 +14,13 @@ use sks_apiserver::resources::metadata::{FileStore, MetadataStore};
 use sks_apiserver::resources::nodepool::{NodePools, NodeReadiness};
 use sks_apiserver::resources::nodes::NodeWatch;
 use sks_apiserver::resources::upgrade::Upgrades;
-use sks_apiserver::rest::authn::{Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
-use sks_apiserver::rest::authz::{AccessReviewer, Authorizer};
-use sks_apiserver::rest::handler::{ApiServer, ServerConfig};
-use sks_apiserver::rest::kube_auth::{KubeReviewer, follow_authentication_configmap};
-use sks_apiserver::rest::metrics::ServerMetrics;
-use sks_apiserver::rest::storage::Storage;
-use sks_apiserver::rest::tls::{ClientTrust, ServingCertFiles, server_config};
+use sks_rest::authn::{Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
+use sks_rest::authz::{AccessReviewer, Authorizer};
+use sks_rest::handler::{ApiServer, ServerConfig};
+use sks_rest::kube_auth::{KubeReviewer, follow_authentication_configmap};
+use sks_rest::metrics::ServerMetrics;
+use sks_rest::storage::Storage;
+use sks_rest::tls::{ClientTrust, ServingCertFiles, server_config};
 use uuid::Uuid;
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -274,12 +274,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("sks-apiserver listening on https://{}", listener.local_addr()?);
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    let limits = sks_apiserver::rest::server::ConnectionLimits {
+    let limits = sks_rest::server::ConnectionLimits {
         handshake_timeout: args.tls_handshake_timeout,
         header_read_timeout: args.header_read_timeout,
         idle_timeout: args.idle_connection_timeout,
     };
-    sks_apiserver::rest::server::serve_with(listener, tls, api, limits, sks_process::shutdown_signal()).await?;
+    sks_rest::server::serve_with(listener, tls, api, limits, sks_process::shutdown_signal()).await?;
     if let Some(e) = election {
         // Rolls act only between steps that are stored first, so resigning mid-roll is safe.
         e.resign().await;

@@ -3,7 +3,7 @@
 use orchestrator::Error;
 use orchestrator::model::OperationReason;
 
-use crate::rest::status::{ApiError, GroupResource};
+use sks_rest::status::{ApiError, GroupResource};
 
 /// The API error of an orchestrator failure while acting on `gr` named `name`.
 pub fn from_orchestrator(e: &Error, gr: GroupResource<'_>, name: &str) -> ApiError {

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta as KubeMeta, PostParams};
 
 use crate::resources::metadata::{MetadataStore, ObjectMeta};
-use crate::rest::storage::BoxFuture;
+use sks_rest::storage::BoxFuture;
 
 /// Label marking the ConfigMaps of this store, with the kind as value.
 pub const LABEL: &str = "sks.exoscale.net/metadata-of";

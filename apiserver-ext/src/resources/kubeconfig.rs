@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::errors::from_orchestrator;
 use super::nodepool::def::{GROUP, VERSION};
-use crate::rest::cache::ObjectCache;
-use crate::rest::resource::ResourceDef;
-use crate::rest::status::{ApiError, ApiResult, Cause};
-use crate::rest::storage::{BoxFuture, Context, Storage};
+use sks_rest::cache::ObjectCache;
+use sks_rest::resource::ResourceDef;
+use sks_rest::status::{ApiError, ApiResult, Cause};
+use sks_rest::storage::{BoxFuture, Context, Storage};
 
 /// Lifetime when the request names none: one day.
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 86_400;

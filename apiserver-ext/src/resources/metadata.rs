@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::rest::storage::BoxFuture;
+use sks_rest::storage::BoxFuture;
 
 /// The side-stored part of an object's metadata.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,12 +13,12 @@ use futures::StreamExt as _;
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use serde_json::{Map, Value, json};
-use sks_apiserver::rest::authn::UserInfo;
-use sks_apiserver::rest::body::{ResponseBody, full, stream};
-use sks_apiserver::rest::cache::{ObjectCache, rv_of};
-use sks_apiserver::rest::handler::{Extension, RequestBody};
-use sks_apiserver::rest::status::ApiError;
-use sks_apiserver::rest::storage::BoxFuture;
+use sks_rest::authn::UserInfo;
+use sks_rest::body::{ResponseBody, full, stream};
+use sks_rest::cache::{ObjectCache, rv_of};
+use sks_rest::handler::{Extension, RequestBody};
+use sks_rest::status::ApiError;
+use sks_rest::storage::BoxFuture;
 
 /// Where an APIService's requests go.
 #[derive(Clone)]

@@ -13,9 +13,9 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
-use sks_apiserver::rest::authn::UserInfo;
-use sks_apiserver::rest::authz::{AccessReviewer, Attributes, Decision};
-use sks_apiserver::rest::storage::BoxFuture;
+use sks_rest::authn::UserInfo;
+use sks_rest::authz::{AccessReviewer, Attributes, Decision};
+use sks_rest::storage::BoxFuture;
 
 /// A reviewer that logs every review of `inner` to a file.
 pub struct Audited {

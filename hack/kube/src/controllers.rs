@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sks_apiserver::rest::authn::UserInfo;
-use sks_apiserver::rest::cache::ObjectCache;
-use sks_apiserver::rest::storage::{Context, Storage};
+use sks_rest::authn::UserInfo;
+use sks_rest::cache::ObjectCache;
+use sks_rest::storage::{Context, Storage};
 
 use crate::aggregator::Aggregator;
 use crate::store::MemStorage;

@@ -8,9 +8,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use rand::Rng as _;
 use serde_json::{Value, json};
-use sks_apiserver::rest::status::{ApiError, ApiResult, Cause};
-use sks_apiserver::rest::storage::Context;
 use sks_pki::CertificateAuthority;
+use sks_rest::status::{ApiError, ApiResult, Cause};
+use sks_rest::storage::Context;
 
 use crate::store::{Hooks, MemStorage};
 

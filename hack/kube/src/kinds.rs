@@ -1,7 +1,7 @@
 //! The kinds the stand-in serves, as the generic machinery sees them.
 
 use serde_json::{Value, json};
-use sks_apiserver::rest::resource::{Column, ResourceDef, Subresource};
+use sks_rest::resource::{Column, ResourceDef, Subresource};
 
 /// Behaviour of a kind that differs between kinds in kube-apiserver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -131,7 +131,7 @@ fn def(
 }
 
 /// List merge keys of the served kinds' strategic merge patches (their Go types' `patchMergeKey`s).
-const MERGE_KEYS: sks_apiserver::rest::patch::MergeKeys = &[
+const MERGE_KEYS: sks_rest::patch::MergeKeys = &[
     ("spec.ports", "port"),
     ("status.conditions", "type"),
     ("status.addresses", "type"),

@@ -20,13 +20,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser;
 use serde_json::json;
-use sks_apiserver::rest::authn::{Authenticator, AuthnConfig, TokenReviewer};
-use sks_apiserver::rest::authz::{AccessReviewer, Authorizer};
-use sks_apiserver::rest::cache::{ObjectCache, Sequence};
-use sks_apiserver::rest::handler::{ApiServer, ServerConfig};
-use sks_apiserver::rest::metrics::ServerMetrics;
-use sks_apiserver::rest::storage::{Context, Storage};
-use sks_apiserver::rest::tls::{ClientTrust, ServingCertFiles, server_config};
+use sks_rest::authn::{Authenticator, AuthnConfig, TokenReviewer};
+use sks_rest::authz::{AccessReviewer, Authorizer};
+use sks_rest::cache::{ObjectCache, Sequence};
+use sks_rest::handler::{ApiServer, ServerConfig};
+use sks_rest::metrics::ServerMetrics;
+use sks_rest::storage::{Context, Storage};
+use sks_rest::tls::{ClientTrust, ServingCertFiles, server_config};
 use uuid::Uuid;
 
 use crate::store::{Hooks, MemStorage, NoHooks};
@@ -94,7 +94,7 @@ fn main() -> anyhow::Result<()> {
 
 fn system() -> Context {
     Context {
-        user: sks_apiserver::rest::authn::UserInfo {
+        user: sks_rest::authn::UserInfo {
             name: "system:apiserver".into(),
             groups: vec!["system:masters".into()],
             ..Default::default()
@@ -238,6 +238,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!("admin kubeconfig: {}", args.cert_dir.join("admin.kubeconfig").display());
     use std::io::Write as _;
     std::io::stdout().flush()?;
-    sks_apiserver::rest::server::serve(listener, tls, api, sks_process::shutdown_signal()).await?;
+    sks_rest::server::serve(listener, tls, api, sks_process::shutdown_signal()).await?;
     Ok(())
 }

@@ -15,9 +15,9 @@
 //! discovery, OpenAPI, `/version` and health, as `system:discovery` allows.
 
 use serde::Deserialize;
-use sks_apiserver::rest::authn::UserInfo;
-use sks_apiserver::rest::authz::{AccessReviewer, Attributes, Decision, MASTERS};
-use sks_apiserver::rest::storage::BoxFuture;
+use sks_rest::authn::UserInfo;
+use sks_rest::authz::{AccessReviewer, Attributes, Decision, MASTERS};
+use sks_rest::storage::BoxFuture;
 
 /// One rule.
 #[derive(Debug, Clone, Default, Deserialize)]

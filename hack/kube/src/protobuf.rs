@@ -6,10 +6,10 @@
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt as _;
 use serde_json::{Map, Value, json};
-use sks_apiserver::rest::authn::UserInfo;
-use sks_apiserver::rest::body::ResponseBody;
-use sks_apiserver::rest::handler::{Extension, RequestBody};
-use sks_apiserver::rest::storage::BoxFuture;
+use sks_rest::authn::UserInfo;
+use sks_rest::body::ResponseBody;
+use sks_rest::handler::{Extension, RequestBody};
+use sks_rest::storage::BoxFuture;
 
 /// The media type of Kubernetes protobuf bodies.
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";

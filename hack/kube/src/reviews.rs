@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sks_apiserver::rest::authn::UserInfo;
-use sks_apiserver::rest::authz::Attributes;
-use sks_apiserver::rest::cache::ObjectCache;
-use sks_apiserver::rest::resource::ResourceDef;
-use sks_apiserver::rest::status::{ApiError, ApiResult};
-use sks_apiserver::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
+use sks_rest::authn::UserInfo;
+use sks_rest::authz::Attributes;
+use sks_rest::cache::ObjectCache;
+use sks_rest::resource::ResourceDef;
+use sks_rest::status::{ApiError, ApiResult};
+use sks_rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
 
 use crate::policy::Policy;
 use crate::tokens::StaticTokens;
@@ -73,7 +73,7 @@ impl Reviews {
                 "authorization.k8s.io",
                 "subjectaccessreviews",
                 "",
-                vec![sks_apiserver::rest::status::Cause::required("spec.resourceAttributes")],
+                vec![sks_rest::status::Cause::required("spec.resourceAttributes")],
             ));
         };
         let d = self.policy.decide(&user, &attrs);

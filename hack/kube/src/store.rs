@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use rand::Rng as _;
 use serde_json::{Value, json};
-use sks_apiserver::rest::cache::{Key, ObjectCache, key_of, rv_of};
-use sks_apiserver::rest::resource::ResourceDef;
-use sks_apiserver::rest::status::{ApiError, ApiResult, Cause};
-use sks_apiserver::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
+use sks_rest::cache::{Key, ObjectCache, key_of, rv_of};
+use sks_rest::resource::ResourceDef;
+use sks_rest::status::{ApiError, ApiResult, Cause};
+use sks_rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
 
 use crate::kinds::KindOptions;
 
@@ -100,7 +100,7 @@ impl MemStorage {
         MemStorage { def, opts, cache, hooks, namespaces, writing: tokio::sync::Mutex::new(()) }
     }
 
-    fn gr(&self) -> sks_apiserver::rest::status::GroupResource<'_> {
+    fn gr(&self) -> sks_rest::status::GroupResource<'_> {
         self.def.group_resource()
     }
 
@@ -134,10 +134,7 @@ impl MemStorage {
         if let (Some(ns), Some(namespaces)) = (&ctx.namespace, &self.namespaces)
             && namespaces.get(&(String::new(), ns.clone())).is_none()
         {
-            return Err(ApiError::not_found(
-                sks_apiserver::rest::status::GroupResource { group: "", resource: "namespaces" },
-                ns,
-            ));
+            return Err(ApiError::not_found(sks_rest::status::GroupResource { group: "", resource: "namespaces" }, ns));
         }
         if let Some(m) = meta.as_object_mut() {
             m.remove("resourceVersion");

@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 
-use sks_apiserver::rest::authn::{TokenReviewer, UserInfo};
-use sks_apiserver::rest::storage::BoxFuture;
+use sks_rest::authn::{TokenReviewer, UserInfo};
+use sks_rest::storage::BoxFuture;
 
 /// Tokens and their users.
 #[derive(Default)]

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::resources::nodepool::def::{GROUP, VERSION};
 use crate::resources::upgrade::def::condition_schema;
-use crate::rest::resource::{Column, ResourceDef};
+use sks_rest::resource::{Column, ResourceDef};
 
 fn text(obj: &Value, pointer: &str) -> Value {
     json!(obj.pointer(pointer).and_then(Value::as_str).unwrap_or(""))

@@ -21,10 +21,10 @@ use crate::resources::errors::from_orchestrator;
 use crate::resources::inspection::Inspection;
 use crate::resources::metadata::{MetadataStore, ObjectMeta};
 use crate::resources::timestamp_now;
-use crate::rest::cache::{Key, ObjectCache};
-use crate::rest::resource::ResourceDef;
-use crate::rest::status::{ApiError, ApiResult, Cause};
-use crate::rest::storage::{BoxFuture, Context, Storage};
+use sks_rest::cache::{Key, ObjectCache};
+use sks_rest::resource::ResourceDef;
+use sks_rest::status::{ApiError, ApiResult, Cause};
+use sks_rest::storage::{BoxFuture, Context, Storage};
 
 /// The Cluster storage of one cluster.
 pub struct Clusters {

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::rest::resource::{Column, ResourceDef, Subresource};
+use sks_rest::resource::{Column, ResourceDef, Subresource};
 
 /// API group of every SKS kind.
 pub const GROUP: &str = "sks.exoscale.net";
@@ -100,7 +100,7 @@ fn schema() -> Value {
 /// Schema of the eviction request (`POST .../nodepools/<name>/eviction`).
 pub fn eviction_schema() -> (String, Value) {
     (
-        crate::rest::openapi::definition_name(GROUP, VERSION, "NodePoolEviction"),
+        sks_rest::openapi::definition_name(GROUP, VERSION, "NodePoolEviction"),
         json!({
             "type": "object",
             "description": "Removes the named nodes from the nodepool; the pool shrinks by their number.",

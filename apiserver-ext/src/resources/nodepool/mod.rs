@@ -22,10 +22,10 @@ use self::convert::{InstanceTypes, NodePoolSpec, Observed};
 use crate::resources::errors::from_orchestrator;
 use crate::resources::metadata::{MetadataStore, ObjectMeta};
 use crate::resources::timestamp_now as now;
-use crate::rest::cache::{Key, ObjectCache};
-use crate::rest::resource::ResourceDef;
-use crate::rest::status::{ApiError, ApiResult, Cause};
-use crate::rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
+use sks_rest::cache::{Key, ObjectCache};
+use sks_rest::resource::ResourceDef;
+use sks_rest::status::{ApiError, ApiResult, Cause};
+use sks_rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
 
 /// Largest total size of an object's annotations, as kube-apiserver allows.
 const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::convert::{InstanceTypes, NodePoolSpec};
-use crate::rest::status::Cause;
+use sks_rest::status::Cause;
 
 /// Disk size when the spec sets none.
 pub const DEFAULT_DISK_SIZE: i64 = 50;

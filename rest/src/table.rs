@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::cache::Entry;
+use super::entry::{Entry, Row};
 use super::resource::{Column, ResourceDef};
 use super::status::{ApiError, ApiResult};
 
@@ -131,47 +131,6 @@ fn age_column() -> Value {
 
 fn column_def(c: &Column) -> Value {
     json!({"name": c.name, "type": c.type_, "format": c.format, "description": c.description, "priority": c.priority})
-}
-
-/// PartialObjectMetadata of an object.
-pub fn partial_metadata(obj: &Value) -> Value {
-    json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]})
-}
-
-/// The Table row of one version of an object, rendered once by the resource's
-/// columns and kept in the object's [`Memo`](super::cache::Memo); only the AGE
-/// cell, which changes with time, is written per request.
-#[derive(Debug)]
-pub struct Row {
-    /// The kind whose columns rendered it (group, version, kind).
-    rendered_for: (&'static str, &'static str, &'static str),
-    /// `{"cells":[NAME,COLUMN...,`: the row up to its AGE cell.
-    head: Box<[u8]>,
-    /// `metadata.creationTimestamp`, in seconds since the epoch, when it parses.
-    created: Option<i64>,
-}
-
-impl Row {
-    fn render(def: &ResourceDef, obj: &Value) -> Row {
-        let mut head = b"{\"cells\":[".to_vec();
-        let write = |head: &mut Vec<u8>, cell: &Value| {
-            serde_json::to_writer(&mut *head, cell).expect("cells serialise");
-            head.push(b',');
-        };
-        write(&mut head, &obj["metadata"]["name"]);
-        for c in &def.columns {
-            write(&mut head, &(c.cell)(obj));
-        }
-        let created = obj["metadata"]["creationTimestamp"]
-            .as_str()
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_second());
-        Row { rendered_for: (def.group, def.version, def.kind), head: head.into(), created }
-    }
-
-    fn is_for(&self, def: &ResourceDef) -> bool {
-        self.rendered_for == (def.group, def.version, def.kind)
-    }
 }
 
 /// Writes `entry`'s row, its AGE computed for `now` (seconds since the epoch).
@@ -349,7 +308,7 @@ mod tests {
             t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["Name", "Size", "Age"]);
         assert_eq!(t["rows"][0]["cells"], json!(["a", 3, "2m5s"]));
-        assert_eq!(t["rows"][0]["object"], partial_metadata(&e.object));
+        assert_eq!(t["rows"][0]["object"], super::super::entry::partial_metadata(&e.object));
         let t = rendered(&[&e], IncludeObject::Object, T0 + 125);
         assert_eq!(t["rows"][0]["object"], *e.object);
         let t = rendered(&[&e], IncludeObject::None, T0 + 125);

@@ -8,6 +8,7 @@ pub mod authz;
 pub mod body;
 pub mod cache;
 pub mod discovery;
+pub mod entry;
 pub mod handler;
 pub mod kube_auth;
 pub mod limits;

@@ -8,7 +8,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::cache::{Entry, Event, EventType, ObjectCache, rv_of};
+use super::cache::{Event, EventType, ObjectCache, rv_of};
+use super::entry::Entry;
 use super::resource::ResourceDef;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;

@@ -9,8 +9,8 @@
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use sks_apiserver::rest::patch::{self, MergeKeys, PatchKind};
-use sks_apiserver::rest::selector::{FieldSelector, LabelSelector};
+use sks_rest::patch::{self, MergeKeys, PatchKind};
+use sks_rest::selector::{FieldSelector, LabelSelector};
 
 // ---------------------------------------------------------------------------
 // Selectors
@@ -173,7 +173,7 @@ fn json_patch_op() -> impl Strategy<Value = Value> {
 
 const KEYS: MergeKeys = &[("spec.ports", "port"), ("ports", "port"), ("a", "name")];
 
-fn check_error(e: &sks_apiserver::rest::status::ApiError) -> Result<(), TestCaseError> {
+fn check_error(e: &sks_rest::status::ApiError) -> Result<(), TestCaseError> {
     prop_assert!(matches!(e.code, 400 | 413 | 422), "unexpected status {} ({})", e.code, e.message);
     prop_assert!(!e.message.trim().is_empty());
     Ok(())

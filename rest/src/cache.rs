@@ -8,13 +8,12 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
-use super::table::Row;
+use super::entry::{Entry, Memo};
 
 const COUNTER_BITS: u32 = 40;
 
@@ -37,58 +36,6 @@ impl EventType {
             EventType::Modified => "MODIFIED",
             EventType::Deleted => "DELETED",
         }
-    }
-}
-
-/// Encodings of one version of an object, made on first use and then shared
-/// by every request and watch that serves that version: a LIST of 1,000
-/// unchanged objects copies bytes instead of serializing them again. A new
-/// version (any write) gets a new, empty memo.
-#[derive(Debug, Default)]
-pub struct Memo {
-    json: OnceLock<Bytes>,
-    metadata: OnceLock<Bytes>,
-    pub(super) row: OnceLock<Row>,
-}
-
-impl Memo {
-    /// Length of the JSON encoding, once made.
-    pub(super) fn json_len(&self) -> Option<usize> {
-        self.json.get().map(Bytes::len)
-    }
-
-    /// Length of the PartialObjectMetadata encoding, once made.
-    pub(super) fn metadata_len(&self) -> Option<usize> {
-        self.metadata.get().map(Bytes::len)
-    }
-}
-
-/// One version of an object with its encodings.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    /// The object.
-    pub object: Arc<Value>,
-    /// Its encodings, filled on demand.
-    pub memo: Arc<Memo>,
-}
-
-impl Entry {
-    /// A version of `object` with an empty memo (for objects not held by a cache, e.g. a write's answer).
-    pub fn new(object: Arc<Value>) -> Self {
-        Entry { object, memo: Arc::default() }
-    }
-
-    /// The object as JSON.
-    pub fn json(&self) -> &Bytes {
-        self.memo.json.get_or_init(|| Bytes::from(serde_json::to_vec(&*self.object).expect("objects serialise")))
-    }
-
-    /// Its PartialObjectMetadata as JSON.
-    pub fn metadata_json(&self) -> &Bytes {
-        self.memo.metadata.get_or_init(|| {
-            let meta = super::table::partial_metadata(&self.object);
-            Bytes::from(serde_json::to_vec(&meta).expect("objects serialise"))
-        })
     }
 }
 
@@ -436,7 +383,7 @@ mod tests {
         assert_eq!(serde_json::from_slice::<Value>(first.json()).unwrap(), *first.object);
         assert_eq!(
             serde_json::from_slice::<Value>(first.metadata_json()).unwrap(),
-            super::super::table::partial_metadata(&first.object)
+            super::super::entry::partial_metadata(&first.object)
         );
         c.upsert(obj("a", 1));
         assert!(Arc::ptr_eq(&c.get_entry(&key).unwrap().memo, &first.memo), "no change, same version");
