@@ -1,17 +1,23 @@
 //! Generic Kubernetes-style API machinery: nothing here knows about nodepools.
-//! A resource is a [`resource::ResourceDef`] plus a [`storage::Storage`]; the
-//! rest (discovery, OpenAPI, tables, selectors, watch, patches, errors,
-//! authentication, authorization, metrics, TLS) is shared.
+//! A resource is a [`resource::ResourceDef`] plus a [`storage::Storage`]
+//! (with the capabilities it implements, and a [`strategy::Strategy`] for its
+//! writes); the rest is shared: the HTTP layer ([`handler`]), one write
+//! pipeline ([`write`]) with apimachinery's rules ([`validation`]),
+//! discovery, OpenAPI, tables, selectors, watch, patches, Status errors,
+//! authentication, authorization, metrics, TLS, and an in-memory storage
+//! ([`memory`]) for the Kubernetes API stand-in.
 
 pub mod authn;
 pub mod authz;
 pub mod body;
 pub mod cache;
+pub mod context;
 pub mod discovery;
 pub mod entry;
 pub mod handler;
 pub mod kube_auth;
 pub mod limits;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod patch;
@@ -21,6 +27,9 @@ pub mod selector;
 pub mod server;
 pub mod status;
 pub mod storage;
+pub mod strategy;
 pub mod table;
 pub mod tls;
+pub mod validation;
 pub mod watch;
+pub mod write;

@@ -44,7 +44,7 @@ pub struct Subresource {
 }
 
 /// A served resource.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ResourceDef {
     /// API group ("" for core).
     pub group: &'static str,
@@ -62,8 +62,9 @@ pub struct ResourceDef {
     pub categories: &'static [&'static str],
     /// Whether it lives in namespaces.
     pub namespaced: bool,
-    /// Verbs on the resource itself.
-    pub verbs: &'static [&'static str],
+    /// Verbs on the resource itself: filled by the server from what its
+    /// storage implements ([`verbs_of`](super::storage::verbs_of)), never declared.
+    pub verbs: Vec<&'static str>,
     /// Subresources.
     pub subresources: Vec<Subresource>,
     /// `kubectl get` columns after NAME (NAME and AGE are added around them).

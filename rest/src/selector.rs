@@ -362,7 +362,7 @@ fn new_requirement(key: &str, op: LabelOp, values: Vec<String>) -> Result<Requir
         }
     }
     for (i, v) in values.iter().enumerate() {
-        let problems = label_value_errors(v);
+        let problems = super::validation::label_value(v);
         if !problems.is_empty() {
             errs.push(invalid(&format!("values[{i}][{key}]"), v, &problems.join("; ")));
         }
@@ -372,7 +372,7 @@ fn new_requirement(key: &str, op: LabelOp, values: Vec<String>) -> Result<Requir
 }
 
 fn validate_key(key: &str) -> Result<(), String> {
-    let problems = qualified_name_errors(key);
+    let problems = super::validation::qualified_name(key);
     // apimachinery prints a nil field path ("<nil>") here; "key" is what NewRequirement itself would say.
     if problems.is_empty() { Ok(()) } else { Err(invalid("key", key, &problems.join("; "))) }
 }
@@ -395,99 +395,6 @@ fn aggregate(errs: Vec<String>) -> Result<(), String> {
         1 => Err(unique.remove(0)),
         _ => Err(format!("[{}]", unique.join(", "))),
     }
-}
-
-const QUALIFIED_NAME_FMT: &str = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]";
-const QUALIFIED_NAME_MSG: &str =
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
-const LABEL_VALUE_MSG: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
-const DNS1123_SUBDOMAIN_FMT: &str = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*";
-const DNS1123_SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character";
-
-/// `validation.RegexError`, including its doubled spaces before " or ".
-fn regex_error(msg: &str, fmt: &str, examples: &[&str]) -> String {
-    let examples: Vec<String> = examples.iter().map(|e| format!("'{e}', ")).collect();
-    format!("{msg} (e.g. {}regex used for validation is '{fmt}')", examples.join(" or "))
-}
-
-fn max_len_error(n: usize) -> String {
-    format!("must be no more than {n} characters")
-}
-
-/// `([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]`.
-fn is_qualified_name(s: &str) -> bool {
-    let b = s.as_bytes();
-    match (b.first(), b.last()) {
-        (Some(first), Some(last)) => {
-            first.is_ascii_alphanumeric()
-                && last.is_ascii_alphanumeric()
-                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
-        }
-        _ => false,
-    }
-}
-
-/// Dot-separated labels of `[a-z0-9]([-a-z0-9]*[a-z0-9])?`.
-fn is_dns1123_subdomain(s: &str) -> bool {
-    s.split('.').all(|label| {
-        let b = label.as_bytes();
-        let edge = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        b.first().is_some_and(edge) && b.last().is_some_and(edge) && b.iter().all(|c| edge(c) || *c == b'-')
-    })
-}
-
-/// `validation.IsQualifiedName`.
-fn qualified_name_errors(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    let parts: Vec<&str> = s.split('/').collect();
-    let name = match parts.as_slice() {
-        [name] => *name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                errs.push("prefix part must be non-empty".to_owned());
-            } else {
-                if prefix.len() > 253 {
-                    errs.push(format!("prefix part {}", max_len_error(253)));
-                }
-                if !is_dns1123_subdomain(prefix) {
-                    let expected = regex_error(DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]);
-                    errs.push(format!("prefix part {expected}"));
-                }
-            }
-            *name
-        }
-        _ => {
-            let expected = regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"]);
-            return vec![format!(
-                "a qualified name {expected} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-            )];
-        }
-    };
-    if name.is_empty() {
-        errs.push("name part must be non-empty".to_owned());
-    } else if name.len() > 63 {
-        errs.push(format!("name part {}", max_len_error(63)));
-    }
-    if !is_qualified_name(name) {
-        errs.push(format!(
-            "name part {}",
-            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
-        ));
-    }
-    errs
-}
-
-/// `validation.IsValidLabelValue`.
-fn label_value_errors(v: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if v.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !v.is_empty() && !is_qualified_name(v) {
-        errs.push(regex_error(LABEL_VALUE_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
-    }
-    errs
 }
 
 /// A parsed field selector (`fieldSelector=`), limited to the fields a resource supports.

@@ -22,6 +22,22 @@ impl Cause {
     pub fn required(field: &str) -> Self {
         Cause { reason: "FieldValueRequired", message: "Required value".into(), field: field.into() }
     }
+    /// `field: Required value: <detail>`.
+    pub fn required_because(field: &str, detail: impl std::fmt::Display) -> Self {
+        Cause { reason: "FieldValueRequired", message: format!("Required value: {detail}"), field: field.into() }
+    }
+    /// `field: Too long: must have at most <max> bytes`.
+    pub fn too_long(field: &str, max: usize) -> Self {
+        Cause {
+            reason: "FieldValueTooLong",
+            message: format!("Too long: must have at most {max} bytes"),
+            field: field.into(),
+        }
+    }
+    /// `field: Duplicate value: <value>`.
+    pub fn duplicate(field: &str, value: &Value) -> Self {
+        Cause { reason: "FieldValueDuplicate", message: format!("Duplicate value: {value}"), field: field.into() }
+    }
     /// `field: Unsupported value: <value>: supported values: ...`.
     pub fn not_supported(field: &str, value: &Value, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
@@ -256,6 +272,18 @@ impl ApiError {
 
 fn render_list(items: &[String]) -> String {
     if items.len() == 1 { items[0].clone() } else { format!("[{}]", items.join(", ")) }
+}
+
+/// A `Status` of success with a message, as answered to actions (an eviction).
+pub fn success_message(gr: GroupResource<'_>, name: &str, message: impl Into<String>) -> Value {
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "message": message.into(),
+        "details": {"name": name, "group": gr.group, "kind": gr.resource},
+    })
 }
 
 /// A `Status` of success, as answered to some deletes.

@@ -2,29 +2,22 @@
 //!
 //! Objects cross it as JSON values with `apiVersion`, `kind` and `metadata`;
 //! every error is an `ApiError`. Reads and watches are served from an
-//! [`ObjectCache`](super::cache::ObjectCache) the storage keeps current.
+//! [`ObjectCache`] the storage keeps current. What a kind can do follows from
+//! what its storage implements, as in k8s.io/apiserver: a [`Creater`], an
+//! [`Updater`], a [`Deleter`]; discovery's verbs are derived from them.
+//! Creates and updates go through one pipeline ([`super::write`]) that runs the
+//! kind's [`Strategy`](super::strategy::Strategy) before the storage stores.
 
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::authn::UserInfo;
 use super::cache::ObjectCache;
 use super::resource::ResourceDef;
 use super::status::ApiResult;
+use super::strategy::Strategy;
 
-pub use super::authn::BoxFuture;
-
-/// Who asks, and how.
-#[derive(Debug, Clone)]
-pub struct Context {
-    /// The authenticated user.
-    pub user: UserInfo,
-    /// Namespace of the request, for namespaced resources.
-    pub namespace: Option<String>,
-    /// Validate only, change nothing.
-    pub dry_run: bool,
-}
+pub use super::context::{BoxFuture, Context};
 
 /// `DeleteOptions` the storage honours.
 #[derive(Debug, Clone, Default)]
@@ -35,50 +28,43 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
 }
 
+/// Makes the new version of an object (or subresource) from its current one:
+/// the request's object, or a patch applied to the current version, already
+/// prepared and validated by the write pipeline.
+pub type Transform<'a> = Box<dyn FnOnce(&Value) -> ApiResult<Value> + Send + 'a>;
+
 /// A resource's storage.
 pub trait Storage: Send + Sync {
-    /// What the resource is.
+    /// What the resource is (its verbs are filled by the server from the capabilities below).
     fn def(&self) -> &ResourceDef;
 
     /// The cache reads and watches are served from.
     fn cache(&self) -> &Arc<ObjectCache>;
 
-    /// Creates an object; answers the stored (or, dry-run, would-be) object.
-    /// Kinds that cannot be created keep this 405.
-    fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        let _ = (ctx, obj);
-        Box::pin(async move { Err(super::status::ApiError::method_not_allowed("create", self.def().group_resource())) })
+    /// Whether objects can be read back (get, list, watch); false for kinds
+    /// whose objects are answered once and never kept (reviews, requests).
+    fn readable(&self) -> bool {
+        true
     }
 
-    /// Replaces an object; `obj.metadata.resourceVersion`, when set, must be current (409 otherwise).
-    /// Kinds that cannot be changed keep this 405.
-    fn update<'a>(&'a self, ctx: &'a Context, name: &'a str, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        let _ = (ctx, name, obj);
-        Box::pin(async move { Err(super::status::ApiError::method_not_allowed("update", self.def().group_resource())) })
+    /// Creates objects, if the kind can be created.
+    fn creater(&self) -> Option<&dyn Creater> {
+        None
     }
 
-    /// Deletes an object; answers it (with `deletionTimestamp` when deletion is not immediate).
-    /// Kinds that cannot be deleted keep this 405.
-    fn delete<'a>(&'a self, ctx: &'a Context, name: &'a str, opts: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>> {
-        let _ = (ctx, name, opts);
-        Box::pin(async move { Err(super::status::ApiError::method_not_allowed("delete", self.def().group_resource())) })
+    /// Changes objects (update, patch, subresource writes), if the kind can be changed.
+    fn updater(&self) -> Option<&dyn Updater> {
+        None
+    }
+
+    /// Deletes objects, if the kind can be deleted.
+    fn deleter(&self) -> Option<&dyn Deleter> {
+        None
     }
 
     /// Reads a subresource (e.g. `scale`, `status`).
     fn get_subresource<'a>(&'a self, ctx: &'a Context, name: &'a str, sub: &'a str) -> BoxFuture<'a, ApiResult<Value>> {
         let _ = (ctx, name, sub);
-        Box::pin(async { Err(super::status::ApiError::no_route()) })
-    }
-
-    /// Replaces a subresource.
-    fn update_subresource<'a>(
-        &'a self,
-        ctx: &'a Context,
-        name: &'a str,
-        sub: &'a str,
-        obj: Value,
-    ) -> BoxFuture<'a, ApiResult<Value>> {
-        let _ = (ctx, name, sub, obj);
         Box::pin(async { Err(super::status::ApiError::no_route()) })
     }
 
@@ -97,5 +83,105 @@ pub trait Storage: Send + Sync {
     /// Whether the storage can serve requests now (its cache is filled).
     fn ready(&self) -> bool {
         true
+    }
+}
+
+/// The verbs of a storage's resource (subresources declare theirs), from what it implements.
+pub fn verbs_of(storage: &dyn Storage) -> Vec<&'static str> {
+    let mut verbs = Vec::new();
+    if storage.creater().is_some() {
+        verbs.push("create");
+    }
+    if storage.deleter().is_some() {
+        verbs.push("delete");
+    }
+    if storage.readable() {
+        verbs.extend(["get", "list"]);
+    }
+    if storage.updater().is_some() {
+        verbs.push("patch");
+    }
+    if storage.updater().is_some() {
+        verbs.push("update");
+    }
+    if storage.readable() {
+        verbs.push("watch");
+    }
+    verbs
+}
+
+/// A storage that creates objects.
+pub trait Creater: Send + Sync {
+    /// How new objects are prepared and validated; `None` for kinds that are
+    /// not stored objects (reviews), which get the request body as it came.
+    fn create_strategy(&self) -> Option<&dyn Strategy>;
+
+    /// Stores a prepared, valid object; answers the stored (or, dry-run,
+    /// would-be) object. 409 AlreadyExists when its name is taken: the pipeline
+    /// then draws another name if the name was generated.
+    fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>>;
+}
+
+/// A storage that changes objects.
+pub trait Updater: Send + Sync {
+    /// How changes are prepared and validated.
+    fn update_strategy(&self) -> &dyn Strategy;
+
+    /// Replaces object `name` (or its subresource `sub`) with what `transform`
+    /// makes of its current version, atomically: no other write lands between
+    /// the read `transform` sees and the store. 404 when there is no object.
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Context,
+        name: &'a str,
+        sub: Option<&'a str>,
+        transform: Transform<'a>,
+    ) -> BoxFuture<'a, ApiResult<Value>>;
+}
+
+/// A storage that deletes objects.
+pub trait Deleter: Send + Sync {
+    /// Deletes an object; answers it (with `deletionTimestamp` when deletion is not immediate).
+    fn delete<'a>(&'a self, ctx: &'a Context, name: &'a str, opts: DeleteOptions) -> BoxFuture<'a, ApiResult<Value>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemStorage, NoHooks};
+    use crate::strategy::Plain;
+
+    struct CreateOnly(ResourceDef, Arc<ObjectCache>);
+
+    impl Storage for CreateOnly {
+        fn def(&self) -> &ResourceDef {
+            &self.0
+        }
+        fn cache(&self) -> &Arc<ObjectCache> {
+            &self.1
+        }
+        fn readable(&self) -> bool {
+            false
+        }
+        fn creater(&self) -> Option<&dyn Creater> {
+            Some(self)
+        }
+    }
+
+    impl Creater for CreateOnly {
+        fn create_strategy(&self) -> Option<&dyn Strategy> {
+            None
+        }
+        fn create<'a>(&'a self, _ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
+            Box::pin(std::future::ready(Ok(obj)))
+        }
+    }
+
+    #[test]
+    fn verbs_follow_from_what_the_storage_implements() {
+        let cache = || Arc::new(ObjectCache::new(0, 10));
+        let full = MemStorage::new(ResourceDef::default(), Arc::new(Plain), cache(), Arc::new(NoHooks), None);
+        assert_eq!(verbs_of(&full), ["create", "delete", "get", "list", "patch", "update", "watch"]);
+        assert_eq!(verbs_of(&CreateOnly(ResourceDef::default(), cache())), ["create"]);
     }
 }

@@ -270,7 +270,7 @@ mod tests {
             short_names: &[],
             categories: &[],
             namespaced: false,
-            verbs: &["get", "list"],
+            verbs: vec!["get", "list"],
             subresources: Vec::new(),
             columns: vec![Column {
                 name: "Size",

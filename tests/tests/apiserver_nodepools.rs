@@ -370,3 +370,28 @@ async fn protocol_details() {
     );
     assert!(metrics.contains("orchestrator_requests_total"), "orchestrator metrics are served too");
 }
+
+/// What kube-apiserver answers for a label value that is not one.
+const BAD_LABEL: &str = "metadata.labels: Invalid value: \"not ok!\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_checked_alike_on_every_kind() {
+    let s = setup().await;
+    let bad_labels = r#"{"metadata":{"labels":{"team":"not ok!","Bad Key":"x"}}}"#;
+    let cluster = s.k.ok(&["get", "clusters", "-o", "jsonpath={.items[0].metadata.name}"]);
+    for target in ["np/workers".to_owned(), format!("clusters/{cluster}")] {
+        let err = s.k.fails(&["patch", &target, "--type=merge", "-p", bad_labels]);
+        assert!(err.contains("is invalid") && err.contains(BAD_LABEL), "{target}: {err}");
+        assert!(err.contains("metadata.labels: Invalid value: \"Bad Key\": name part must consist of"), "{err}");
+    }
+    let upgrade = write(
+        &s,
+        "upgrade.yaml",
+        "apiVersion: sks.exoscale.net/v1alpha1\nkind: Upgrade\nmetadata:\n  generateName: up-\n  labels:\n    team: \"not ok!\"\nspec:\n  version: 1.99.0\n",
+    );
+    let err = s.k.fails(&["create", "-f", &upgrade]);
+    assert!(err.contains(BAD_LABEL), "an Upgrade's labels are checked before anything else: {err}");
+    assert_eq!(s.k.ok(&["get", "upgrades", "-o", "name"]).trim(), "", "nothing was created");
+    let labels = nodepool(&s, "workers").await.unwrap().spec.labels.unwrap_or_default();
+    assert!(!labels.contains_key("team"), "a refused patch changed nothing: {labels:?}");
+}

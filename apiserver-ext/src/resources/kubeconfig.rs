@@ -13,7 +13,8 @@ use super::nodepool::def::{GROUP, VERSION};
 use sks_rest::cache::ObjectCache;
 use sks_rest::resource::ResourceDef;
 use sks_rest::status::{ApiError, ApiResult, Cause};
-use sks_rest::storage::{BoxFuture, Context, Storage};
+use sks_rest::storage::{BoxFuture, Context, Creater, Storage};
+use sks_rest::strategy::Strategy;
 
 /// Lifetime when the request names none: one day.
 pub const DEFAULT_EXPIRATION_SECONDS: i64 = 86_400;
@@ -57,7 +58,7 @@ pub fn definition() -> ResourceDef {
         short_names: &["kcr"],
         categories: &["sks"],
         namespaced: false,
-        verbs: &["create"],
+        verbs: Vec::new(),
         subresources: Vec::new(),
         columns: Vec::new(),
         schema: schema(),
@@ -143,20 +144,10 @@ impl KubeconfigRequests {
     }
 
     async fn issue(&self, ctx: &Context, mut obj: Value) -> ApiResult<Value> {
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .filter(|n| !n.is_empty())
-            .map(str::to_owned)
-            .or_else(|| {
-                obj["metadata"]["generateName"]
-                    .as_str()
-                    .map(|p| format!("{p}{}", &Uuid::new_v4().simple().to_string()[..5]))
-            })
-            .unwrap_or_else(|| format!("kcr-{}", &Uuid::new_v4().simple().to_string()[..8]));
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
         let request = validate(&obj)
             .map_err(|causes| ApiError::invalid(self.def.kind, self.def.group, self.def.plural, &name, causes))?;
         let expires = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(request.expiration_seconds);
-        obj["metadata"]["name"] = json!(name);
         obj["metadata"]["uid"] = json!(Uuid::new_v4().to_string());
         obj["metadata"]["creationTimestamp"] = json!(jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
         if ctx.dry_run {
@@ -203,6 +194,27 @@ impl Storage for KubeconfigRequests {
 
     fn cache(&self) -> &Arc<ObjectCache> {
         &self.cache
+    }
+
+    // Nothing is kept, so nothing can be read back.
+    fn readable(&self) -> bool {
+        false
+    }
+
+    fn creater(&self) -> Option<&dyn Creater> {
+        Some(self)
+    }
+}
+
+impl Strategy for KubeconfigRequests {
+    fn validate(&self, _ctx: &Context, obj: &Value) -> Vec<Cause> {
+        validate(obj).err().unwrap_or_default()
+    }
+}
+
+impl Creater for KubeconfigRequests {
+    fn create_strategy(&self) -> Option<&dyn Strategy> {
+        Some(self)
     }
 
     fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {

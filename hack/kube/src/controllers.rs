@@ -12,7 +12,8 @@ use sks_rest::cache::ObjectCache;
 use sks_rest::storage::{Context, Storage};
 
 use crate::aggregator::Aggregator;
-use crate::store::MemStorage;
+use sks_rest::memory::MemStorage;
+use sks_rest::write;
 
 fn system() -> Context {
     Context {
@@ -51,6 +52,12 @@ fn with_condition(conditions: &Value, type_: &str, status: &str, reason: &str, m
     Some(Value::Array(list))
 }
 
+/// Writes `updated`'s status through the write pipeline, unless the object changed since it was read.
+async fn update_status(storage: &MemStorage, name: &str, updated: Value) -> sks_rest::status::ApiResult<Value> {
+    let ctx = system();
+    write::update(storage.def(), storage, &ctx, name, Some("status"), move |_| Ok(updated)).await
+}
+
 /// Marks Nodes whose Lease went stale `Ready=Unknown`. Never returns.
 pub async fn node_heartbeats(nodes: Arc<MemStorage>, leases: Arc<ObjectCache>, grace: Duration) {
     let mut tick = tokio::time::interval(Duration::from_secs(1).min(grace / 4).max(Duration::from_millis(100)));
@@ -81,7 +88,7 @@ pub async fn node_heartbeats(nodes: Arc<MemStorage>, leases: Arc<ObjectCache>, g
             };
             let mut updated = (*node).clone();
             updated["status"]["conditions"] = conditions;
-            if let Err(e) = nodes.update_subresource(&system(), &name, "status", updated).await {
+            if let Err(e) = update_status(&nodes, &name, updated).await {
                 tracing::debug!(node = %name, error = %e, "marking a node Ready=Unknown failed; retrying");
             }
         }
@@ -109,7 +116,7 @@ pub async fn apiservice_availability(apiservices: Arc<MemStorage>, aggregator: A
             let name = a["metadata"]["name"].as_str().unwrap_or_default().to_owned();
             let mut updated = (*a).clone();
             updated["status"]["conditions"] = conditions;
-            if let Err(e) = apiservices.update_subresource(&system(), &name, "status", updated).await {
+            if let Err(e) = update_status(&apiservices, &name, updated).await {
                 tracing::debug!(apiservice = %name, error = %e, "updating availability failed; retrying");
             }
         }

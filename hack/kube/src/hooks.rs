@@ -1,6 +1,6 @@
-//! What controllers and admission would do in a real cluster, as far as tests
-//! need it: Services get a clusterIP and nodePorts, CSRs record their
-//! requester and are signed once approved.
+//! What kube-apiserver's storage and kube-controller-manager do when objects
+//! are stored, as far as tests need it: Services get a clusterIP and
+//! nodePorts, kubelet-serving CSRs are signed once approved.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use sks_pki::CertificateAuthority;
 use sks_rest::status::{ApiError, ApiResult, Cause};
 use sks_rest::storage::Context;
 
-use crate::store::{Hooks, MemStorage};
+use sks_rest::memory::{Hooks, MemStorage};
 
 /// The nodePort range, as kube-apiserver's default `--service-node-port-range`.
 pub const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
@@ -127,16 +127,7 @@ fn assign_ports(svc: &mut Value, old: Option<&Value>, used: &mut BTreeSet<i64>) 
 }
 
 impl Hooks for ServiceHooks {
-    fn prepare_create(&self, _ctx: &Context, svc: &mut Value, store: &MemStorage) -> ApiResult<()> {
-        if svc["spec"]["type"].is_null() {
-            svc["spec"]["type"] = json!("ClusterIP");
-        }
-        if svc["spec"]["sessionAffinity"].is_null() {
-            svc["spec"]["sessionAffinity"] = json!("None");
-        }
-        if needs_node_ports(svc) && svc["spec"]["externalTrafficPolicy"].is_null() {
-            svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
-        }
+    fn on_create(&self, _ctx: &Context, svc: &mut Value, store: &MemStorage) -> ApiResult<()> {
         if svc["spec"]["clusterIP"].as_str().unwrap_or("").is_empty() && svc["spec"]["type"] != "ExternalName" {
             let taken: BTreeSet<String> =
                 store.all().iter().filter_map(|s| s["spec"]["clusterIP"].as_str().map(str::to_owned)).collect();
@@ -152,78 +143,20 @@ impl Hooks for ServiceHooks {
         Ok(())
     }
 
-    fn prepare_update(&self, old: &Value, new: &mut Value, store: &MemStorage) -> ApiResult<()> {
-        let old_ip = &old["spec"]["clusterIP"];
-        match new["spec"]["clusterIP"].as_str() {
-            None | Some("") => {
-                new["spec"]["clusterIP"] = old_ip.clone();
-                new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
-            }
-            Some(ip) if json!(ip) != *old_ip => {
-                return Err(invalid(new, vec![Cause::invalid("spec.clusterIP", &json!(ip), "field is immutable")]));
-            }
-            _ => {}
-        }
-        if needs_node_ports(new) && new["spec"]["externalTrafficPolicy"].is_null() {
-            new["spec"]["externalTrafficPolicy"] = json!("Cluster");
-        }
+    fn on_update(&self, old: &Value, new: &mut Value, store: &MemStorage) -> ApiResult<()> {
         let mut used = used_ports(store, Some(old));
         assign_ports(new, Some(old), &mut used)
     }
 }
 
-/// CSRs: the requester recorded from the authenticated user, the spec
-/// immutable, and kubelet-serving requests signed once approved.
+/// CSRs: kubelet-serving requests signed once approved.
 pub struct CsrHooks {
     /// Signs `kubernetes.io/kubelet-serving` certificates.
     pub kubelet_ca: CertificateAuthority,
 }
 
 impl Hooks for CsrHooks {
-    fn prepare_create(&self, ctx: &Context, csr: &mut Value, _store: &MemStorage) -> ApiResult<()> {
-        let mut causes = Vec::new();
-        if csr["spec"]["signerName"].as_str().unwrap_or("").is_empty() {
-            causes.push(Cause::required("spec.signerName"));
-        }
-        if csr["spec"]["request"].as_str().unwrap_or("").is_empty() {
-            causes.push(Cause::required("spec.request"));
-        }
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                "CertificateSigningRequest",
-                "certificates.k8s.io",
-                "certificatesigningrequests",
-                csr["metadata"]["name"].as_str().unwrap_or(""),
-                causes,
-            ));
-        }
-        // Who asked is what the API server saw, never what the client claims.
-        csr["spec"]["username"] = json!(ctx.user.name);
-        csr["spec"]["groups"] = json!(ctx.user.groups);
-        match &ctx.user.uid {
-            Some(uid) => csr["spec"]["uid"] = json!(uid),
-            None => {
-                if let Some(m) = csr["spec"].as_object_mut() {
-                    m.remove("uid");
-                }
-            }
-        }
-        if ctx.user.extra.is_empty() {
-            if let Some(m) = csr["spec"].as_object_mut() {
-                m.remove("extra");
-            }
-        } else {
-            csr["spec"]["extra"] = json!(ctx.user.extra);
-        }
-        Ok(())
-    }
-
-    fn prepare_update(&self, old: &Value, new: &mut Value, _store: &MemStorage) -> ApiResult<()> {
-        new["spec"] = old["spec"].clone();
-        Ok(())
-    }
-
-    fn after_subresource(&self, sub: &str, csr: &mut Value) -> ApiResult<()> {
+    fn on_subresource(&self, sub: &str, csr: &mut Value) -> ApiResult<()> {
         if sub != "approval"
             || csr["spec"]["signerName"] != "kubernetes.io/kubelet-serving"
             || csr["status"]["certificate"].is_string()

@@ -3,16 +3,7 @@
 use serde_json::{Value, json};
 use sks_rest::resource::{Column, ResourceDef, Subresource};
 
-/// Behaviour of a kind that differs between kinds in kube-apiserver.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct KindOptions {
-    /// Has a `status` subresource: writes to the object ignore `.status`.
-    pub status_subresource: bool,
-    /// `.status` sent at create is kept (Nodes, whose kubelet creates them with status).
-    pub keep_status_on_create: bool,
-}
-
-const ALL: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+use crate::strategies::KindOptions;
 
 fn open_schema(description: &str) -> Value {
     // The stand-in does not model fields: anything is kept, as a CRD with preserved fields.
@@ -121,7 +112,7 @@ fn def(
         short_names,
         categories: &[],
         namespaced,
-        verbs: ALL,
+        verbs: Vec::new(),
         subresources: Vec::new(),
         columns: Vec::new(),
         schema: open_schema(kind),
@@ -260,9 +251,8 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
 
 /// The create-only review kinds (never stored).
 pub fn reviews() -> Vec<ResourceDef> {
-    let mut tr = def("authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, &[]);
-    tr.verbs = &["create"];
-    let mut sar = def(
+    let tr = def("authentication.k8s.io", "v1", "tokenreviews", "tokenreview", "TokenReview", false, &[]);
+    let sar = def(
         "authorization.k8s.io",
         "v1",
         "subjectaccessreviews",
@@ -271,6 +261,5 @@ pub fn reviews() -> Vec<ResourceDef> {
         false,
         &[],
     );
-    sar.verbs = &["create"];
     vec![tr, sar]
 }

@@ -9,7 +9,7 @@ mod pki;
 mod policy;
 mod protobuf;
 mod reviews;
-mod store;
+mod strategies;
 mod tokens;
 
 use std::net::SocketAddr;
@@ -29,7 +29,10 @@ use sks_rest::storage::{Context, Storage};
 use sks_rest::tls::{ClientTrust, ServingCertFiles, server_config};
 use uuid::Uuid;
 
-use crate::store::{Hooks, MemStorage, NoHooks};
+use sks_rest::memory::{Hooks, MemStorage, NoHooks};
+use sks_rest::write;
+
+use crate::strategies::KindStrategy;
 
 /// A small in-memory Kubernetes API for tests and local runs.
 ///
@@ -104,6 +107,12 @@ fn system() -> Context {
     }
 }
 
+/// Creates `obj` in `storage` through the write pipeline, as the stand-in's own clients do.
+async fn create(storage: &MemStorage, ctx: &Context, obj: serde_json::Value) -> anyhow::Result<()> {
+    write::create(storage.def(), storage, ctx, obj).await.map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     orchestrator::install_crypto_provider();
     let pki = pki::Pki::load(args.zone_cluster_id).await?;
@@ -155,7 +164,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let key = format!("{}/{}", def.group, def.plural);
         let c = if key == "/namespaces" { ns_cache.clone() } else { cache() };
         let namespaces = def.namespaced.then(|| ns_cache.clone());
-        let storage = Arc::new(MemStorage::new(def, opts, c, hooks, namespaces));
+        let strategy = Arc::new(KindStrategy::new(def.group, def.plural, opts));
+        let storage = Arc::new(MemStorage::new(def, strategy, c, hooks, namespaces));
         by_name.insert(key, storage.clone());
         storages.push(storage);
     }
@@ -166,7 +176,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // What a fresh cluster has.
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-        get("/namespaces").create(&system(), json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}})).await.map_err(anyhow::Error::msg)?;
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}, "status": {"phase": "Active"}});
+        create(&get("/namespaces"), &system(), namespace).await?;
     }
     let list = |v: &[&str]| serde_json::to_string(v).expect("json");
     let cm = json!({
@@ -183,7 +195,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     });
     let ctx = Context { namespace: Some("kube-system".into()), ..system() };
-    get("/configmaps").create(&ctx, cm).await.map_err(anyhow::Error::msg)?;
+    create(&get("/configmaps"), &ctx, cm).await?;
 
     let trust = ClientTrust::default();
     let authn = Arc::new(Authenticator::new(

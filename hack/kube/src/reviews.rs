@@ -9,7 +9,8 @@ use sks_rest::authz::Attributes;
 use sks_rest::cache::ObjectCache;
 use sks_rest::resource::ResourceDef;
 use sks_rest::status::{ApiError, ApiResult};
-use sks_rest::storage::{BoxFuture, Context, DeleteOptions, Storage};
+use sks_rest::storage::{BoxFuture, Context, Creater, Storage};
+use sks_rest::strategy::Strategy;
 
 use crate::policy::Policy;
 use crate::tokens::StaticTokens;
@@ -91,6 +92,21 @@ impl Storage for Reviews {
         &self.cache
     }
 
+    // Reviews are answered, never stored: they cannot be read back.
+    fn readable(&self) -> bool {
+        false
+    }
+
+    fn creater(&self) -> Option<&dyn Creater> {
+        Some(self)
+    }
+}
+
+impl Creater for Reviews {
+    fn create_strategy(&self) -> Option<&dyn Strategy> {
+        None
+    }
+
     fn create<'a>(&'a self, _ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
         Box::pin(async move {
             match self.def.plural {
@@ -98,18 +114,5 @@ impl Storage for Reviews {
                 _ => self.access_review(obj),
             }
         })
-    }
-
-    fn update<'a>(&'a self, _ctx: &'a Context, _name: &'a str, _obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("update", self.def.group_resource())) })
-    }
-
-    fn delete<'a>(
-        &'a self,
-        _ctx: &'a Context,
-        _name: &'a str,
-        _opts: DeleteOptions,
-    ) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(async { Err(ApiError::method_not_allowed("delete", self.def.group_resource())) })
     }
 }

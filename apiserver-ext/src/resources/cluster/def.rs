@@ -85,7 +85,7 @@ pub fn definition() -> ResourceDef {
         short_names: &[],
         categories: &["sks"],
         namespaced: false,
-        verbs: &["get", "list", "patch", "update", "watch"],
+        verbs: Vec::new(),
         subresources: Vec::new(),
         columns: vec![
             column("Version", "Version the control plane runs.", 0, |o| text(o, "/status/version")),

@@ -24,7 +24,8 @@ use crate::resources::timestamp_now;
 use sks_rest::cache::{Key, ObjectCache};
 use sks_rest::resource::ResourceDef;
 use sks_rest::status::{ApiError, ApiResult, Cause};
-use sks_rest::storage::{BoxFuture, Context, Storage};
+use sks_rest::storage::{BoxFuture, Context, Storage, Transform, Updater};
+use sks_rest::strategy::Strategy;
 
 /// The Cluster storage of one cluster.
 pub struct Clusters {
@@ -124,34 +125,21 @@ impl Clusters {
         ApiError::invalid(self.def.kind, self.def.group, self.def.plural, name, causes)
     }
 
-    async fn update_object(&self, ctx: &Context, name: &str, obj: Value) -> ApiResult<Value> {
+    async fn update_object(&self, ctx: &Context, name: &str, transform: Transform<'_>) -> ApiResult<Value> {
         let _w = self.writing.lock().await;
         let gr = self.def.group_resource();
         let current_obj = self.cache.get(&key(name)).ok_or_else(|| ApiError::not_found(gr, name))?;
         let Some((cluster, inspection)) = self.current.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
             return Err(ApiError::not_found(gr, name));
         };
-        if let Some(rv) = obj["metadata"]["resourceVersion"].as_str()
-            && rv != current_obj["metadata"]["resourceVersion"].as_str().unwrap_or("")
-        {
-            return Err(ApiError::conflict(gr, name));
-        }
-        let spec: ClusterSpec = match &obj["spec"] {
-            Value::Null => ClusterSpec::default(),
-            v => serde_json::from_value(v.clone()).map_err(|e| ApiError::bad_request(format!("spec: {e}")))?,
-        };
+        let obj = transform(&current_obj)?;
+        let spec = spec_of(&obj)?;
         let labels: std::collections::BTreeMap<String, String> =
             serde_json::from_value(obj["metadata"]["labels"].clone()).unwrap_or_default();
         let annotations = serde_json::from_value(obj["metadata"]["annotations"].clone()).unwrap_or_default();
         let was = convert::spec_of(&cluster, &inspection);
         let mut causes = Vec::new();
-        if spec.description.as_ref().is_some_and(|d| d.chars().count() > 255) {
-            causes.push(Cause::invalid(
-                "spec.description",
-                &obj["spec"]["description"],
-                "must be at most 255 characters",
-            ));
-        }
+        // Admission, after validation: whether the orchestrator takes the version now.
         let new_version = !spec.version.is_empty() && spec.version != was.version;
         if new_version {
             let admitted = self
@@ -214,11 +202,54 @@ impl Storage for Clusters {
         &self.cache
     }
 
-    fn update<'a>(&'a self, ctx: &'a Context, name: &'a str, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(self.update_object(ctx, name, obj))
+    fn updater(&self) -> Option<&dyn Updater> {
+        Some(self)
     }
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+}
+
+/// The spec of `obj`; a field of the wrong type is a 400, as decoding is in kube-apiserver.
+fn spec_of(obj: &Value) -> ApiResult<ClusterSpec> {
+    match &obj["spec"] {
+        Value::Null => Ok(ClusterSpec::default()),
+        v => serde_json::from_value(v.clone()).map_err(|e| ApiError::bad_request(format!("spec: {e}"))),
+    }
+}
+
+impl Strategy for Clusters {
+    fn prepare_for_update(&self, _ctx: &Context, _sub: Option<&str>, new: &mut Value, _old: &Value) -> ApiResult<()> {
+        spec_of(new).map(|_| ())
+    }
+
+    fn validate_update(&self, _ctx: &Context, _sub: Option<&str>, new: &Value, _old: &Value) -> Vec<Cause> {
+        let description = &new["spec"]["description"];
+        if description.as_str().is_some_and(|d| d.chars().count() > 255) {
+            return vec![Cause::invalid("spec.description", description, "must be at most 255 characters")];
+        }
+        Vec::new()
+    }
+}
+
+impl Updater for Clusters {
+    fn update_strategy(&self) -> &dyn Strategy {
+        self
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a Context,
+        name: &'a str,
+        sub: Option<&'a str>,
+        transform: Transform<'a>,
+    ) -> BoxFuture<'a, ApiResult<Value>> {
+        Box::pin(async move {
+            match sub {
+                None => self.update_object(ctx, name, transform).await,
+                Some(_) => Err(ApiError::method_not_allowed("update", self.def.group_resource())),
+            }
+        })
     }
 }

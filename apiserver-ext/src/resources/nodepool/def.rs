@@ -126,7 +126,7 @@ pub fn definition() -> ResourceDef {
         short_names: &["np"],
         categories: &["sks"],
         namespaced: false,
-        verbs: &["create", "delete", "get", "list", "patch", "update", "watch"],
+        verbs: Vec::new(),
         subresources: vec![
             Subresource { name: "status", group: GROUP, version: VERSION, kind: "NodePool", verbs: &["get"] },
             Subresource {

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::convert::{InstanceTypes, NodePoolSpec};
 use sks_rest::status::Cause;
+use sks_rest::validation;
 
 /// Disk size when the spec sets none.
 pub const DEFAULT_DISK_SIZE: i64 = 50;
@@ -13,39 +14,10 @@ pub const MAX_ANTI_AFFINITY_REPLICAS: i64 = 8;
 /// Least memory of a node's instance type.
 pub const MIN_MEMORY_BYTES: i64 = 2 << 30;
 
-/// Whether `s` is a DNS-1123 label.
-pub fn is_dns1123_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-}
-
-fn is_label_key(key: &str) -> bool {
-    let (prefix, name) = match key.rsplit_once('/') {
-        Some((p, n)) => (Some(p), n),
-        None => (None, key),
-    };
-    let name_ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && name.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric());
-    let prefix_ok = prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns1123_label));
-    name_ok && prefix_ok
-}
-
-/// Validates a NodePool's name and spec against what the orchestrator accepts.
-pub fn validate(name: &str, spec: &NodePoolSpec, types: &InstanceTypes) -> Vec<Cause> {
+/// Validates a NodePool's spec against what the orchestrator accepts (the
+/// name is the write pipeline's: a DNS-1123 label).
+pub fn validate(spec: &NodePoolSpec, types: &InstanceTypes) -> Vec<Cause> {
     let mut causes = Vec::new();
-    if !is_dns1123_label(name) {
-        causes.push(Cause::invalid(
-            "metadata.name",
-            &json!(name),
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', or '123-abc'), at most 63 characters",
-        ));
-    }
     let replicas = spec.replicas.unwrap_or(0);
     if replicas < 0 {
         causes.push(Cause::invalid("spec.replicas", &json!(replicas), "must be greater than or equal to 0"));
@@ -82,9 +54,10 @@ pub fn validate(name: &str, spec: &NodePoolSpec, types: &InstanceTypes) -> Vec<C
     let mut seen = std::collections::BTreeSet::new();
     for (i, t) in spec.taints.iter().flatten().enumerate() {
         let field = |f: &str| format!("spec.taints[{i}].{f}");
-        if !is_label_key(&t.key) {
-            causes.push(Cause::invalid(&field("key"), &json!(t.key), "must be a valid label key (an optional DNS subdomain prefix and '/', then a name of at most 63 alphanumeric, '-', '_' or '.' characters)"));
-        } else if !seen.insert(t.key.clone()) {
+        let key_errors = validation::qualified_name(&t.key);
+        let key_ok = key_errors.is_empty();
+        causes.extend(key_errors.into_iter().map(|e| Cause::invalid(&field("key"), &json!(t.key), e)));
+        if key_ok && !seen.insert(t.key.clone()) {
             causes.push(Cause::invalid(&field("key"), &json!(t.key), "taint keys must be unique"));
         }
         if t.value.is_empty() || t.value.chars().count() > 255 {
@@ -115,7 +88,7 @@ pub fn validate(name: &str, spec: &NodePoolSpec, types: &InstanceTypes) -> Vec<C
         causes.push(Cause::invalid("spec.deployTarget", &json!(d), "must be a UUID"));
     }
     if let Some(p) = &spec.instance_prefix
-        && (p.is_empty() || p.len() > 30 || !is_dns1123_label(p))
+        && (p.len() > 30 || !validation::dns1123_label(p).is_empty())
     {
         causes.push(Cause::invalid(
             "spec.instancePrefix",
@@ -167,7 +140,7 @@ mod tests {
     fn a_good_spec_passes() {
         let spec =
             NodePoolSpec { replicas: Some(3), instance_type: Some("standard.medium".into()), ..Default::default() };
-        assert!(validate("workers", &spec, &types()).is_empty());
+        assert!(validate(&spec, &types()).is_empty());
     }
 
     #[test]
@@ -184,11 +157,10 @@ mod tests {
             public_ip_assignment: Some("ipv6".into()),
             ..Default::default()
         };
-        let causes = validate("Bad_Name", &spec, &types());
+        let causes = validate(&spec, &types());
         assert_eq!(
             fields(&causes),
             vec![
-                "metadata.name",
                 "spec.replicas",
                 "spec.instanceType",
                 "spec.diskSize",
@@ -199,10 +171,10 @@ mod tests {
                 "spec.publicIpAssignment"
             ]
         );
-        assert!(causes[2].message.contains("at least 2 GiB"), "{}", causes[2].message);
+        assert!(causes[1].message.contains("at least 2 GiB"), "{}", causes[1].message);
         let unknown =
-            validate("x", &NodePoolSpec { instance_type: Some("huge.thing".into()), ..Default::default() }, &types());
+            validate(&NodePoolSpec { instance_type: Some("huge.thing".into()), ..Default::default() }, &types());
         assert_eq!(unknown[0].reason, "FieldValueNotSupported");
-        assert!(validate("x", &NodePoolSpec::default(), &types()).iter().any(|c| c.reason == "FieldValueRequired"));
+        assert!(validate(&NodePoolSpec::default(), &types()).iter().any(|c| c.reason == "FieldValueRequired"));
     }
 }

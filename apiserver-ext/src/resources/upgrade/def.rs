@@ -104,7 +104,7 @@ pub fn definition() -> ResourceDef {
         short_names: &[],
         categories: &["sks"],
         namespaced: false,
-        verbs: &["create", "get", "list", "watch"],
+        verbs: Vec::new(),
         subresources: Vec::new(),
         columns: vec![
             column("From", "Version before.", 0, |o| text(o, "/status/from")),

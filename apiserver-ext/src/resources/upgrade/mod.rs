@@ -33,7 +33,8 @@ use crate::resources::timestamp_now;
 use sks_rest::cache::{Key, ObjectCache};
 use sks_rest::resource::ResourceDef;
 use sks_rest::status::{ApiError, ApiResult, Cause};
-use sks_rest::storage::{BoxFuture, Context, Storage};
+use sks_rest::storage::{BoxFuture, Context, Creater, Storage};
+use sks_rest::strategy::Strategy;
 
 /// An Upgrade as kept in the side store.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -516,20 +517,39 @@ impl Upgrades {
     }
 
     async fn create_object(&self, ctx: &Context, obj: Value) -> ApiResult<Value> {
-        let name = obj["metadata"]["name"].as_str().filter(|n| !n.is_empty()).map(str::to_owned);
-        let name = name.or_else(|| {
-            obj["metadata"]["generateName"]
-                .as_str()
-                .map(|p| format!("{p}{}", &Uuid::new_v4().simple().to_string()[..5]))
-        });
-        let spec: UpgradeSpec =
-            serde_json::from_value(obj["spec"].clone()).map_err(|e| ApiError::bad_request(format!("spec: {e}")))?;
-        if spec.version.is_empty() {
-            return Err(self.invalid(name.as_deref().unwrap_or(""), vec![Cause::required("spec.version")]));
-        }
+        let name = obj["metadata"]["name"].as_str().map(str::to_owned);
+        let spec = spec_of(&obj)?;
         let labels = serde_json::from_value(obj["metadata"]["labels"].clone()).unwrap_or_default();
         let annotations = serde_json::from_value(obj["metadata"]["annotations"].clone()).unwrap_or_default();
         self.request(ctx, name, (labels, annotations), spec, "spec.version").await
+    }
+}
+
+/// The spec of `obj`; a field of the wrong type is a 400, as decoding is in kube-apiserver.
+fn spec_of(obj: &Value) -> ApiResult<UpgradeSpec> {
+    serde_json::from_value(obj["spec"].clone()).map_err(|e| ApiError::bad_request(format!("spec: {e}")))
+}
+
+impl Strategy for Upgrades {
+    fn prepare_for_create<'a>(&'a self, _ctx: &'a Context, obj: &'a mut Value) -> BoxFuture<'a, ApiResult<()>> {
+        Box::pin(std::future::ready(spec_of(obj).map(|_| ())))
+    }
+
+    fn validate(&self, _ctx: &Context, obj: &Value) -> Vec<Cause> {
+        match spec_of(obj) {
+            Ok(spec) if spec.version.is_empty() => vec![Cause::required("spec.version")],
+            _ => Vec::new(),
+        }
+    }
+}
+
+impl Creater for Upgrades {
+    fn create_strategy(&self) -> Option<&dyn Strategy> {
+        Some(self)
+    }
+
+    fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
+        Box::pin(self.create_object(ctx, obj))
     }
 }
 
@@ -542,8 +562,8 @@ impl Storage for Upgrades {
         &self.cache
     }
 
-    fn create<'a>(&'a self, ctx: &'a Context, obj: Value) -> BoxFuture<'a, ApiResult<Value>> {
-        Box::pin(self.create_object(ctx, obj))
+    fn creater(&self) -> Option<&dyn Creater> {
+        Some(self)
     }
 
     fn ready(&self) -> bool {
