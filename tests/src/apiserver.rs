@@ -125,6 +125,16 @@ impl ApiServer {
             }
         })
         .await;
+        // A real aggregator merges the new group's OpenAPI v3 some time after it is
+        // Available (kubectl explain says "couldn't find resource" until then).
+        crate::wait_for("the group in the aggregated OpenAPI v3", std::time::Duration::from_secs(120), || {
+            let k = k.clone();
+            async move {
+                let root: serde_json::Value = serde_json::from_str(&k.ok(&["get", "--raw", "/openapi/v3"])).ok()?;
+                root["paths"].get("apis/sks.exoscale.net/v1alpha1").map(|_| ())
+            }
+        })
+        .await;
     }
 
     /// `kubectl` with the admin kubeconfig.

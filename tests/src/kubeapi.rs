@@ -1,29 +1,9 @@
-//! A Kubernetes API for end-to-end tests: the `kube-standin`, or real etcd and
-//! kube-apiserver (and kube-controller-manager, if present) when `KUBE_ASSETS`
-//! names a directory holding their binaries. Tests use either unchanged.
-//!
-//! Real binaries are started on loopback with the same CAs, front-proxy
-//! settings and a policy translated into RBAC:
-//!
-//! ```text
-//! etcd --data-dir D --listen-client-urls http://127.0.0.1:E --advertise-client-urls http://127.0.0.1:E
-//!      --listen-peer-urls http://127.0.0.1:P --initial-advertise-peer-urls http://127.0.0.1:P
-//!      --initial-cluster default=http://127.0.0.1:P
-//! kube-apiserver --etcd-servers http://127.0.0.1:E --bind-address 127.0.0.1 --secure-port S
-//!      --advertise-address 127.0.0.1 --tls-cert-file serving.crt --tls-private-key-file serving.key
-//!      --client-ca-file ca.crt --token-auth-file tokens.csv --authorization-mode RBAC
-//!      --service-cluster-ip-range 10.96.0.0/16 --service-node-port-range 30000-32767
-//!      --service-account-issuer https://kubernetes.default.svc
-//!      --service-account-key-file ca.key --service-account-signing-key-file ca.key
-//!      --requestheader-client-ca-file front-proxy-ca.crt --requestheader-allowed-names front-proxy-client
-//!      --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group
-//!      --requestheader-extra-headers-prefix X-Remote-Extra- --requestheader-uid-headers X-Remote-Uid
-//!      --proxy-client-cert-file front-proxy-client.crt --proxy-client-key-file front-proxy-client.key
-//!      --enable-aggregator-routing=false
-//! kube-controller-manager --kubeconfig admin.kubeconfig --controllers csrsigning,nodelifecycle
-//!      --cluster-signing-kubelet-serving-cert-file kubelet-ca.crt
-//!      --cluster-signing-kubelet-serving-key-file kubelet-ca.key --node-monitor-grace-period 40s
-//! ```
+//! A Kubernetes API for end-to-end tests: the `kube-standin`, or the real
+//! control plane (etcd, kube-apiserver, and kube-controller-manager and
+//! kube-scheduler when present) when `KUBE_ASSETS` names a directory holding
+//! their binaries. Both are started by `kube-standin` (`--kube-assets` runs
+//! the real binaries with the stand-in's certificates, tokens and policy as
+//! RBAC: see hack/kube/src/real.rs), so tests use either unchanged.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -78,7 +58,7 @@ impl KubeOptions {
 
 /// A running Kubernetes API; its processes are killed on drop.
 pub struct KubeApi {
-    children: Vec<Child>,
+    child: Option<Child>,
     /// `https://127.0.0.1:<port>`.
     pub url: String,
     /// Admin (system:masters) kubeconfig.
@@ -90,38 +70,34 @@ pub struct KubeApi {
     dir: TempDir,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 impl KubeApi {
     /// Starts the stand-in, or real binaries when `KUBE_ASSETS` is set.
     pub async fn start(opts: KubeOptions) -> KubeApi {
         let dir = TempDir::new("kube");
-        let api = match std::env::var_os("KUBE_ASSETS") {
-            Some(assets) => Self::start_real(Path::new(&assets), &opts, dir),
-            None => Self::start_standin(&opts, dir),
-        };
+        let assets = std::env::var_os("KUBE_ASSETS").filter(|a| !a.is_empty()).map(PathBuf::from);
+        let api = Self::spawn(&opts, dir, assets.as_deref());
         let k = api.kubectl();
         wait_for("the Kubernetes API to answer", Duration::from_secs(60), || {
             let k = k.clone();
             async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
         })
         .await;
-        if let (true, Some(policy)) = (api.real, &opts.policy) {
-            api.apply_rbac(policy);
-        }
         api
     }
 
-    fn start_standin(opts: &KubeOptions, dir: TempDir) -> KubeApi {
+    fn spawn(opts: &KubeOptions, dir: TempDir, assets: Option<&Path>) -> KubeApi {
         let cert_dir = dir.path().join("pki");
         let mut cmd = Command::new(bin("kube-standin"));
         cmd.args(["--listen", "127.0.0.1:0", "--cert-dir"])
             .arg(&cert_dir)
             .env("RUST_LOG", "warn")
             .env_remove("KUBECONFIG")
+            .env_remove("KUBE_ASSETS")
             .stderr(Stdio::inherit());
+        if let Some(assets) = assets {
+            // Its own process group, so a kill takes etcd and kube-apiserver with it.
+            std::os::unix::process::CommandExt::process_group(cmd.arg("--kube-assets").arg(assets), 0);
+        }
         if let Some(p) = &opts.policy {
             let path = dir.path().join("policy.yaml");
             std::fs::write(&path, p).unwrap();
@@ -141,166 +117,27 @@ impl KubeApi {
         if let Some((endpoint, cluster)) = &opts.zone_cluster {
             crate::zone::orchestrator_env(endpoint, cmd.args(["--zone-cluster-id", cluster]));
         }
-        let (child, line) = crate::spawn_reporting(&mut cmd, "kube-standin");
-        let url = line.strip_prefix("kube-standin listening on ").expect("address line").trim().to_owned();
+        // The real control plane reports once /openapi/v2 is served, which can take a minute.
+        let (child, line) = crate::spawn_reporting_within(&mut cmd, "kube-standin", Duration::from_secs(180));
+        let url = line.split(" listening on ").nth(1).and_then(|r| r.split_whitespace().next());
+        let url = url.unwrap_or_else(|| panic!("kube-standin's first line has no address: {line}")).to_owned();
         KubeApi {
-            children: vec![child],
+            child: Some(child),
             url,
             kubeconfig: cert_dir.join("admin.kubeconfig"),
             cert_dir,
-            real: false,
+            real: assets.is_some(),
             dir,
         }
     }
 
-    fn start_real(assets: &Path, opts: &KubeOptions, dir: TempDir) -> KubeApi {
-        let cert_dir = dir.path().join("pki");
-        std::fs::create_dir_all(&cert_dir).unwrap();
-        let year = Duration::from_secs(365 * 86400);
-        let ca = sks_pki::CertificateAuthority::generate("test control-plane CA").unwrap();
-        let proxy = sks_pki::CertificateAuthority::generate("test front-proxy CA").unwrap();
-        let kubelet = sks_pki::CertificateAuthority::generate("test kubelet CA").unwrap();
-        let dns: Vec<String> =
-            ["localhost", "kubernetes", "kubernetes.default.svc"].iter().map(|s| s.to_string()).collect();
-        let serving = ca.issue_serving(&dns, &["127.0.0.1".parse().unwrap()], year).unwrap();
-        let proxy_client = proxy.issue_client("front-proxy-client", &[], year).unwrap();
-        let write = |n: &str, c: &str| std::fs::write(cert_dir.join(n), c).unwrap();
-        write("ca.crt", &ca.cert_pem);
-        write("ca.key", ca.key_pem());
-        write("front-proxy-ca.crt", &proxy.cert_pem);
-        write("front-proxy-ca.key", proxy.key_pem());
-        write("kubelet-ca.crt", &kubelet.cert_pem);
-        write("kubelet-ca.key", kubelet.key_pem());
-        write("serving.crt", &serving.cert_pem);
-        write("serving.key", &serving.key_pem);
-        write("front-proxy-client.crt", &proxy_client.cert_pem);
-        write("front-proxy-client.key", &proxy_client.key_pem);
-        write("tokens.csv", opts.tokens.as_deref().unwrap_or(""));
-        let (etcd_port, peer_port, port) = (free_port(), free_port(), free_port());
-        let url = format!("https://127.0.0.1:{port}");
-        let admin = ca.issue_client("kube-admin", &["system:masters".to_owned()], year).unwrap();
-        write("admin.kubeconfig", &sks_pki::render_kubeconfig("real", &url, &ca.cert_pem, "kube-admin", &admin));
-        let etcd = Command::new(assets.join("etcd"))
-            .arg("--data-dir")
-            .arg(dir.path().join("etcd"))
-            .args(["--listen-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--advertise-client-urls", &format!("http://127.0.0.1:{etcd_port}")])
-            .args(["--listen-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-advertise-peer-urls", &format!("http://127.0.0.1:{peer_port}")])
-            .args(["--initial-cluster", &format!("default=http://127.0.0.1:{peer_port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting etcd");
-        let f = |n: &str| cert_dir.join(n).display().to_string();
-        let apiserver = Command::new(assets.join("kube-apiserver"))
-            .args(["--etcd-servers", &format!("http://127.0.0.1:{etcd_port}")])
-            .args([
-                "--bind-address",
-                "127.0.0.1",
-                "--advertise-address",
-                "127.0.0.1",
-                "--secure-port",
-                &port.to_string(),
-            ])
-            .args(["--tls-cert-file", &f("serving.crt"), "--tls-private-key-file", &f("serving.key")])
-            .args([
-                "--client-ca-file",
-                &f("ca.crt"),
-                "--token-auth-file",
-                &f("tokens.csv"),
-                "--authorization-mode",
-                "RBAC",
-            ])
-            .args(["--service-cluster-ip-range", "10.96.0.0/16", "--service-node-port-range", "30000-32767"])
-            .args(["--service-account-issuer", "https://kubernetes.default.svc"])
-            .args(["--service-account-key-file", &f("ca.key"), "--service-account-signing-key-file", &f("ca.key")])
-            .args([
-                "--requestheader-client-ca-file",
-                &f("front-proxy-ca.crt"),
-                "--requestheader-allowed-names",
-                "front-proxy-client",
-            ])
-            .args([
-                "--requestheader-username-headers",
-                "X-Remote-User",
-                "--requestheader-group-headers",
-                "X-Remote-Group",
-            ])
-            .args([
-                "--requestheader-extra-headers-prefix",
-                "X-Remote-Extra-",
-                "--requestheader-uid-headers",
-                "X-Remote-Uid",
-            ])
-            .args([
-                "--proxy-client-cert-file",
-                &f("front-proxy-client.crt"),
-                "--proxy-client-key-file",
-                &f("front-proxy-client.key"),
-            ])
-            .arg("--enable-aggregator-routing=false")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting kube-apiserver");
-        let mut children = vec![etcd, apiserver];
-        let kcm = assets.join("kube-controller-manager");
-        if kcm.exists() {
-            let grace = format!("{}s", opts.node_grace_seconds.unwrap_or(40));
-            children.push(
-                Command::new(kcm)
-                    .args(["--kubeconfig", &f("admin.kubeconfig"), "--controllers", "csrsigning,nodelifecycle"])
-                    .args(["--cluster-signing-kubelet-serving-cert-file", &f("kubelet-ca.crt")])
-                    .args(["--cluster-signing-kubelet-serving-key-file", &f("kubelet-ca.key")])
-                    .args(["--node-monitor-grace-period", &grace, "--secure-port", "0"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("starting kube-controller-manager"),
-            );
-        }
-        KubeApi { children, url, kubeconfig: cert_dir.join("admin.kubeconfig"), cert_dir, real: true, dir }
-    }
-
-    /// The policy as RBAC objects, applied to real binaries.
-    fn apply_rbac(&self, policy: &str) {
-        let doc: serde_json::Value = serde_json::to_value(serde_yaml_like(policy)).unwrap();
-        let mut objects = Vec::new();
-        for (i, rule) in doc["rules"].as_array().into_iter().flatten().enumerate() {
-            let mut r = serde_json::json!({"verbs": rule["verbs"]});
-            if rule["nonResourceURLs"].is_array() {
-                r["nonResourceURLs"] = rule["nonResourceURLs"].clone();
-            } else {
-                r["apiGroups"] = rule["apiGroups"].clone();
-                r["resources"] = rule["resources"].clone();
-            }
-            let subjects: Vec<serde_json::Value> =
-                rule["users"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|u| serde_json::json!({"kind": "User", "name": u, "apiGroup": "rbac.authorization.k8s.io"}))
-                    .chain(rule["groups"].as_array().into_iter().flatten().map(
-                        |g| serde_json::json!({"kind": "Group", "name": g, "apiGroup": "rbac.authorization.k8s.io"}),
-                    ))
-                    .collect();
-            let name = format!("test-policy-{i}");
-            objects.push(serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name}, "rules": [r]}));
-            objects.push(serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": name}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}, "subjects": subjects}));
-        }
-        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-        let out = self.kubectl().with_stdin(&["apply", "-f", "-"], &list.to_string());
-        assert!(out.status.success(), "applying RBAC: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
     /// Kills every process of the API (SIGKILL), as an unreachable API server.
     pub fn kill(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
+        if let (true, Some(child)) = (self.real, &self.child) {
+            let group = format!("-{}", child.id());
+            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         }
-        self.children.clear();
+        crate::kill_child(&mut self.child);
     }
 
     /// A kube-rs client as the admin.
@@ -327,15 +164,16 @@ impl KubeApi {
         path
     }
 
+    /// The name of the process that serves the API: `kube-standin`, or `kube-apiserver`
+    /// (run by `kube-standin --kube-assets`).
+    pub fn process_name(&self) -> &'static str {
+        if self.real { "kube-apiserver" } else { "kube-standin" }
+    }
+
     /// A directory for the test's files.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
-}
-
-/// The policy files are YAML; the harness reads the subset it writes (JSON is YAML).
-fn serde_yaml_like(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).expect("harness policies are written as JSON so both runtimes read them")
 }
 
 impl Drop for KubeApi {

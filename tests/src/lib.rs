@@ -35,6 +35,15 @@ pub fn bin(name: &str) -> PathBuf {
 /// address it reports), waiting at most 30 s; stdout keeps being drained so the
 /// process never blocks on a full pipe.
 pub fn spawn_reporting(cmd: &mut std::process::Command, what: &str) -> (std::process::Child, String) {
+    spawn_reporting_within(cmd, what, Duration::from_secs(30))
+}
+
+/// [`spawn_reporting`], waiting at most `timeout` for the first line.
+pub fn spawn_reporting_within(
+    cmd: &mut std::process::Command,
+    what: &str,
+    timeout: Duration,
+) -> (std::process::Child, String) {
     use std::io::{BufRead as _, BufReader};
     let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
@@ -46,12 +55,12 @@ pub fn spawn_reporting(cmd: &mut std::process::Command, what: &str) -> (std::pro
         }
         for _ in lines {}
     });
-    match rx.recv_timeout(Duration::from_secs(30)) {
+    match rx.recv_timeout(timeout) {
         Ok(line) => (child, line),
         Err(_) => {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{what} did not report its address within 30 s");
+            panic!("{what} did not report its address within {timeout:?}");
         }
     }
 }

@@ -45,20 +45,16 @@ impl Proc {
         Proc { pid: std::process::id() }
     }
 
-    /// The child of this process running binary `name` with an argument containing `marker`.
-    ///
-    /// The e2e helpers keep the `Child` to themselves, so the pid is found the way
-    /// `ps` would; the marker (e.g. the server's private directory) makes it unique.
+    /// The process `name` this one started, directly or through another (the real
+    /// kube-apiserver runs under `kube-standin --kube-assets`), whose arguments
+    /// contain `marker`.
     pub fn find_child(name: &str, marker: &str) -> anyhow::Result<Self> {
         let me = std::process::id().to_string();
         let mut found = Vec::new();
         for entry in std::fs::read_dir("/proc").context("reading /proc")? {
             let file_name = entry?.file_name();
             let pid = file_name.to_string_lossy();
-            if !pid.bytes().all(|b| b.is_ascii_digit()) {
-                continue;
-            }
-            if stat_fields(&pid).and_then(|f| f.get(1).cloned()).as_deref() != Some(me.as_str()) {
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || !descends_from(&pid, &me) {
                 continue;
             }
             let args = cmdline(&pid);
@@ -69,8 +65,8 @@ impl Proc {
         }
         match found.as_slice() {
             [pid] => Ok(Proc { pid: *pid }),
-            [] => bail!("no child process {name} with an argument containing {marker:?}"),
-            many => bail!("several child processes {name} match {marker:?}: {many:?}"),
+            [] => bail!("no process {name} started by this one with an argument containing {marker:?}"),
+            many => bail!("several processes {name} match {marker:?}: {many:?}"),
         }
     }
 
@@ -175,6 +171,19 @@ pub async fn wait_quiet(limit: std::time::Duration, max_cores: f64) -> (f64, f64
 
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
+}
+
+/// Whether `pid`'s parent chain reaches `ancestor`.
+fn descends_from(pid: &str, ancestor: &str) -> bool {
+    let mut current = pid.to_owned();
+    for _ in 0..64 {
+        match stat_fields(&current).and_then(|f| f.get(1).cloned()) {
+            Some(parent) if parent == ancestor => return true,
+            Some(parent) if parent != "0" && parent != "1" => current = parent,
+            _ => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

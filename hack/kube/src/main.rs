@@ -8,6 +8,7 @@ mod kinds;
 mod pki;
 mod policy;
 mod protobuf;
+mod real;
 mod reviews;
 mod strategies;
 mod tokens;
@@ -45,7 +46,9 @@ use crate::strategies::KindStrategy;
 /// kube-apiserver for what it serves: one global resourceVersion sequence, 409 on
 /// stale writes, watch with bookmarks and 410 after compaction, finalizers,
 /// merge and JSON patches, status and approval subresources. Use real etcd and
-/// kube-apiserver binaries (KUBE_ASSETS) whenever you can.
+/// kube-apiserver binaries whenever you can: with --kube-assets DIR (or
+/// KUBE_ASSETS) it runs them instead of serving, with the same certificates,
+/// tokens and policy.
 #[derive(Debug, Parser)]
 #[command(name = "kube-standin", version)]
 struct Args {
@@ -84,6 +87,12 @@ struct Args {
     /// without serving: real etcd + kube-apiserver then run with the same CAs (hack/local-up with KUBE_ASSETS).
     #[arg(long)]
     certs_only: bool,
+    /// Run the real control plane from this directory instead of serving the stand-in:
+    /// etcd and kube-apiserver (required), kube-controller-manager and kube-scheduler
+    /// (when present), on loopback with these certificates, tokens and policy (as RBAC).
+    /// `--listen`'s port is kube-apiserver's (0: a free one).
+    #[arg(long, env = "KUBE_ASSETS")]
+    kube_assets: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -132,6 +141,38 @@ async fn run(args: Args) -> anyhow::Result<()> {
         write_certs(&format!("https://{}", args.listen))?;
         println!("certificates written to {}", args.cert_dir.display());
         return Ok(());
+    }
+    if let Some(assets) = &args.kube_assets {
+        let port = match args.listen.port() {
+            0 => real::free_port()?,
+            p => p,
+        };
+        let url = format!("https://127.0.0.1:{port}");
+        write_certs(&url)?;
+        if let Some(tokens) = &args.token_auth_file {
+            std::fs::copy(tokens, args.cert_dir.join("tokens.csv")).context("--token-auth-file")?;
+        }
+        let layout = real::Layout {
+            data_dir: args.cert_dir.join("etcd"),
+            log_dir: args.cert_dir.join("logs"),
+            port,
+            etcd_ports: (real::free_port()?, real::free_port()?),
+            node_grace: Duration::from_secs(args.node_monitor_grace_period_seconds),
+            cert_dir: args.cert_dir.clone(),
+        };
+        let policy = match &args.policy_file {
+            Some(p) => policy::Policy::load(p).with_context(|| format!("reading {}", p.display()))?,
+            None => policy::Policy::default(),
+        };
+        return real::run(assets, &layout, &policy, || {
+            // The same two lines the stand-in prints, so whoever started it reads either.
+            println!("kube-apiserver listening on {url} (real binaries from {})", assets.display());
+            println!("admin kubeconfig: {}", args.cert_dir.join("admin.kubeconfig").display());
+            use std::io::Write as _;
+            std::io::stdout().flush()?;
+            Ok(())
+        })
+        .await;
     }
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("binding {}", args.listen))?;

@@ -41,8 +41,8 @@ pub struct Rule {
     /// Namespaces allowed; empty means all and cluster scope.
     #[serde(default)]
     pub namespaces: Vec<String>,
-    /// Non-resource paths allowed (a trailing `*` is a prefix).
-    #[serde(default)]
+    /// Non-resource paths allowed (a trailing `*` is a prefix); RBAC's spelling.
+    #[serde(default, rename = "nonResourceURLs")]
     pub non_resource_urls: Vec<String>,
 }
 

@@ -237,6 +237,15 @@ fn yaml_quote(s: &str) -> String {
     quoted
 }
 
+/// A new key pair for signing tokens (kube-apiserver's service-account key):
+/// the private key as PKCS#8 PEM (`--service-account-signing-key-file`) and
+/// the public key as `PUBLIC KEY` PEM (`--service-account-key-file`, which
+/// refuses a private key).
+pub fn token_signing_key() -> Result<(String, String)> {
+    let key = new_key()?;
+    Ok((key.serialize_pem(), key.public_key_pem()))
+}
+
 /// A fresh ECDSA P-256 key pair.
 fn new_key() -> Result<KeyPair> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating a key")

@@ -276,7 +276,7 @@ impl System {
         let ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), &ccm_args(p, &[]));
         let procs = Procs {
             ccm: Proc::find_child("sks-ccm", &kube.kubeconfig.display().to_string())?,
-            kube: Proc::find_child("kube-standin", &kube.cert_dir.display().to_string())?,
+            kube: Proc::find_child(kube.process_name(), &kube.cert_dir.display().to_string())?,
             zone: Proc::find_child("sks-zone", &zone.state_dir().display().to_string())?,
         };
         let api = Kube::new(&kube.url, &kube.cert_dir)?;
@@ -690,7 +690,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
 
     let mut cpu_table = Table::new(
         "CPU by phase",
-        &["phase", "seconds", "sks-ccm CPU s", "sks-ccm", "sks-zone", "kube-standin", "bench", "other"],
+        &["phase", "seconds", "sks-ccm CPU s", "sks-ccm", "sks-zone", "kube API", "bench", "other"],
     );
     for (name, seconds, c) in [
         ("burst", burst.orchestrator.seconds, &burst.cpu),

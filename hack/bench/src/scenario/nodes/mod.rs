@@ -163,7 +163,7 @@ impl System {
         let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), &ccm_args);
         let procs = Procs {
             ccm: Proc::find_child("sks-ccm", &kube.kubeconfig.display().to_string())?,
-            kube: Proc::find_child("kube-standin", &kube.cert_dir.display().to_string())?,
+            kube: Proc::find_child(kube.process_name(), &kube.cert_dir.display().to_string())?,
             zone: Proc::find_child("sks-zone", &zone.state_dir().display().to_string())?,
         };
         let api = ApiAccess::new(&kube.url, &kube.cert_dir)?;
@@ -743,7 +743,7 @@ fn report(
         ("sks-ccm reconciles".to_owned(), fmt_series(&w.reconciles)),
         ("sks-ccm mean reconcile time, ms".to_owned(), fmt_series(&w.reconcile_mean_ms)),
         (
-            "CPU cores: sks-ccm / kube-standin / sks-zone / bench / other".to_owned(),
+            "CPU cores: sks-ccm / kube API / sks-zone / bench / other".to_owned(),
             format!(
                 "{:.2} / {:.2} / {:.2} / {:.2} / {:.2}",
                 w.cpu_cores.ccm, w.cpu_cores.kube_standin, w.cpu_cores.zone, w.cpu_cores.bench, w.cpu_cores.other
@@ -781,7 +781,7 @@ fn report(
             (format!("{} more Nodes initialized + approved in, s", c.added), fmt_s(c.fill_s)),
             ("of them done".to_owned(), format!("{} of {}", c.fill_done, c.added)),
             (
-                "fill: CPU cores sks-ccm / kube-standin / bench".to_owned(),
+                "fill: CPU cores sks-ccm / kube API / bench".to_owned(),
                 format!(
                     "{:.2} / {:.2} / {:.2}",
                     c.fill_window.cpu_cores.ccm, c.fill_window.cpu_cores.kube_standin, c.fill_window.cpu_cores.bench
