@@ -2,4 +2,5 @@
 //! holds one orchestrator-backed storage per kind; the generic API machinery
 //! they plug into is the `sks-rest` crate.
 
+pub mod app;
 pub mod resources;
