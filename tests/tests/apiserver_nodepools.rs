@@ -361,11 +361,11 @@ async fn protocol_details() {
     s.k.ok(&["get", "np"]);
     let metrics = s.k.ok(&["get", "--raw", "/metrics"]);
     assert!(
-        metrics.contains("apiserver_request_total{code=\"200\",resource=\"nodepools\",verb=\"LIST\"}"),
+        metrics.contains("apiserver_request_total{code=\"200\",group=\"sks.exoscale.net\",resource=\"nodepools\",scope=\"cluster\",subresource=\"\",verb=\"LIST\",version=\"v1alpha1\"}"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("apiserver_request_total{code=\"200\",resource=\"nodepools\",verb=\"WATCH\"}"),
+        metrics.contains("apiserver_request_total{code=\"200\",group=\"sks.exoscale.net\",resource=\"nodepools\",scope=\"cluster\",subresource=\"\",verb=\"WATCH\",version=\"v1alpha1\"}"),
         "{metrics}"
     );
     assert!(metrics.contains("orchestrator_requests_total"), "orchestrator metrics are served too");

@@ -100,14 +100,26 @@ pub struct ApiServer {
 type Readiness = Option<String>;
 
 fn simple(verb: &str, response: Response<ResponseBody>) -> Outcome {
-    Outcome { verb: verb.into(), resource: String::new(), response }
+    Outcome { verb: verb.into(), target: None, response }
 }
 
 /// Labels of a finished request for metrics.
 struct Outcome {
     verb: String,
-    resource: String,
+    /// The resource asked for, when it was a resource request.
+    target: Option<ResourcePath>,
     response: Response<ResponseBody>,
+}
+
+/// kube-apiserver's `verb` label: the HTTP method, except LIST, WATCH and
+/// APPLY (a server-side apply patch), which it tells apart.
+fn metric_verb(verb: &str, content_type: Option<&str>) -> String {
+    match verb {
+        "create" => "POST".into(),
+        "update" => "PUT".into(),
+        "patch" if content_type.is_some_and(|c| c.starts_with("application/apply-patch")) => "APPLY".into(),
+        other => other.to_uppercase(),
+    }
 }
 
 impl ApiServer {
@@ -165,10 +177,28 @@ impl ApiServer {
         let started = Instant::now();
         let outcome = self.dispatch(req, peer).await;
         let code = outcome.response.status().as_u16().to_string();
-        self.metrics.requests.with_label_values(&[&outcome.verb, &outcome.resource, &code]).inc();
+        let (group, version, resource, subresource, scope) = match &outcome.target {
+            Some(p) => {
+                let scope = match (&p.name, &p.namespace) {
+                    (Some(_), _) => "resource",
+                    (None, Some(_)) => "namespace",
+                    (None, None) => "cluster",
+                };
+                (
+                    p.group.as_str(),
+                    p.version.as_str(),
+                    p.resource.as_str(),
+                    p.subresource.as_deref().unwrap_or(""),
+                    scope,
+                )
+            }
+            None => ("", "", "", "", ""),
+        };
+        let labels = [outcome.verb.as_str(), group, version, resource, subresource, scope, &code];
+        self.metrics.requests.with_label_values(&labels).inc();
         self.metrics
             .latency
-            .with_label_values(&[&outcome.verb, &outcome.resource])
+            .with_label_values(&[&outcome.verb, group, version, resource, subresource, scope])
             .observe(started.elapsed().as_secs_f64());
         outcome.response
     }
@@ -197,11 +227,13 @@ impl ApiServer {
             let watching = match query.flag("watch") {
                 Ok(w) => w || path.watch_prefix,
                 Err(e) => {
-                    return Outcome { verb: "".into(), resource: path.resource.clone(), response: error_response(&e) };
+                    return Outcome { verb: "".into(), target: Some(path.clone()), response: error_response(&e) };
                 }
             };
             let verb = verb(req.method(), path, watching);
-            let outcome = |response| Outcome { verb: verb.to_uppercase(), resource: path.resource.clone(), response };
+            let content_type = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let metric_verb = metric_verb(verb, content_type);
+            let outcome = |response| Outcome { verb: metric_verb.clone(), target: Some(path.clone()), response };
             let attrs = Attributes {
                 verb: verb.into(),
                 group: path.group.clone(),
