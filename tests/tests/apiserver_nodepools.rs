@@ -14,7 +14,7 @@ use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
 struct Setup {
-    _zone: Zone,
+    zone: Zone,
     client: Client,
     cluster: Uuid,
     api: ApiServer,
@@ -33,7 +33,7 @@ async fn setup() -> Setup {
         async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
     })
     .await;
-    Setup { _zone: zone, client, cluster, api, k }
+    Setup { zone: zone, client, cluster, api, k }
 }
 
 async fn nodepool(s: &Setup, name: &str) -> Option<SksNodepool> {
@@ -394,4 +394,82 @@ async fn labels_are_checked_alike_on_every_kind() {
     assert_eq!(s.k.ok(&["get", "upgrades", "-o", "name"]).trim(), "", "nothing was created");
     let labels = nodepool(&s, "workers").await.unwrap().spec.labels.unwrap_or_default();
     assert!(!labels.contains_key("team"), "a refused patch changed nothing: {labels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_bounds_are_checked_shown_and_kept() {
+    let mut s = setup().await;
+    // Refused with every cause and its field path.
+    let err = s.k.fails(&[
+        "patch",
+        "np/workers",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"autoscaling":{"minReplicas":-1,"maxReplicas":0}}}"#,
+    ]);
+    assert!(err.contains("spec.autoscaling.minReplicas: Invalid value: -1"), "{err}");
+    assert!(err.contains("spec.autoscaling.maxReplicas: Invalid value: 0"), "{err}");
+    let err = s.k.fails(&[
+        "patch",
+        "np/workers",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"autoscaling":{"minReplicas":5,"maxReplicas":2}}}"#,
+    ]);
+    assert!(err.contains("must be greater than or equal to spec.autoscaling.minReplicas (5)"), "{err}");
+    let aag = write(
+        &s,
+        "aag.yaml",
+        &DATA_POOL.replace("replicas: 2", "replicas: 2\n  antiAffinityGroups: [\"8a3c5f8e-7d0e-4f3f-9d8a-2c1b7e6f5a4d\"]\n  autoscaling: {minReplicas: 1, maxReplicas: 9}"),
+    );
+    let err = s.k.fails(&["create", "-f", &aag]);
+    assert!(err.contains("spec.autoscaling.maxReplicas: Invalid value: 9: must be at most 8"), "{err}");
+    let outside = write(
+        &s,
+        "outside.yaml",
+        &DATA_POOL.replace("replicas: 2", "replicas: 2\n  autoscaling: {minReplicas: 3, maxReplicas: 5}"),
+    );
+    let err = s.k.fails(&["create", "-f", &outside]);
+    assert!(err.contains("spec.replicas: Invalid value: 2: must be within spec.autoscaling [3, 5]"), "{err}");
+    assert!(nodepool(&s, "data").await.is_none(), "nothing was created");
+
+    // Accepted, shown, and a manual scale inside the bounds is respected; outside refused.
+    s.k.ok(&[
+        "patch",
+        "np/workers",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"autoscaling":{"minReplicas":1,"maxReplicas":10}}}"#,
+    ]);
+    let wide = s.k.ok(&["get", "np", "workers", "-o", "wide"]);
+    let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = wide.lines().nth(1).unwrap().split_whitespace().collect();
+    let at = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no {name} in {header:?}"));
+    assert_eq!((row[at("MIN")], row[at("MAX")]), ("1", "10"), "{wide}");
+    s.k.ok(&["scale", "np/workers", "--replicas=4"]);
+    assert_eq!(nodepool(&s, "workers").await.unwrap().size, 4);
+    let err = s.k.fails(&["scale", "np/workers", "--replicas=11"]);
+    assert!(err.contains("must be within spec.autoscaling [1, 10]"), "{err}");
+    assert_eq!(nodepool(&s, "workers").await.unwrap().size, 4, "a refused scale changed nothing");
+    let explained = s.k.ok(&["explain", "nodepool.spec.autoscaling"]);
+    assert!(explained.contains("minReplicas") && explained.contains("maxReplicas"), "{explained}");
+
+    // Kept across a restart (it lives in sks-apiserver's store, not the orchestrator).
+    let bounds = || {
+        let k = s.k.clone();
+        async move {
+            let out = k.run(&[
+                "get",
+                "np",
+                "workers",
+                "-o",
+                "jsonpath={.spec.autoscaling.minReplicas}-{.spec.autoscaling.maxReplicas}",
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (out.status.success() && !text.is_empty()).then_some(text)
+        }
+    };
+    s.api.restart(&s.zone);
+    let after = wait_for("sks-apiserver back after a restart", Duration::from_secs(30), bounds).await;
+    assert_eq!(after, "1-10");
 }

@@ -30,6 +30,41 @@ pub struct ObjectMeta {
     /// The whole object, for kinds the orchestrator does not hold at all (upgrades).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<serde_json::Value>,
+    /// A NodePool's autoscaling bounds (`spec.autoscaling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<crate::resources::nodepool::convert::Autoscaling>,
+    /// What the autoscaler last did to a NodePool (`status.autoscaling`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling_status: Option<AutoscalingStatus>,
+}
+
+/// One change of a nodepool's size by the autoscaler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleChange {
+    /// When (RFC 3339).
+    pub time: String,
+    /// Size before.
+    pub from: i64,
+    /// Size after.
+    pub to: i64,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// What the autoscaler last did to a nodepool, and whether pods wait for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoscalingStatus {
+    /// The last scale-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_up: Option<ScaleChange>,
+    /// The last scale-down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_down: Option<ScaleChange>,
+    /// Set while pods wait because the nodepool is at its maximum: the message of `ScalingLimited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited: Option<String>,
 }
 
 /// Where side-stored metadata lives, keyed by object uid.

@@ -43,6 +43,18 @@ pub struct ImageGc {
     pub min_age: Option<String>,
 }
 
+/// `spec.autoscaling`: the bounds the autoscaler keeps the nodepool within.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Autoscaling {
+    /// Fewest nodes.
+    #[serde(default)]
+    pub min_replicas: i64,
+    /// Most nodes.
+    #[serde(default)]
+    pub max_replicas: i64,
+}
+
 /// `spec` of a NodePool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,6 +95,9 @@ pub struct NodePoolSpec {
     /// Kubelet image GC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubelet_image_gc: Option<ImageGc>,
+    /// Autoscaling bounds (absent: not autoscaled). Kept by sks-apiserver, not the orchestrator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<Autoscaling>,
 }
 
 /// Instance types by id and by `<family>.<size>` name.
@@ -155,7 +170,13 @@ pub fn spec_of(np: &SksNodepool, types: &InstanceTypes) -> NodePoolSpec {
             low_threshold: g.low_threshold,
             min_age: g.min_age.clone(),
         }),
+        autoscaling: None,
     }
+}
+
+/// The whole NodePool spec: the orchestrator's part and what sks-apiserver keeps (autoscaling).
+pub fn full_spec(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes) -> NodePoolSpec {
+    NodePoolSpec { autoscaling: meta.autoscaling, ..spec_of(np, types) }
 }
 
 /// The orchestrator fields of a (validated) NodePool spec; `labels` are the object's.
@@ -271,7 +292,7 @@ fn condition(
 
 /// The NodePool object of an orchestrator nodepool.
 pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, seen: &Observed<'_>) -> Value {
-    let spec = spec_of(np, types);
+    let spec = full_spec(np, meta, types);
     let running = seen.members.iter().filter(|i| i.state == InstanceState::Running).count() as i64;
     let ready = seen.ready_nodes.unwrap_or(running);
     let updated = seen.members.iter().filter(|i| i.template.is_some() && i.template == np.template).count() as i64;
@@ -293,7 +314,7 @@ pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, see
         ("Stable", format!("{desired} nodes"))
     };
     let degraded = phase == "Error";
-    let conditions = vec![
+    let mut conditions = vec![
         condition("Ready", ready_ok, ready_reason, ready_msg, generation, seen.previous, seen.now),
         condition("Progressing", progressing, prog_reason, prog_msg, generation, seen.previous, seen.now),
         condition(
@@ -306,6 +327,14 @@ pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, see
             seen.now,
         ),
     ];
+    if spec.autoscaling.is_some() {
+        let limited = meta.autoscaling_status.as_ref().and_then(|s| s.limited.clone());
+        let (ok, reason, message) = match limited {
+            Some(why) => (true, "MaxReplicasReached", why),
+            None => (false, "WithinLimits", String::new()),
+        };
+        conditions.push(condition("ScalingLimited", ok, reason, message, generation, seen.previous, seen.now));
+    }
     let mut metadata = json!({
         "name": np.spec.name.clone().unwrap_or_default(),
         "uid": np.id.to_string(),
@@ -340,6 +369,7 @@ pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, see
             "selector": format!("{NODEPOOL_ID_LABEL}={}", np.id),
             "observedGeneration": generation,
             "conditions": conditions,
+            "autoscaling": meta.autoscaling_status.as_ref().map(|a| json!({"lastScaleUp": a.last_scale_up, "lastScaleDown": a.last_scale_down})),
         }
     })
 }

@@ -13,6 +13,14 @@ fn int(obj: &Value, pointer: &str) -> Value {
     obj.pointer(pointer).cloned().filter(|v| v.is_i64()).unwrap_or(json!(0))
 }
 
+/// An autoscaling bound, or `<none>` as kubectl prints an unset field.
+fn bound(obj: &Value, pointer: &str) -> Value {
+    match obj.pointer(pointer).and_then(Value::as_i64) {
+        Some(n) => json!(n.to_string()),
+        None => json!("<none>"),
+    }
+}
+
 fn string(obj: &Value, pointer: &str) -> Value {
     json!(obj.pointer(pointer).and_then(Value::as_str).unwrap_or(""))
 }
@@ -31,6 +39,16 @@ fn schema() -> Value {
             "message": string("A human-readable message about the transition."),
             "lastTransitionTime": {"type": "string", "format": "date-time", "description": "When the condition last changed status."},
             "observedGeneration": {"type": "integer", "format": "int64", "description": "The metadata.generation the condition was computed for."}
+        }
+    });
+    let scale_change = json!({
+        "type": "object",
+        "description": "A change of the nodepool's size by the autoscaler.",
+        "properties": {
+            "time": {"type": "string", "format": "date-time", "description": "When."},
+            "from": {"type": "integer", "format": "int64", "description": "Size before."},
+            "to": {"type": "integer", "format": "int64", "description": "Size after."},
+            "reason": string("Why (e.g. 12 pending pods; node x unneeded for 10m).")
         }
     });
     json!({
@@ -67,6 +85,15 @@ fn schema() -> Value {
                     "instancePrefix": string("Prefix of instance (and node) names, 1 to 30 characters (default pool)."),
                     "description": string("Free-form description, at most 255 characters."),
                     "publicIpAssignment": {"type": "string", "enum": ["inet4", "dual"], "description": "inet4 (IPv4 only) or dual (IPv4 and IPv6)."},
+                    "autoscaling": {
+                        "type": "object",
+                        "description": "Automatic scaling between minReplicas and maxReplicas (absent: off). Pending pods that fit this nodepool's nodes add nodes; nodes whose pods fit elsewhere are removed after a while. A manual scale must stay within the bounds. See docs/api.md, Autoscaling.",
+                        "required": ["minReplicas", "maxReplicas"],
+                        "properties": {
+                            "minReplicas": {"type": "integer", "format": "int64", "minimum": 0, "description": "Fewest nodes the autoscaler leaves (0 allowed)."},
+                            "maxReplicas": {"type": "integer", "format": "int64", "minimum": 1, "description": "Most nodes the autoscaler adds up to; at most 8 with antiAffinityGroups."}
+                        }
+                    },
                     "kubeletImageGc": {
                         "type": "object",
                         "description": "Kubelet image garbage collection.",
@@ -90,7 +117,15 @@ fn schema() -> Value {
                     "instancePoolID": string("ID of the backing instance pool."),
                     "selector": string("Label selector of the nodepool's Nodes."),
                     "observedGeneration": {"type": "integer", "format": "int64", "description": "The metadata.generation this status describes."},
-                    "conditions": {"type": "array", "items": condition, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"], "description": "Ready, Progressing and Degraded."}
+                    "conditions": {"type": "array", "items": condition, "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"], "description": "Ready, Progressing and Degraded; ScalingLimited (True while pods wait because the nodepool is at spec.autoscaling.maxReplicas) when autoscaled."},
+                    "autoscaling": {
+                        "type": "object",
+                        "description": "What the autoscaler last did to the nodepool.",
+                        "properties": {
+                            "lastScaleUp": scale_change.clone(),
+                            "lastScaleDown": scale_change
+                        }
+                    }
                 }
             }
         }
@@ -200,6 +235,22 @@ pub fn definition() -> ResourceDef {
                 priority: 0,
                 description: "Lifecycle phase.",
                 cell: |o| string(o, "/status/phase"),
+            },
+            Column {
+                name: "Min",
+                type_: "string",
+                format: "",
+                priority: 1,
+                description: "spec.autoscaling.minReplicas (<none>: not autoscaled).",
+                cell: |o| bound(o, "/spec/autoscaling/minReplicas"),
+            },
+            Column {
+                name: "Max",
+                type_: "string",
+                format: "",
+                priority: 1,
+                description: "spec.autoscaling.maxReplicas (<none>: not autoscaled).",
+                cell: |o| bound(o, "/spec/autoscaling/maxReplicas"),
             },
             Column {
                 name: "Disk",

@@ -54,7 +54,7 @@ impl NodePools {
         let uid = np.id.to_string();
         let mut meta = self.meta(&uid);
         meta.generation += 1;
-        let mut spec = convert::spec_of(&np, &self.types());
+        let mut spec = convert::full_spec(&np, &meta, &self.types());
         spec.replicas = Some(np.size - ids.len() as i64);
         meta.spec_hash = convert::spec_hash(&spec);
         self.save_meta(&uid, meta).await?;

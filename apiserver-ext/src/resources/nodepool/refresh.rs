@@ -73,10 +73,10 @@ impl NodePools {
         for np in cluster.nodepools {
             let name = np.spec.name.clone().unwrap_or_default();
             let uid = np.id.to_string();
-            let hash = convert::spec_hash(&convert::spec_of(&np, &types));
             let meta = {
                 let mut metas = self.metas.lock().unwrap_or_else(|e| e.into_inner());
                 let meta = metas.entry(uid.clone()).or_default();
+                let hash = convert::spec_hash(&convert::full_spec(&np, meta, &types));
                 if meta.spec_hash != hash {
                     // Changed behind our back (or first seen): a new generation.
                     meta.generation =

@@ -57,6 +57,9 @@ impl Strategy for NodePools {
 
     fn validate(&self, _ctx: &Context, obj: &Value) -> Vec<Cause> {
         let mut causes = self.validate_spec(obj);
+        if let Ok(spec) = spec_from(obj) {
+            causes.extend(validate::replicas_outside(&spec));
+        }
         if obj["spec"]["replicas"] == json!(0) {
             causes.push(Cause::invalid(
                 "spec.replicas",
@@ -74,10 +77,17 @@ impl Strategy for NodePools {
         Ok(())
     }
 
-    fn validate_update(&self, _ctx: &Context, sub: Option<&str>, new: &Value, _old: &Value) -> Vec<Cause> {
+    fn validate_update(&self, _ctx: &Context, sub: Option<&str>, new: &Value, old: &Value) -> Vec<Cause> {
         if sub.is_some() {
             return Vec::new();
         }
-        self.validate_spec(new)
+        let mut causes = self.validate_spec(new);
+        // A manual scale must stay within the autoscaler's bounds, or the two would fight.
+        if new["spec"]["replicas"] != old["spec"]["replicas"]
+            && let Ok(spec) = spec_from(new)
+        {
+            causes.extend(validate::replicas_outside(&spec));
+        }
+        causes
     }
 }

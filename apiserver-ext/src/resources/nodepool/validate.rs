@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::convert::{InstanceTypes, NodePoolSpec};
+use super::convert::{Autoscaling, InstanceTypes, NodePoolSpec};
 use sks_rest::status::Cause;
 use sks_rest::validation;
 
@@ -105,12 +105,63 @@ pub fn validate(spec: &NodePoolSpec, types: &InstanceTypes) -> Vec<Cause> {
             "must be at most 255 characters",
         ));
     }
+    if let Some(a) = &spec.autoscaling {
+        causes.extend(validate_autoscaling(a, aag));
+    }
     if let Some(p) = &spec.public_ip_assignment
         && !matches!(p.as_str(), "inet4" | "dual")
     {
         causes.push(Cause::not_supported("spec.publicIpAssignment", &json!(p), &["dual", "inet4"]));
     }
     causes
+}
+
+/// `spec.autoscaling`: non-negative bounds, min <= max, max within the pool's hard limit.
+fn validate_autoscaling(a: &Autoscaling, anti_affinity: bool) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if a.min_replicas < 0 {
+        causes.push(Cause::invalid(
+            "spec.autoscaling.minReplicas",
+            &json!(a.min_replicas),
+            "must be greater than or equal to 0",
+        ));
+    }
+    if a.max_replicas < 1 {
+        causes.push(Cause::invalid(
+            "spec.autoscaling.maxReplicas",
+            &json!(a.max_replicas),
+            "must be greater than or equal to 1",
+        ));
+    } else if a.max_replicas < a.min_replicas {
+        causes.push(Cause::invalid(
+            "spec.autoscaling.maxReplicas",
+            &json!(a.max_replicas),
+            format!("must be greater than or equal to spec.autoscaling.minReplicas ({})", a.min_replicas),
+        ));
+    }
+    if anti_affinity && a.max_replicas > MAX_ANTI_AFFINITY_REPLICAS {
+        causes.push(Cause::invalid(
+            "spec.autoscaling.maxReplicas",
+            &json!(a.max_replicas),
+            format!("must be at most {MAX_ANTI_AFFINITY_REPLICAS} when spec.antiAffinityGroups is set"),
+        ));
+    }
+    causes
+}
+
+/// `spec.replicas` outside `spec.autoscaling`'s bounds, as a cause.
+pub fn replicas_outside(spec: &NodePoolSpec) -> Option<Cause> {
+    let (a, replicas) = (spec.autoscaling?, spec.replicas?);
+    (replicas < a.min_replicas || replicas > a.max_replicas).then(|| {
+        Cause::invalid(
+            "spec.replicas",
+            &json!(replicas),
+            format!(
+                "must be within spec.autoscaling [{}, {}] (change spec.autoscaling to go beyond)",
+                a.min_replicas, a.max_replicas
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -176,5 +227,41 @@ mod tests {
             validate(&NodePoolSpec { instance_type: Some("huge.thing".into()), ..Default::default() }, &types());
         assert_eq!(unknown[0].reason, "FieldValueNotSupported");
         assert!(validate(&NodePoolSpec::default(), &types()).iter().any(|c| c.reason == "FieldValueRequired"));
+    }
+
+    #[test]
+    fn autoscaling_bounds() {
+        let spec = |min: i64, max: i64, replicas: i64, aag: bool| NodePoolSpec {
+            replicas: Some(replicas),
+            instance_type: Some("standard.medium".into()),
+            anti_affinity_groups: aag.then(|| vec![Uuid::new_v4().to_string()]),
+            autoscaling: Some(Autoscaling { min_replicas: min, max_replicas: max }),
+            ..Default::default()
+        };
+        assert!(validate(&spec(1, 10, 3, false), &types()).is_empty());
+        let messages = |s: &NodePoolSpec| -> Vec<String> {
+            validate(s, &types()).iter().map(|c| format!("{}: {}", c.field, c.message)).collect()
+        };
+        assert_eq!(
+            messages(&spec(5, 2, 3, false)),
+            [
+                "spec.autoscaling.maxReplicas: Invalid value: 2: must be greater than or equal to spec.autoscaling.minReplicas (5)"
+            ]
+        );
+        assert_eq!(
+            messages(&spec(-1, 0, 0, false)),
+            [
+                "spec.autoscaling.minReplicas: Invalid value: -1: must be greater than or equal to 0",
+                "spec.autoscaling.maxReplicas: Invalid value: 0: must be greater than or equal to 1"
+            ]
+        );
+        assert_eq!(
+            messages(&spec(1, 9, 3, true)),
+            ["spec.autoscaling.maxReplicas: Invalid value: 9: must be at most 8 when spec.antiAffinityGroups is set"]
+        );
+        assert!(replicas_outside(&spec(1, 10, 3, false)).is_none());
+        let outside = replicas_outside(&spec(4, 10, 3, false)).expect("3 < 4");
+        assert_eq!(outside.field, "spec.replicas");
+        assert!(replicas_outside(&NodePoolSpec { replicas: Some(3), ..Default::default() }).is_none());
     }
 }

@@ -67,6 +67,7 @@ impl NodePools {
                 annotations: map_of(&obj, "annotations"),
                 finalizers: finalizers_of(&obj),
                 generation: 1,
+                autoscaling: spec.autoscaling,
                 ..ObjectMeta::default()
             };
             self.save_meta(&uid.to_string(), meta).await?;
@@ -118,10 +119,11 @@ impl NodePools {
         }
         let uid = np.id.to_string();
         let mut meta = self.meta(&uid);
-        if convert::spec_hash(&spec) != convert::spec_hash(&convert::spec_of(np, &types)) {
+        if convert::spec_hash(&spec) != convert::spec_hash(&convert::full_spec(np, &meta, &types)) {
             meta.generation += 1;
             meta.spec_hash = convert::spec_hash(&spec);
         }
+        meta.autoscaling = spec.autoscaling;
         let finalizers = finalizers_of(&new);
         let finalized = meta.deletion_timestamp.is_some() && finalizers.is_empty();
         meta.annotations = map_of(&new, "annotations");
