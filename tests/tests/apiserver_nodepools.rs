@@ -33,7 +33,7 @@ async fn setup() -> Setup {
         async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
     })
     .await;
-    Setup { zone: zone, client, cluster, api, k }
+    Setup { zone, client, cluster, api, k }
 }
 
 async fn nodepool(s: &Setup, name: &str) -> Option<SksNodepool> {
