@@ -2,6 +2,8 @@
 # One image with both cluster-side binaries, /usr/local/bin/sks-ccm and
 # /usr/local/bin/sks-apiserver (deploy/ sets the command of each Deployment):
 #   docker build -t registry.example.com/sks:0.1.0 .
+# Without a daemon or these registries, hack/image builds the same layout with
+# buildah (hack/image.layout lists it; tests/tests/image.rs checks both).
 #
 # TLS is rustls with ring (no OpenSSL), so the binaries need only glibc (libc,
 # libm, libgcc_s): distroless/cc is the runtime, as a non-root user. They are

@@ -159,7 +159,7 @@ impl Client {
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .map_err(|e| Error::Config(format!("HTTP client: {e}")))?;
+            .map_err(|e| Error::Config(format!("HTTP client: {}", error_chain(&e))))?;
         let endpoint = parse_endpoint(&config.endpoint)?;
         let expiries = Arc::default();
         let mut client = Client { inner: Arc::new(Inner { http, endpoint, credentials, metrics, config, expiries }) };

@@ -4,6 +4,7 @@
 pub mod apiserver;
 pub mod backend;
 pub mod ccm;
+pub mod image;
 pub mod kubeapi;
 pub mod pki;
 pub mod proxy;
