@@ -33,6 +33,11 @@ pub trait Hooks: Send + Sync {
         let _ = (sub, obj);
         Ok(())
     }
+    /// Learns of a stored change (called in resourceVersion order, under the
+    /// write lock); `deleted` when the object is gone.
+    fn committed(&self, obj: &Value, deleted: bool) {
+        let _ = (obj, deleted);
+    }
 }
 
 /// No store-time behaviour.
@@ -105,18 +110,27 @@ impl MemStorage {
             }
             return Ok(obj);
         }
-        self.cache.upsert_if(obj, None).map(|o| (*o).clone()).map_err(|_| ApiError::already_exists(self.gr(), &name))
+        self.cache
+            .upsert_if(obj, None)
+            .map(|o| self.announce(o, false))
+            .map_err(|_| ApiError::already_exists(self.gr(), &name))
+    }
+
+    /// Tells the hooks of a stored change and answers the stored object.
+    fn announce(&self, stored: Arc<Value>, deleted: bool) -> Value {
+        self.hooks.committed(&stored, deleted);
+        (*stored).clone()
     }
 
     /// Stores `new` in place of `current` (rv-checked), or removes it when its finalizers are gone.
     fn commit(&self, name: &str, current: &Value, new: Value) -> ApiResult<Value> {
         if !new["metadata"]["deletionTimestamp"].is_null() && !finalizers(&new) {
             let removed = self.cache.remove(&key_of(&new)).ok_or_else(|| ApiError::not_found(self.gr(), name))?;
-            return Ok((*removed).clone());
+            return Ok(self.announce(removed, true));
         }
         self.cache
             .upsert_if(new, Some(rv_of(current)))
-            .map(|o| (*o).clone())
+            .map(|o| self.announce(o, false))
             .map_err(|_| ApiError::conflict(self.gr(), name))
     }
 
@@ -158,13 +172,13 @@ impl MemStorage {
             return self
                 .cache
                 .upsert_if(marked, Some(rv_of(&current)))
-                .map(|o| (*o).clone())
+                .map(|o| self.announce(o, false))
                 .map_err(|_| ApiError::conflict(self.gr(), name));
         }
         if ctx.dry_run {
             return Ok((*current).clone());
         }
-        self.cache.remove(&key).map(|o| (*o).clone()).ok_or_else(|| ApiError::not_found(self.gr(), name))
+        self.cache.remove(&key).map(|o| self.announce(o, true)).ok_or_else(|| ApiError::not_found(self.gr(), name))
     }
 }
 

@@ -237,14 +237,11 @@ impl ApiError {
     pub fn to_status(&self) -> Value {
         let mut details = serde_json::Map::new();
         let d = self.details.as_deref().cloned().unwrap_or_default();
-        if let Some(n) = &d.name {
-            details.insert("name".into(), json!(n));
-        }
-        if let Some(g) = &d.group {
-            details.insert("group".into(), json!(g));
-        }
-        if let Some(k) = &d.kind {
-            details.insert("kind".into(), json!(k));
+        // Empty ones are left out, as Go's `omitempty` does (the core group is "").
+        for (key, value) in [("name", &d.name), ("group", &d.group), ("kind", &d.kind)] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                details.insert(key.into(), json!(v));
+            }
         }
         if !d.causes.is_empty() {
             let causes: Vec<Value> =
@@ -270,8 +267,15 @@ impl ApiError {
     }
 }
 
+/// An aggregate of errors as kube-apiserver prints it: repeats once, several in brackets.
 fn render_list(items: &[String]) -> String {
-    if items.len() == 1 { items[0].clone() } else { format!("[{}]", items.join(", ")) }
+    let mut unique: Vec<&str> = Vec::new();
+    for i in items {
+        if !unique.contains(&i.as_str()) {
+            unique.push(i);
+        }
+    }
+    if unique.len() == 1 { unique[0].to_owned() } else { format!("[{}]", unique.join(", ")) }
 }
 
 /// A `Status` of success with a message, as answered to actions (an eviction).
@@ -332,5 +336,15 @@ mod tests {
         assert_eq!((s["code"].as_u64(), s["reason"].as_str()), (Some(422), Some("Invalid")));
         assert_eq!(s["details"]["causes"][1]["field"], "spec.instanceType");
         assert_eq!(s["details"]["kind"], "NodePool");
+        let core = ApiError::invalid(
+            "Event",
+            "",
+            "events",
+            "e",
+            vec![Cause::required("reason"), Cause::required("reason"), Cause::required("action")],
+        );
+        assert_eq!(core.message, "Event \"e\" is invalid: [reason: Required value, action: Required value]");
+        assert_eq!(core.to_status()["details"].get("group"), None, "the core group is left out");
+        assert_eq!(core.to_status()["details"]["causes"].as_array().map(Vec::len), Some(3), "causes keep repeats");
     }
 }

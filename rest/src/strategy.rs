@@ -17,6 +17,12 @@ pub trait Strategy: Send + Sync {
         validation::name_is_dns_subdomain
     }
 
+    /// The group and kind errors name, when not the resource's own (kube-apiserver
+    /// names the stored kind: events.k8s.io/v1 Events are core Events).
+    fn error_kind(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
+
     /// Normalises an object about to be created: defaults, status cleared.
     /// May look things up (e.g. a catalog); a malformed body is a 400 here.
     fn prepare_for_create<'a>(&'a self, ctx: &'a Context, obj: &'a mut Value) -> BoxFuture<'a, ApiResult<()>> {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
 
 use super::status::Cause;
@@ -75,7 +75,12 @@ pub fn dns1123_label(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !is_dns1123_label_text(s) {
-        errs.push(regex_error(DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+        // A valid subdomain that is not a label (the length is checked above): dots.
+        if s.split('.').all(is_dns1123_label_text) {
+            errs.push("must not contain dots".to_owned());
+        } else {
+            errs.push(regex_error(DNS1123_LABEL_MSG, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+        }
     }
     errs
 }
@@ -117,6 +122,51 @@ pub fn name_is_dns_label(name: &str, prefix: bool) -> Vec<String> {
 /// `NameIsDNS1035Label`: Services.
 pub fn name_is_dns1035_label(name: &str, prefix: bool) -> Vec<String> {
     dns1035_label(&mask_trailing_dash(name, prefix))
+}
+
+/// `path.ValidatePathSegmentName`: what any name must be to appear in a URL path
+/// (the only rule for kinds such as CSRs, core/v1 Events and APIServices).
+pub fn name_is_path_segment(name: &str, prefix: bool) -> Vec<String> {
+    let mut errs = Vec::new();
+    if !prefix {
+        match name {
+            "." => return vec!["may not be '.'".to_owned()],
+            ".." => return vec!["may not be '..'".to_owned()],
+            _ => {}
+        }
+    }
+    for c in ['/', '%'] {
+        if name.contains(c) {
+            errs.push(format!("may not contain '{c}'"));
+        }
+    }
+    errs
+}
+
+/// `validation.IsValidPortNum`.
+pub fn port_number(n: i64) -> Vec<String> {
+    if (1..=65535).contains(&n) { Vec::new() } else { vec!["must be between 1 and 65535, inclusive".to_owned()] }
+}
+
+/// `validation.IsValidPortName`: an IANA service name.
+pub fn port_name(s: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if s.len() > 15 {
+        errs.push(max_len_error(15));
+    }
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_owned());
+    }
+    if !s.bytes().any(|b| b.is_ascii_lowercase()) {
+        errs.push("must contain at least one letter (a-z)".to_owned());
+    }
+    if s.contains("--") {
+        errs.push("must not contain consecutive hyphens".to_owned());
+    }
+    if s.starts_with('-') || s.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".to_owned());
+    }
+    errs
 }
 
 /// `validation.IsQualifiedName`: label keys, annotation keys, finalizers, taint keys.
@@ -237,7 +287,38 @@ fn common(meta: &ObjectMeta, namespaced: bool) -> Vec<Cause> {
     }
     causes.extend(labels(meta.labels.as_ref().unwrap_or(&BTreeMap::new()), "metadata.labels"));
     causes.extend(annotations(meta.annotations.as_ref().unwrap_or(&BTreeMap::new()), "metadata.annotations"));
+    causes.extend(owner_references(meta.owner_references.as_deref().unwrap_or_default()));
     causes.extend(finalizers(meta.finalizers.as_deref().unwrap_or_default(), "metadata.finalizers"));
+    causes
+}
+
+/// `ValidateOwnerReferences`: each names an object, and one at most is the controller.
+fn owner_references(refs: &[OwnerReference]) -> Vec<Cause> {
+    const FIELD: &str = "metadata.ownerReferences";
+    let mut causes = Vec::new();
+    for r in refs {
+        if r.api_version.rsplit('/').next().unwrap_or("").is_empty() {
+            causes.push(Cause::invalid(
+                &format!("{FIELD}.apiVersion"),
+                &json!(r.api_version),
+                "version must not be empty",
+            ));
+        }
+        for (field, value) in [("kind", &r.kind), ("name", &r.name), ("uid", &r.uid)] {
+            if value.is_empty() {
+                causes.push(Cause::invalid(&format!("{FIELD}.{field}"), &json!(value), "must not be empty"));
+            }
+        }
+    }
+    let controllers: Vec<String> =
+        refs.iter().filter(|r| r.controller == Some(true)).map(|r| format!("{}/{}", r.kind, r.name)).collect();
+    if let [first, second, ..] = controllers.as_slice() {
+        causes.push(Cause::invalid(
+            FIELD,
+            &serde_json::to_value(refs).unwrap_or(Value::Null),
+            format!("Only one reference can have Controller set to true. Found \"true\" in references for {first} and {second}"),
+        ));
+    }
     causes
 }
 

@@ -57,8 +57,9 @@ fn name_of(obj: &Value) -> &str {
     obj["metadata"]["name"].as_str().unwrap_or("")
 }
 
-fn invalid(def: &ResourceDef, name: &str, causes: Vec<Cause>) -> ApiError {
-    ApiError::invalid(def.kind, def.group, def.plural, name, causes)
+fn invalid(def: &ResourceDef, strategy: &dyn Strategy, name: &str, causes: Vec<Cause>) -> ApiError {
+    let (group, kind) = strategy.error_kind().unwrap_or((def.group, def.kind));
+    ApiError::invalid(kind, group, def.plural, name, causes)
 }
 
 /// Creates `obj` through `creater`: prepared and validated by its strategy,
@@ -87,7 +88,7 @@ pub async fn create(def: &ResourceDef, creater: &dyn Creater, ctx: &Context, obj
         let mut causes = validation::object_meta(&meta, def.namespaced, strategy.name_rule());
         causes.extend(strategy.validate(ctx, &candidate));
         if !causes.is_empty() {
-            return Err(invalid(def, name_of(&candidate), causes));
+            return Err(invalid(def, strategy, name_of(&candidate), causes));
         }
         match creater.create(ctx, candidate).await {
             Err(e) if prefix.is_some() && e.reason == "AlreadyExists" && attempt < GENERATE_NAME_ATTEMPTS => {}
@@ -160,7 +161,7 @@ pub fn prepare_update(
     }
     causes.extend(strategy.validate_update(ctx, sub, &new, current));
     if !causes.is_empty() {
-        return Err(invalid(def, name, causes));
+        return Err(invalid(def, strategy, name, causes));
     }
     Ok(new)
 }

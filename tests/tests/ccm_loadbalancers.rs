@@ -241,14 +241,14 @@ async fn load_balancers_follow_their_services() {
     assert_eq!((lb.ip, lb.services.len(), lb.services[0].id), (nlb.ip, 1, one.id));
     assert_eq!(reached(lb_addr, 6).await.len(), 1, "source-hash keeps one client on one backend");
 
-    // 5. Adding a port adds an NLB service.
+    // 5. Adding a port adds an NLB service (with two ports, each needs a name).
     k.ok(&[
         "patch",
         "svc",
         "web-lb",
         "--type=json",
         "-p",
-        r#"[{"op":"add","path":"/spec/ports/-","value":{"name":"alt","port":9090,"targetPort":9090}}]"#,
+        r#"[{"op":"add","path":"/spec/ports/0/name","value":"web"},{"op":"add","path":"/spec/ports/-","value":{"name":"alt","port":9090,"targetPort":9090}}]"#,
     ]);
     wait_for("a second NLB service", Duration::from_secs(20), || async {
         (s.nlb(id).await?.services.len() == 2).then_some(())

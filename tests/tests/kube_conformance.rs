@@ -265,7 +265,7 @@ async fn node_ports_are_allocated_without_duplicates() {
     let k = api.kubectl();
     let items: Vec<Value> = (0..30)
         .map(|i| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": format!("lb-{i}"), "namespace": "default"},
-            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": if i % 2 == 0 { "Local" } else { "Cluster" }, "ports": [{"port": 80}, {"port": 443}]}}))
+            "spec": {"type": "LoadBalancer", "externalTrafficPolicy": if i % 2 == 0 { "Local" } else { "Cluster" }, "ports": [{"name": "http", "port": 80}, {"name": "https", "port": 443}]}}))
         .collect();
     let out = apply(&k, json!({"apiVersion": "v1", "kind": "List", "items": items}));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

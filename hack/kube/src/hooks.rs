@@ -1,6 +1,7 @@
 //! What kube-apiserver's storage and kube-controller-manager do when objects
 //! are stored, as far as tests need it: Services get a clusterIP and
-//! nodePorts, kubelet-serving CSRs are signed once approved.
+//! nodePorts, kubelet-serving CSRs are signed once approved. Defaults and
+//! validation are the kinds' strategies (`strategies`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -9,24 +10,17 @@ use base64::Engine as _;
 use rand::Rng as _;
 use serde_json::{Value, json};
 use sks_pki::CertificateAuthority;
+use sks_rest::memory::{Hooks, MemStorage};
 use sks_rest::status::{ApiError, ApiResult, Cause};
 use sks_rest::storage::Context;
 
-use sks_rest::memory::{Hooks, MemStorage};
+use crate::validation::service;
 
 /// The nodePort range, as kube-apiserver's default `--service-node-port-range`.
 pub const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
 
-/// Service allocations.
+/// Service allocations: a clusterIP and node ports.
 pub struct ServiceHooks;
-
-fn needs_node_ports(svc: &Value) -> bool {
-    matches!(svc["spec"]["type"].as_str(), Some("NodePort") | Some("LoadBalancer"))
-}
-
-fn needs_health_port(svc: &Value) -> bool {
-    svc["spec"]["type"] == "LoadBalancer" && svc["spec"]["externalTrafficPolicy"] == "Local"
-}
 
 fn used_ports(store: &MemStorage, except: Option<&Value>) -> BTreeSet<i64> {
     let mut used = BTreeSet::new();
@@ -64,64 +58,49 @@ fn invalid(svc: &Value, causes: Vec<Cause>) -> ApiError {
     ApiError::invalid("Service", "", "services", svc["metadata"]["name"].as_str().unwrap_or(""), causes)
 }
 
-/// Fills ports' defaults and node ports, keeping `old`'s where a port is unchanged.
+/// Hands out node ports: a port's own (unless taken), the one it had in `old`, or a free one.
 fn assign_ports(svc: &mut Value, old: Option<&Value>, used: &mut BTreeSet<i64>) -> ApiResult<()> {
-    let node_ports = needs_node_ports(svc);
+    if !service::needs_node_ports(svc) {
+        return Ok(());
+    }
     let old_ports: Vec<Value> = old.and_then(|o| o["spec"]["ports"].as_array().cloned()).unwrap_or_default();
     let mut causes = Vec::new();
-    if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
-        for (i, p) in ports.iter_mut().enumerate() {
-            if p["protocol"].is_null() {
-                p["protocol"] = json!("TCP");
-            }
-            if p["targetPort"].is_null() {
-                p["targetPort"] = p["port"].clone();
-            }
-            if !node_ports {
-                if let Some(m) = p.as_object_mut() {
-                    m.remove("nodePort");
-                }
-                continue;
-            }
-            match p["nodePort"].as_i64() {
-                Some(n) if old_ports.iter().any(|o| o["nodePort"].as_i64() == Some(n)) => {}
-                Some(n) if !NODE_PORTS.contains(&n) => causes.push(Cause::invalid(
-                    &format!("spec.ports[{i}].nodePort"),
-                    &json!(n),
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
-                )),
-                Some(n) if !used.insert(n) => causes.push(Cause::invalid(
-                    &format!("spec.ports[{i}].nodePort"),
-                    &json!(n),
-                    "provided port is already allocated",
-                )),
-                Some(_) => {}
-                None => {
-                    let same = old_ports
-                        .iter()
-                        .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
-                        .and_then(|o| o["nodePort"].as_i64());
-                    p["nodePort"] = json!(match same {
-                        Some(n) => n,
-                        None => allocate(used)?,
-                    });
-                }
+    for (i, p) in svc["spec"]["ports"].as_array_mut().into_iter().flatten().enumerate() {
+        match p["nodePort"].as_i64() {
+            Some(n) if old_ports.iter().any(|o| o["nodePort"].as_i64() == Some(n)) => {}
+            Some(n) if !NODE_PORTS.contains(&n) => causes.push(Cause::invalid(
+                &format!("spec.ports[{i}].nodePort"),
+                &json!(n),
+                "provided port is not in the valid range. The range of valid ports is 30000-32767",
+            )),
+            Some(n) if !used.insert(n) => causes.push(Cause::invalid(
+                &format!("spec.ports[{i}].nodePort"),
+                &json!(n),
+                "provided port is already allocated",
+            )),
+            Some(_) => {}
+            None => {
+                let same = old_ports
+                    .iter()
+                    .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
+                    .and_then(|o| o["nodePort"].as_i64());
+                p["nodePort"] = json!(match same {
+                    Some(n) => n,
+                    None => allocate(used)?,
+                });
             }
         }
     }
     if !causes.is_empty() {
         return Err(invalid(svc, causes));
     }
-    if needs_health_port(svc) {
-        if svc["spec"]["healthCheckNodePort"].is_null() {
-            let keep = old.filter(|o| needs_health_port(o)).and_then(|o| o["spec"]["healthCheckNodePort"].as_i64());
-            svc["spec"]["healthCheckNodePort"] = json!(match keep {
-                Some(n) => n,
-                None => allocate(used)?,
-            });
-        }
-    } else if let Some(m) = svc["spec"].as_object_mut() {
-        m.remove("healthCheckNodePort");
+    if service::needs_health_check(svc) && svc["spec"]["healthCheckNodePort"].is_null() {
+        let keep =
+            old.filter(|o| service::needs_health_check(o)).and_then(|o| o["spec"]["healthCheckNodePort"].as_i64());
+        svc["spec"]["healthCheckNodePort"] = json!(match keep {
+            Some(n) => n,
+            None => allocate(used)?,
+        });
     }
     Ok(())
 }
@@ -135,6 +114,10 @@ impl Hooks for ServiceHooks {
                 (1..65_000u32).map(|n| format!("10.96.{}.{}", n / 250, n % 250 + 1)).find(|ip| !taken.contains(ip));
             let ip = ip.ok_or_else(|| ApiError::internal("no free clusterIP left"))?;
             svc["spec"]["clusterIP"] = json!(ip);
+        }
+        if let Some(ip) = svc["spec"]["clusterIP"].as_str().filter(|ip| !ip.is_empty())
+            && svc["spec"]["clusterIPs"].is_null()
+        {
             svc["spec"]["clusterIPs"] = json!([ip]);
         }
         let mut used = used_ports(store, None);
@@ -144,12 +127,15 @@ impl Hooks for ServiceHooks {
     }
 
     fn on_update(&self, old: &Value, new: &mut Value, store: &MemStorage) -> ApiResult<()> {
+        if new["spec"] == old["spec"] {
+            return Ok(()); // A status or metadata write: nothing to allocate.
+        }
         let mut used = used_ports(store, Some(old));
         assign_ports(new, Some(old), &mut used)
     }
 }
 
-/// CSRs: kubelet-serving requests signed once approved.
+/// CSRs: kubelet-serving requests signed once approved, as kube-controller-manager's signer.
 pub struct CsrHooks {
     /// Signs `kubernetes.io/kubelet-serving` certificates.
     pub kubelet_ca: CertificateAuthority,

@@ -181,7 +181,19 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
         }),
         col("Message", 0, |o| cell(o, "/message")),
     ];
-    events.extra_field_selectors = &["involvedObject.name", "involvedObject.kind", "reason", "type"];
+    // kube-apiserver's Event fields (`source` aside), `kubectl describe` filters on the involvedObject's.
+    events.extra_field_selectors = &[
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "involvedObject.apiVersion",
+        "involvedObject.resourceVersion",
+        "involvedObject.fieldPath",
+        "reason",
+        "reportingComponent",
+        "type",
+    ];
     out.push((events, plain));
     let mut cm = def("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"]);
     cm.columns.push(col("Data", 0, |o| json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0).to_string())));

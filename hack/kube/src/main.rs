@@ -3,6 +3,7 @@
 mod aggregator;
 mod audit;
 mod controllers;
+mod events;
 mod hooks;
 mod kinds;
 mod pki;
@@ -12,6 +13,7 @@ mod real;
 mod reviews;
 mod strategies;
 mod tokens;
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,13 +41,16 @@ use crate::strategies::KindStrategy;
 ///
 /// This is a STAND-IN, not kube-apiserver: it keeps everything in memory, serves
 /// only core/v1 namespaces, nodes, services, endpoints, events, configmaps,
-/// secrets and serviceaccounts, events.k8s.io/v1 events, CSRs (with approval and
-/// kubelet-serving signing), leases, APIServices (with aggregation), TokenReviews
-/// and SubjectAccessReviews; it has no pods, no scheduler, no admission plugins
-/// and no RBAC objects (a policy file stands in for RBAC). It behaves like
+/// secrets and serviceaccounts, events.k8s.io/v1 events (the same objects as
+/// core/v1's, as in kube-apiserver), CSRs (with approval and kubelet-serving
+/// signing), leases, APIServices (with aggregation), TokenReviews and
+/// SubjectAccessReviews; it has no pods, no scheduler, no admission plugins and
+/// no RBAC objects (a policy file stands in for RBAC). It behaves like
 /// kube-apiserver for what it serves: one global resourceVersion sequence, 409 on
 /// stale writes, watch with bookmarks and 410 after compaction, finalizers,
-/// merge and JSON patches, status and approval subresources. Use real etcd and
+/// merge and JSON patches, status and approval subresources, and its defaults and
+/// validation (422 Invalid with its messages) for the metadata of every kind and
+/// the fields of Services, Nodes, CSRs, Leases and Events the project writes. Use real etcd and
 /// kube-apiserver binaries whenever you can: with --kube-assets DIR (or
 /// KUBE_ASSETS) it runs them instead of serving, with the same certificates,
 /// tokens and policy.
@@ -196,9 +201,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let ns_cache = cache();
     let mut storages: Vec<Arc<dyn Storage>> = Vec::new();
     let mut by_name = std::collections::HashMap::new();
+    // core/v1 Events are stored; events.k8s.io/v1 shows them (kinds::stored() lists core/v1 first).
+    let event_view = Arc::new(events::Mirror::new(epoch, args.watch_history, &sequence));
     for (def, opts) in kinds::stored() {
+        if def.group == "events.k8s.io" {
+            let core = by_name.get("/events").cloned().context("core/v1 events are served before events.k8s.io")?;
+            storages.push(Arc::new(events::EventsV1::new(def, core, event_view.clone())));
+            continue;
+        }
         let hooks: Arc<dyn Hooks> = match (def.group, def.plural) {
             ("", "services") => Arc::new(hooks::ServiceHooks),
+            ("", "events") => Arc::new(events::EventHooks { mirror: event_view.clone() }),
             ("certificates.k8s.io", _) => Arc::new(hooks::CsrHooks { kubelet_ca: pki.kubelet.clone() }),
             _ => Arc::new(NoHooks),
         };

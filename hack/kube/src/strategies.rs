@@ -1,13 +1,19 @@
 //! The stand-in kinds' write rules, as kube-apiserver's registry strategies:
 //! the spec/status discipline of kinds with a status subresource, each kind's
-//! defaults, and its validation. Names, preconditions and metadata rules are
-//! the shared write pipeline's (`sks_rest::write`).
+//! defaults, and its validation (`validation`). Names, preconditions and
+//! apimachinery's metadata rules are the shared write pipeline's
+//! (`sks_rest::write`).
+
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use sks_rest::status::{ApiResult, Cause};
 use sks_rest::storage::{BoxFuture, Context};
 use sks_rest::strategy::{self, Strategy};
 use sks_rest::validation::{self, NameRule};
+
+use crate::events;
+use crate::validation::{csr, event, lease, meta, node, service};
 
 /// Behaviour of a kind that differs between kinds in kube-apiserver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,26 +36,99 @@ impl KindStrategy {
     pub fn new(group: &'static str, plural: &'static str, opts: KindOptions) -> Self {
         KindStrategy { group, plural, opts }
     }
-
-    fn is(&self, group: &str, plural: &str) -> bool {
-        self.group == group && self.plural == plural
-    }
 }
 
-fn needs_node_ports(svc: &Value) -> bool {
-    matches!(svc["spec"]["type"].as_str(), Some("NodePort") | Some("LoadBalancer"))
-}
-
-/// Service defaults, as kube-apiserver's defaulting.
+/// kube-apiserver's defaults for a Service (SetDefaults_Service): what every write gets.
 fn default_service(svc: &mut Value) {
-    if svc["spec"]["type"].is_null() {
-        svc["spec"]["type"] = json!("ClusterIP");
+    let spec = &mut svc["spec"];
+    if spec["type"].is_null() {
+        spec["type"] = json!("ClusterIP");
     }
-    if svc["spec"]["sessionAffinity"].is_null() {
-        svc["spec"]["sessionAffinity"] = json!("None");
+    if spec["sessionAffinity"].is_null() {
+        spec["sessionAffinity"] = json!("None");
     }
-    if needs_node_ports(svc) && svc["spec"]["externalTrafficPolicy"].is_null() {
+    if spec["sessionAffinity"] == "ClientIP" && spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"].is_null() {
+        spec["sessionAffinityConfig"]["clientIP"]["timeoutSeconds"] = json!(10800);
+    }
+    for p in spec["ports"].as_array_mut().into_iter().flatten() {
+        if p["protocol"].is_null() {
+            p["protocol"] = json!("TCP");
+        }
+        if matches!(&p["targetPort"], Value::Null) || p["targetPort"] == 0 || p["targetPort"] == "" {
+            p["targetPort"] = p["port"].clone();
+        }
+    }
+    if matches!(spec["type"].as_str(), Some("ClusterIP" | "NodePort" | "LoadBalancer"))
+        && spec["internalTrafficPolicy"].is_null()
+    {
+        spec["internalTrafficPolicy"] = json!("Cluster");
+    }
+    if spec["type"] == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"].is_null() {
+        spec["allocateLoadBalancerNodePorts"] = json!(true);
+    }
+    if service::externally_accessible(svc) && svc["spec"]["externalTrafficPolicy"].is_null() {
         svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    }
+    for ing in svc["status"]["loadBalancer"]["ingress"].as_array_mut().into_iter().flatten() {
+        if ing["ip"].as_str().is_some_and(|ip| !ip.is_empty()) && ing["ipMode"].is_null() {
+            ing["ipMode"] = json!("VIP");
+        }
+    }
+}
+
+/// What a type change leaves behind that the new type does not use, when the
+/// update did not touch it (kube-apiserver's dropTypeDependentFields).
+fn drop_type_dependent_fields(old: &Value, new: &mut Value) {
+    let node_ports = |s: &Value| -> BTreeSet<i64> {
+        s["spec"]["ports"].as_array().into_iter().flatten().filter_map(|p| p["nodePort"].as_i64()).collect()
+    };
+    if service::needs_node_ports(old) && !service::needs_node_ports(new) && node_ports(new).is_subset(&node_ports(old))
+    {
+        for p in new["spec"]["ports"].as_array_mut().into_iter().flatten() {
+            if let Some(m) = p.as_object_mut() {
+                m.remove("nodePort");
+            }
+        }
+    }
+    let same = |f: &str| old["spec"][f] == new["spec"][f];
+    let mut drop = Vec::new();
+    if service::needs_health_check(old) && !service::needs_health_check(new) && same("healthCheckNodePort") {
+        drop.push("healthCheckNodePort");
+    }
+    if old["spec"]["type"] == "LoadBalancer" && new["spec"]["type"] != "LoadBalancer" {
+        drop.extend(["allocateLoadBalancerNodePorts", "loadBalancerClass"].into_iter().filter(|f| same(f)));
+    }
+    if service::externally_accessible(old) && !service::externally_accessible(new) && same("externalTrafficPolicy") {
+        drop.push("externalTrafficPolicy");
+    }
+    if let Some(spec) = new["spec"].as_object_mut() {
+        for f in drop {
+            spec.remove(f);
+        }
+    }
+}
+
+/// A new or changed condition gets `lastUpdateTime` and `lastTransitionTime`
+/// when the writer left them out, as kube-apiserver's CSR strategies do.
+fn stamp_conditions(new: &mut Value, old: &Value) {
+    let now = jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now").to_string();
+    let before = old["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    for c in new["status"]["conditions"].as_array_mut().into_iter().flatten() {
+        let previous = before.iter().find(|o| o["type"] == c["type"]);
+        if previous == Some(c) {
+            continue;
+        }
+        if c["lastUpdateTime"].is_null() {
+            c["lastUpdateTime"] = json!(now);
+        }
+        if c["lastTransitionTime"].is_null() {
+            c["lastTransitionTime"] = match previous {
+                Some(p) if p["status"] == c["status"] && !p["lastTransitionTime"].is_null() => {
+                    p["lastTransitionTime"].clone()
+                }
+                _ => json!(now),
+            };
+        }
     }
 }
 
@@ -75,15 +154,13 @@ fn record_requester(ctx: &Context, csr: &mut Value) {
     }
 }
 
-fn validate_csr(csr: &Value) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    if csr["spec"]["signerName"].as_str().unwrap_or("").is_empty() {
-        causes.push(Cause::required("spec.signerName"));
+/// Kinds whose unprefixed finalizers must be the core API's standard ones.
+fn core_metadata(group: &str, plural: &str) -> bool {
+    match group {
+        "" => plural != "events",
+        "certificates.k8s.io" => true,
+        _ => false,
     }
-    if csr["spec"]["request"].as_str().unwrap_or("").is_empty() {
-        causes.push(Cause::required("spec.request"));
-    }
-    causes
 }
 
 impl Strategy for KindStrategy {
@@ -91,6 +168,9 @@ impl Strategy for KindStrategy {
         match (self.group, self.plural) {
             ("", "namespaces") => validation::name_is_dns_label,
             ("", "services") => validation::name_is_dns1035_label,
+            ("", "events") | ("certificates.k8s.io", _) | ("apiregistration.k8s.io", _) => {
+                validation::name_is_path_segment
+            }
             _ => validation::name_is_dns_subdomain,
         }
     }
@@ -102,20 +182,26 @@ impl Strategy for KindStrategy {
         {
             m.remove("status");
         }
-        if self.is("", "services") {
-            default_service(obj);
-        }
-        if self.is("certificates.k8s.io", "certificatesigningrequests") {
-            record_requester(ctx, obj);
+        match (self.group, self.plural) {
+            ("", "services") => default_service(obj),
+            ("", "events") => *obj = events::core_form(obj, false),
+            ("certificates.k8s.io", _) => record_requester(ctx, obj),
+            _ => {}
         }
         Box::pin(std::future::ready(Ok(())))
     }
 
     fn validate(&self, _ctx: &Context, obj: &Value) -> Vec<Cause> {
-        if self.is("certificates.k8s.io", "certificatesigningrequests") {
-            return validate_csr(obj);
-        }
-        Vec::new()
+        let mut causes = if core_metadata(self.group, self.plural) { meta::core_finalizers(obj) } else { Vec::new() };
+        causes.extend(match (self.group, self.plural) {
+            ("", "services") => service::create(obj),
+            ("", "nodes") => node::create(obj),
+            ("", "events") => event::legacy(obj),
+            ("coordination.k8s.io", "leases") => lease::create(obj),
+            ("certificates.k8s.io", _) => csr::create(obj),
+            _ => Vec::new(),
+        });
+        causes
     }
 
     fn prepare_for_update(&self, _ctx: &Context, sub: Option<&str>, new: &mut Value, old: &Value) -> ApiResult<()> {
@@ -129,24 +215,50 @@ impl Strategy for KindStrategy {
             _ if self.opts.status_subresource => strategy::status_discipline(sub, new, old),
             _ => new["metadata"]["generation"] = json!(strategy::next_generation(new, old)),
         }
-        if self.is("", "services") && sub.is_none() {
-            if new["spec"]["clusterIP"].as_str().unwrap_or("").is_empty() {
-                new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
-                new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
+        match (self.group, self.plural) {
+            ("", "services") => {
+                default_service(new);
+                if sub.is_none() && new["spec"]["clusterIP"].as_str().unwrap_or("").is_empty() {
+                    new["spec"]["clusterIP"] = old["spec"]["clusterIP"].clone();
+                    new["spec"]["clusterIPs"] = old["spec"]["clusterIPs"].clone();
+                }
+                drop_type_dependent_fields(old, new);
             }
-            default_service(new);
-        }
-        if self.is("certificates.k8s.io", "certificatesigningrequests") {
-            new["spec"] = old["spec"].clone();
+            ("", "events") => *new = events::core_form(new, false),
+            ("certificates.k8s.io", _) => {
+                new["spec"] = old["spec"].clone();
+                stamp_conditions(new, old);
+            }
+            _ => {}
         }
         Ok(())
     }
 
     fn validate_update(&self, _ctx: &Context, sub: Option<&str>, new: &Value, old: &Value) -> Vec<Cause> {
-        let mut causes = Vec::new();
-        if self.is("", "services") && sub.is_none() && new["spec"]["clusterIP"] != old["spec"]["clusterIP"] {
-            causes.push(Cause::invalid("spec.clusterIP", &new["spec"]["clusterIP"], "field is immutable"));
-        }
+        let mut causes = if core_metadata(self.group, self.plural) { meta::core_finalizers(new) } else { Vec::new() };
+        causes.extend(match ((self.group, self.plural), sub) {
+            (("", "services"), None) => {
+                let mut causes = Vec::new();
+                if new["spec"]["clusterIP"] != old["spec"]["clusterIP"] {
+                    causes.push(Cause::invalid("spec.clusterIP", &new["spec"]["clusterIP"], "field is immutable"));
+                }
+                causes.extend(service::update(new, old));
+                causes
+            }
+            (("", "services"), Some(_)) => service::status_update(new),
+            (("", "nodes"), _) => node::update(new, old),
+            (("", "events"), _) => event::legacy(new),
+            (("coordination.k8s.io", "leases"), _) => lease::update(new),
+            (("certificates.k8s.io", _), sub) => {
+                let write = match sub {
+                    Some("approval") => csr::Write::Approval,
+                    Some(_) => csr::Write::Status,
+                    None => csr::Write::Object,
+                };
+                csr::update(new, old, write)
+            }
+            _ => Vec::new(),
+        });
         causes
     }
 }
