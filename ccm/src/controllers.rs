@@ -379,7 +379,8 @@ async fn auto_heal(
                     size
                 }
             };
-            client.evict_then_scale(ctx.cloud.cluster(), nodepool.id, vec![instance.id], size).await?;
+            orchestrator::nodepool::evict_then_scale(client, ctx.cloud.cluster(), nodepool.id, vec![instance.id], size)
+                .await?;
             let done = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: null}}});
             nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?;
             let note = format!(
