@@ -1,23 +1,36 @@
-//! Node initialization: what a Node of an instance of this cluster must carry,
-//! computed from the Node, the instance and its nodepool alone.
+//! Node initialization (`cloud-node`): what a Node of an instance of this
+//! cluster must carry, computed from the Node, the instance and its nodepool
+//! alone, and the step that writes it: once when the Node joins, then
+//! whenever its addresses or labels drift.
 
-use sks_keys::{PROVIDER_ID_PREFIX, label, taint};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Taint};
+use kube::ResourceExt as _;
+use kube::api::{Api, Patch, PatchParams};
 use orchestrator::model::{Instance, SksNodepool};
 use serde_json::{Value, json};
+use sks_keys::{PROVIDER_ID_PREFIX, label, taint};
 use uuid::Uuid;
 
 use crate::cloud::Snapshot;
+use crate::context::Context;
+use crate::events::EventType;
+use crate::reconcile::Error;
+
+/// How long a Node of no instance of ours is not reported again.
+const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(300);
+
+/// The instance id in a Node's providerID, if it names one of ours (a valid id or not).
+fn provider_id_text(node: &Node) -> Option<&str> {
+    node.spec.as_ref()?.provider_id.as_deref()?.strip_prefix(PROVIDER_ID_PREFIX)
+}
 
 /// The instance id in a Node's providerID, if it has one of ours.
 pub fn provider_id(node: &Node) -> Option<Uuid> {
-    node.spec
-        .as_ref()
-        .and_then(|s| s.provider_id.as_deref())
-        .and_then(|p| p.strip_prefix(PROVIDER_ID_PREFIX))
-        .and_then(|id| Uuid::parse_str(id).ok())
+    provider_id_text(node).and_then(|id| Uuid::parse_str(id).ok())
 }
 
 /// Whether a Node still waits for initialization.
@@ -30,9 +43,7 @@ pub fn uninitialized(node: &Node) -> bool {
 
 /// The instance a Node runs on: by providerID, else SMBIOS system UUID, else name.
 pub fn instance_for<'s>(node: &Node, cloud: &'s Snapshot) -> Option<&'s Instance> {
-    let provider =
-        node.spec.as_ref().and_then(|s| s.provider_id.as_deref()).and_then(|p| p.strip_prefix(PROVIDER_ID_PREFIX));
-    if let Some(id) = provider {
+    if let Some(id) = provider_id_text(node) {
         return Uuid::parse_str(id).ok().and_then(|id| cloud.by_id(&id));
     }
     let uuid = node.status.as_ref().and_then(|s| s.node_info.as_ref()).map(|i| i.system_uuid.as_str());
@@ -57,7 +68,7 @@ pub fn written_label(key: &str) -> bool {
 const OWN_LABELS: &[&str] = &[label::INSTANCE_TYPE, label::REGION, label::ZONE, label::NODEPOOL_ID];
 
 /// The labels the Node must have.
-pub fn labels(instance: &Instance, nodepool: &SksNodepool, type_name: &str, zone: &str) -> BTreeMap<String, String> {
+pub fn labels(nodepool: &SksNodepool, type_name: &str, zone: &str) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = nodepool
         .spec
         .labels
@@ -73,7 +84,6 @@ pub fn labels(instance: &Instance, nodepool: &SksNodepool, type_name: &str, zone
     out.insert(label::REGION.into(), zone.to_owned());
     out.insert(label::ZONE.into(), zone.to_owned());
     out.insert(label::NODEPOOL_ID.into(), nodepool.id.to_string());
-    let _ = instance;
     out
 }
 
@@ -123,7 +133,7 @@ pub fn init_patch(
     json!({
         "metadata": {
             "resourceVersion": resource_version,
-            "labels": labels(instance, nodepool, type_name, zone),
+            "labels": labels(nodepool, type_name, zone),
         },
         "spec": {
             "providerID": format!("{PROVIDER_ID_PREFIX}{}", instance.id),
@@ -148,15 +158,101 @@ pub fn address_patch(node: &Node, instance: &Instance) -> Option<Value> {
 }
 
 /// Labels that drifted from what the Node must carry (for the periodic sync).
-pub fn label_drift(
-    node: &Node,
-    instance: &Instance,
-    nodepool: &SksNodepool,
-    type_name: &str,
-    zone: &str,
-) -> Option<Value> {
-    let want = labels(instance, nodepool, type_name, zone);
+pub fn label_drift(node: &Node, nodepool: &SksNodepool, type_name: &str, zone: &str) -> Option<Value> {
+    let want = labels(nodepool, type_name, zone);
     let have = node.metadata.labels.clone().unwrap_or_default();
     let drift: BTreeMap<&String, &String> = want.iter().filter(|(k, v)| have.get(*k) != Some(*v)).collect();
     (!drift.is_empty()).then(|| json!({"metadata": {"labels": drift}}))
 }
+
+/// When each Node of no instance of ours was last reported, so its Warning
+/// does not repeat at every retry.
+#[derive(Default)]
+pub struct Reported(Mutex<HashMap<String, Instant>>);
+
+impl Reported {
+    /// Whether `node` is due a report now (and then it is not for a while).
+    fn due(&self, node: &str) -> bool {
+        let mut reported = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let due = reported.get(node).is_none_or(|t| t.elapsed() > REPORT_AGAIN_AFTER);
+        if due {
+            reported.insert(node.to_owned(), Instant::now());
+        }
+        due
+    }
+}
+
+/// What [`initialize`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initialized {
+    /// The Node is initialized.
+    Done,
+    /// No instance (or nodepool) of ours matches the Node yet: it stays tainted.
+    NoMatch,
+}
+
+/// Initializes an uninitialized Node from `found`, its instance in `snapshot`.
+pub async fn initialize(
+    ctx: &Context,
+    node: &Node,
+    found: Option<&Instance>,
+    snapshot: &Snapshot,
+    reported: &Reported,
+) -> Result<Initialized, Error> {
+    let name = node.name_any();
+    let Some(instance) = found else {
+        if reported.due(&name) {
+            let why = format!(
+                "no instance of this cluster's nodepools matches node {name} (by providerID, system UUID or name); it stays tainted {}",
+                taint::UNINITIALIZED
+            );
+            tracing::warn!(node = %name, "{why}");
+            ctx.events.about(node, EventType::Warning, "NodeNotInCluster", why).await;
+        }
+        return Ok(Initialized::NoMatch);
+    };
+    let Some(nodepool) = snapshot.nodepool_of(instance) else {
+        return Ok(Initialized::NoMatch);
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let type_name = ctx.cloud.type_name(instance.instance_type.id).unwrap_or_default();
+    // Both writes are guarded, so a concurrent change makes one a 409 and a
+    // retry; the second is guarded by the version the first produced, which
+    // still describes the Node read here.
+    let mut guard = node.metadata.resource_version.clone();
+    if let Some(status) = address_patch(node, instance) {
+        guard =
+            nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?.metadata.resource_version;
+    }
+    let patch = init_patch(node, guard.as_deref(), instance, nodepool, &type_name, &ctx.cloud.zone);
+    nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    if let Some(created) = node.metadata.creation_timestamp.as_ref() {
+        let delay = jiff::Timestamp::now().duration_since(created.0).as_secs_f64();
+        ctx.metrics.init_delay.observe(delay.max(0.0));
+    }
+    tracing::info!(node = %name, instance = %instance.id, nodepool = %nodepool.id, "initialized node");
+    Ok(Initialized::Done)
+}
+
+/// Keeps an initialized Node's addresses (and, with its nodepool known, its
+/// labels) those of its instance.
+pub async fn keep_current(
+    ctx: &Context,
+    node: &Node,
+    instance: &Instance,
+    nodepool: Option<&SksNodepool>,
+) -> Result<(), Error> {
+    let name = node.name_any();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    if let Some(status) = address_patch(node, instance) {
+        nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+    }
+    if let Some(nodepool) = nodepool {
+        let type_name = ctx.cloud.type_name(instance.instance_type.id).unwrap_or_default();
+        if let Some(patch) = label_drift(node, nodepool, &type_name, &ctx.cloud.zone) {
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        }
+    }
+    Ok(())
+}
+
