@@ -256,3 +256,287 @@ pub async fn keep_current(
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use orchestrator::model::{NodepoolTaint, Ref, SksNodepoolSpec, SksNodepoolState, TaintEffect};
+    use serde_json::json;
+
+    use super::*;
+
+    const ZONE: &str = "ch-gva-2";
+
+    fn instance(name: &str, ipv6: Option<&str>) -> Instance {
+        serde_json::from_value(json!({"id": Uuid::new_v4(), "name": name, "state": "running",
+            "instance-type": {"id": Uuid::nil()}, "public-ip": "192.0.2.7", "ipv6-address": ipv6,
+            "manager": {"id": Uuid::nil(), "type": "instance-pool"}}))
+        .unwrap()
+    }
+
+    fn nodepool(labels: &[(&str, &str)], taints: &[(&str, &str, TaintEffect)]) -> SksNodepool {
+        let labels = labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let taints = taints
+            .iter()
+            .map(|(k, v, effect)| ((*k).to_owned(), NodepoolTaint { value: (*v).to_owned(), effect: effect.clone() }))
+            .collect();
+        SksNodepool {
+            id: Uuid::from_u128(7),
+            state: SksNodepoolState::Running,
+            size: 3,
+            version: None,
+            template: None,
+            instance_pool: Some(Ref::from(Uuid::nil())),
+            addons: None,
+            created_at: None,
+            spec: SksNodepoolSpec { labels: Some(labels), taints: Some(taints), ..Default::default() },
+        }
+    }
+
+    /// A Node as the tests need it, from the JSON a kubelet would send.
+    fn node(value: serde_json::Value) -> Node {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn snapshot(instances: &[&Instance]) -> Snapshot {
+        Snapshot {
+            instances: instances.iter().map(|i| (i.id, Box::new((*i).clone()))).collect(),
+            by_name: instances.iter().map(|i| (i.name.to_lowercase(), i.id)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn taint_keys(taints: &[Taint]) -> Vec<(&str, &str)> {
+        taints.iter().map(|t| (t.key.as_str(), t.effect.as_str())).collect()
+    }
+
+    #[test]
+    fn an_instance_is_found_by_provider_id_then_system_uuid_then_name() {
+        let (a, b) = (instance("pool-a", None), instance("Pool-B", None));
+        let cloud = snapshot(&[&a, &b]);
+        let by = |provider: Option<String>, uuid: Option<String>, name: &str| {
+            let n = node(json!({"metadata": {"name": name}, "spec": {"providerID": provider},
+                "status": {"nodeInfo": uuid.map(|u| json!({"systemUUID": u, "machineID": "", "bootID": "",
+                    "kernelVersion": "", "osImage": "", "containerRuntimeVersion": "", "kubeletVersion": "",
+                    "kubeProxyVersion": "", "operatingSystem": "", "architecture": ""}))}}));
+            instance_for(&n, &cloud).map(|i| i.name.clone())
+        };
+        let ours = |i: &Instance| Some(format!("exoscale://{}", i.id));
+        // Why, providerID, system UUID, name, the instance found.
+        type Case<'a> = (&'a str, Option<String>, Option<String>, &'a str, Option<&'a str>);
+        let cases: [Case; 9] = [
+            ("providerID wins over uuid and name", ours(&a), Some(b.id.to_string()), "pool-b", Some("pool-a")),
+            (
+                "providerID of a missing instance: no fallback",
+                Some(format!("exoscale://{}", Uuid::new_v4())),
+                Some(a.id.to_string()),
+                "pool-a",
+                None,
+            ),
+            ("malformed providerID: no fallback", Some("exoscale://nope".into()), None, "pool-a", None),
+            ("another cloud's providerID falls back", Some(format!("aws:///{}", a.id)), None, "pool-b", Some("Pool-B")),
+            ("system UUID wins over name", None, Some(a.id.to_string()), "pool-b", Some("pool-a")),
+            ("unknown system UUID: by name", None, Some(Uuid::new_v4().to_string()), "pool-a", Some("pool-a")),
+            ("invalid system UUID: by name", None, Some("not-a-uuid".into()), "pool-a", Some("pool-a")),
+            ("name, case-insensitively", None, None, "POOL-B", Some("Pool-B")),
+            ("nothing matches", None, None, "stranger", None),
+        ];
+        for (why, provider, uuid, name, want) in cases {
+            assert_eq!(by(provider, uuid, name).as_deref(), want, "{why}");
+        }
+    }
+
+    #[test]
+    fn provider_id_and_the_uninitialized_taint_are_read() {
+        let id = Uuid::new_v4();
+        let cases = [
+            (json!({"providerID": format!("exoscale://{id}")}), Some(id), false),
+            (json!({"providerID": "exoscale://x"}), None, false),
+            (json!({"providerID": format!("gce://{id}")}), None, false),
+            (json!({"taints": [{"key": taint::UNINITIALIZED, "effect": "NoSchedule"}]}), None, true),
+            (json!({"taints": [{"key": taint::SHUTDOWN, "effect": "NoSchedule"}]}), None, false),
+            (json!({}), None, false),
+        ];
+        for (spec, want_id, want_uninit) in cases {
+            let n = node(json!({"metadata": {"name": "n"}, "spec": spec.clone()}));
+            assert_eq!((provider_id(&n), uninitialized(&n)), (want_id, want_uninit), "{spec}");
+        }
+    }
+
+    #[test]
+    fn labels_are_the_nodepools_minus_kubernetes_ones_plus_ours() {
+        let np = nodepool(
+            &[
+                ("team", "ml"),
+                ("example.com/tier", "gold"),
+                ("node-role.kubernetes.io/gpu", "x"),
+                ("kubernetes.io/os", "windows"),
+                ("k8s.io/x", "y"),
+                ("sub.k8s.io/x", "y"),
+                ("kubernetes.io.example.com/ok", "yes"),
+                (label::NODEPOOL_ID, "spoofed"),
+                (label::ZONE, "elsewhere"),
+            ],
+            &[],
+        );
+        let got = labels(&np, "standard.medium", ZONE);
+        let want: BTreeMap<String, String> = [
+            ("team", "ml"),
+            ("example.com/tier", "gold"),
+            ("kubernetes.io.example.com/ok", "yes"),
+            (label::INSTANCE_TYPE, "standard.medium"),
+            (label::REGION, ZONE),
+            (label::ZONE, ZONE),
+            (label::NODEPOOL_ID, "00000000-0000-0000-0000-000000000007"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_instance_type_label_is_a_valid_label_value() {
+        let cases = [
+            ("standard.medium", "standard.medium"),
+            ("gpu3.huge_x-2", "gpu3.huge_x-2"),
+            ("Standard Medium (new)!", "StandardMediumnew"),
+            ("..memory.big--", "memory.big"),
+            ("_-.", ""),
+            ("", ""),
+        ];
+        for (type_name, want) in cases {
+            assert_eq!(labels(&nodepool(&[], &[]), type_name, ZONE)[label::INSTANCE_TYPE], want, "{type_name:?}");
+        }
+    }
+
+    #[test]
+    fn only_labels_sks_ccm_writes_are_cached() {
+        for (key, written) in [
+            ("team", true),
+            (label::INSTANCE_TYPE, true),
+            (label::ZONE, true),
+            (label::REGION, true),
+            (label::NODEPOOL_ID, true),
+            ("kubernetes.io/hostname", false),
+            ("node-role.kubernetes.io/control-plane", false),
+            ("k8s.io/x", false),
+        ] {
+            assert_eq!(written_label(key), written, "{key}");
+        }
+    }
+
+    #[test]
+    fn initialization_drops_the_uninitialized_taint_keeps_others_and_adds_the_nodepools() {
+        let np = nodepool(&[], &[("dedicated", "gpu", TaintEffect::NoSchedule), ("keep", "v", TaintEffect::NoExecute)]);
+        let cases = [
+            (
+                "only uninitialized",
+                json!([{"key": taint::UNINITIALIZED, "effect": "NoSchedule"}]),
+                vec![("dedicated", "NoSchedule"), ("keep", "NoExecute")],
+            ),
+            (
+                "others are kept, in order",
+                json!([{"key": "a", "effect": "NoSchedule"}, {"key": taint::UNINITIALIZED, "effect": "NoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}]),
+                vec![
+                    ("a", "NoSchedule"),
+                    ("b", "PreferNoSchedule"),
+                    ("dedicated", "NoSchedule"),
+                    ("keep", "NoExecute"),
+                ],
+            ),
+            (
+                "a nodepool taint already there is not doubled",
+                json!([{"key": "dedicated", "value": "other", "effect": "NoSchedule"}]),
+                vec![("dedicated", "NoSchedule"), ("keep", "NoExecute")],
+            ),
+            (
+                "same key, another effect: both",
+                json!([{"key": "keep", "effect": "NoSchedule"}]),
+                vec![("keep", "NoSchedule"), ("dedicated", "NoSchedule"), ("keep", "NoExecute")],
+            ),
+            ("no taints at all", json!(null), vec![("dedicated", "NoSchedule"), ("keep", "NoExecute")]),
+        ];
+        for (why, have, want) in cases {
+            let n = node(json!({"metadata": {"name": "n"}, "spec": {"taints": have}}));
+            assert_eq!(taint_keys(&taints(&n, &np)), want, "{why}");
+        }
+        let n = node(
+            json!({"metadata": {"name": "n"}, "spec": {"taints": [{"key": "dedicated", "value": "other", "effect": "NoSchedule"}]}}),
+        );
+        assert_eq!(taints(&n, &np)[0].value.as_deref(), Some("other"), "the Node's own value is kept");
+        assert_eq!(
+            taint_keys(&taints(&n, &nodepool(&[], &[]))),
+            vec![("dedicated", "NoSchedule")],
+            "no nodepool taints"
+        );
+    }
+
+    #[test]
+    fn the_init_patch_sets_provider_id_labels_and_taints_under_the_guard() {
+        let i = instance("pool-a", None);
+        let np = nodepool(&[("team", "ml")], &[]);
+        let n = node(json!({"metadata": {"name": "pool-a", "resourceVersion": "5"},
+            "spec": {"taints": [{"key": taint::UNINITIALIZED, "effect": "NoSchedule"}]}}));
+        let patch = init_patch(&n, Some("6"), &i, &np, "standard.small", ZONE);
+        assert_eq!(patch["metadata"]["resourceVersion"], "6", "the guard given, not the Node's");
+        assert_eq!(patch["metadata"]["labels"], serde_json::to_value(labels(&np, "standard.small", ZONE)).unwrap());
+        assert_eq!(patch["spec"]["providerID"], format!("exoscale://{}", i.id));
+        assert_eq!(patch["spec"]["taints"], json!([]), "an empty list clears the uninitialized taint");
+    }
+
+    #[test]
+    fn addresses_are_patched_only_when_they_differ() {
+        let v4 = instance("pool-a", None);
+        let both = instance("pool-a", Some("2001:db8::7"));
+        let current = json!([{"type": "Hostname", "address": "pool-a"}, {"type": "ExternalIP", "address": "192.0.2.7"},
+            {"type": "InternalIP", "address": "192.0.2.7"}]);
+        let with = |addresses: serde_json::Value| {
+            node(json!({"metadata": {"name": "pool-a", "resourceVersion": "9"}, "status": {"addresses": addresses}}))
+        };
+        assert_eq!(address_patch(&with(current.clone()), &v4), None, "unchanged: no write");
+        let cases = [
+            ("the kubelet's own", json!([{"type": "InternalIP", "address": "10.0.0.1"}]), &v4),
+            ("none yet", json!(null), &v4),
+            ("another order", json!([current[1], current[0], current[2]]), &v4),
+            ("an IPv6 address appeared", current.clone(), &both),
+        ];
+        for (why, have, instance) in cases {
+            let patch = address_patch(&with(have), instance).unwrap_or_else(|| panic!("{why}: no patch"));
+            assert_eq!(patch["metadata"]["resourceVersion"], "9", "{why}");
+            assert_eq!(patch["status"]["addresses"], json!(addresses(instance)), "{why}");
+        }
+        let six: Vec<_> = addresses(&both).iter().map(|a| a["type"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(six, ["Hostname", "ExternalIP", "ExternalIP", "InternalIP"]);
+    }
+
+    #[test]
+    fn label_drift_patches_only_the_labels_that_differ() {
+        let np = nodepool(&[("team", "ml")], &[]);
+        let want = labels(&np, "standard.medium", ZONE);
+        let with = |labels: &BTreeMap<String, String>| node(json!({"metadata": {"name": "n", "labels": labels}}));
+        let mut extra = want.clone();
+        extra.insert("set-by-someone".into(), "else".into());
+        assert_eq!(label_drift(&with(&want), &np, "standard.medium", ZONE), None, "in sync");
+        assert_eq!(label_drift(&with(&extra), &np, "standard.medium", ZONE), None, "other labels are left alone");
+        let mut changed = want.clone();
+        changed.insert("team".into(), "web".into());
+        changed.remove(label::ZONE);
+        assert_eq!(
+            label_drift(&with(&changed), &np, "standard.medium", ZONE),
+            Some(json!({"metadata": {"labels": {"team": "ml", label::ZONE: ZONE}}}))
+        );
+        assert_eq!(
+            label_drift(&with(&want), &np, "standard.large", ZONE),
+            Some(json!({"metadata": {"labels": {label::INSTANCE_TYPE: "standard.large"}}})),
+            "a resized instance"
+        );
+        assert!(label_drift(&node(json!({"metadata": {"name": "n"}})), &np, "standard.medium", ZONE).is_some());
+    }
+
+    #[test]
+    fn a_foreign_node_is_reported_once_per_window() {
+        let r = Reported::default();
+        assert!(r.due("a"));
+        assert!(!r.due("a"));
+        assert!(r.due("b"));
+    }
+}

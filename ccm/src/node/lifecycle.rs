@@ -98,3 +98,74 @@ async fn restore_size(ctx: &Context, nodepool: uuid::Uuid, size: i64) -> Result<
     Ok(())
 }
 
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn instance(state: &str) -> Instance {
+        serde_json::from_value(
+            json!({"id": Uuid::nil(), "name": "n", "state": state, "instance-type": {"id": Uuid::nil()}}),
+        )
+        .unwrap()
+    }
+
+    fn node(taints: &[&str], ready: &str) -> Node {
+        let taints: Vec<_> = taints.iter().map(|k| json!({"key": k, "effect": "NoSchedule"})).collect();
+        serde_json::from_value(json!({"metadata": {"name": "n"}, "spec": {"taints": taints},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}}))
+        .unwrap()
+    }
+
+    fn keys(action: &Action) -> Option<Vec<&str>> {
+        match action {
+            Action::Taints(t) => Some(t.iter().map(|t| t.key.as_str()).collect()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_a_confirmed_404_deletes_and_an_error_never_acts() {
+        for n in [node(&[], "True"), node(&[taint::SHUTDOWN], "False")] {
+            assert_eq!(decide(&n, &Ok(None)), Action::Delete);
+            assert_eq!(decide(&n, &Err("503".into())), Action::Keep);
+        }
+    }
+
+    #[test]
+    fn the_shutdown_taint_follows_the_instance() {
+        const S: &str = taint::SHUTDOWN;
+        // Why, the Node's taints, its Ready status, the instance's state, the taints to set.
+        type Case<'a> = (&'a str, &'a [&'a str], &'a str, &'a str, Option<Vec<&'a str>>);
+        let cases: [Case; 10] = [
+            ("stopped: tainted, others kept", &["a"], "True", "stopped", Some(vec!["a", S])),
+            ("stopping: tainted", &[], "False", "stopping", Some(vec![S])),
+            ("stopped and tainted: kept", &[S], "False", "stopped", None),
+            ("running and Ready: untainted, others kept", &["a", S, "b"], "True", "running", Some(vec!["a", "b"])),
+            ("running, not Ready yet: still tainted", &[S], "False", "running", None),
+            ("running, Ready unknown: still tainted", &[S], "Unknown", "running", None),
+            ("starting and Ready: still tainted", &[S], "True", "starting", None),
+            ("running and untainted: nothing", &["a"], "True", "running", None),
+            ("rebooting, untainted: nothing", &[], "False", "starting", None),
+            ("destroying, untainted: nothing", &[], "False", "destroying", None),
+        ];
+        for (why, taints, ready, state, want) in cases {
+            let action = decide(&node(taints, ready), &Ok(Some(instance(state))));
+            assert_eq!(keys(&action), want, "{why}");
+            if want.is_none() {
+                assert_eq!(action, Action::Keep, "{why}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_added_shutdown_taint_is_no_schedule() {
+        let Action::Taints(t) = decide(&node(&[], "True"), &Ok(Some(instance("stopped")))) else { panic!("no taint") };
+        assert_eq!(
+            (t[0].key.as_str(), t[0].effect.as_str(), t[0].value.as_deref()),
+            (taint::SHUTDOWN, "NoSchedule", None)
+        );
+    }
+}
