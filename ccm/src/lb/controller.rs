@@ -378,7 +378,9 @@ pub async fn run(shared: Arc<Context>, config: Config) {
     let nodes = NodePools::default();
     let node_api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
     let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL)).default_backoff();
-    tokio::spawn(nodes.clone().follow(node_labels));
+    // Followed inside this future, not spawned: a spawned follower would
+    // outlive a loss of leadership, and each new term would add a watch.
+    let follow = nodes.clone().follow(node_labels);
     let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
     let (store, changes) =
         queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone(), slim::service);
@@ -394,12 +396,12 @@ pub async fn run(shared: Arc<Context>, config: Config) {
             Some(((), ctx))
         })
     };
-    Controller::for_stream(changes, store)
+    let services = Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.workers))
         .reconcile_all_on(drift)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    futures::future::join(follow, services).await;
 }
 
 #[cfg(test)]
