@@ -204,7 +204,7 @@ mod tests {
     }
     use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use orchestrator::model::{Ref, SksNodepoolSpec, SksNodepoolState};
+    use orchestrator::model::SksNodepoolSpec;
     use uuid::Uuid;
 
     fn node(ready: &str, since_secs: i64, rebooted_secs_ago: Option<i64>) -> Node {
@@ -234,17 +234,7 @@ mod tests {
 
     fn pool(opt_out: bool) -> SksNodepool {
         let labels = opt_out.then(|| [(label::AUTO_HEAL.to_string(), "false".to_string())].into());
-        SksNodepool {
-            id: Uuid::nil(),
-            state: SksNodepoolState::Running,
-            size: 3,
-            version: None,
-            template: None,
-            instance_pool: Some(Ref::from(Uuid::nil())),
-            addons: None,
-            created_at: None,
-            spec: SksNodepoolSpec { labels, ..Default::default() },
-        }
+        crate::node::fixtures::nodepool(Uuid::nil(), SksNodepoolSpec { labels, ..Default::default() })
     }
 
     const CFG: Config =

@@ -258,7 +258,7 @@ pub async fn keep_current(
 
 #[cfg(test)]
 mod tests {
-    use orchestrator::model::{NodepoolTaint, Ref, SksNodepoolSpec, SksNodepoolState, TaintEffect};
+    use orchestrator::model::{NodepoolTaint, SksNodepoolSpec, TaintEffect};
     use serde_json::json;
 
     use super::*;
@@ -278,17 +278,8 @@ mod tests {
             .iter()
             .map(|(k, v, effect)| ((*k).to_owned(), NodepoolTaint { value: (*v).to_owned(), effect: effect.clone() }))
             .collect();
-        SksNodepool {
-            id: Uuid::from_u128(7),
-            state: SksNodepoolState::Running,
-            size: 3,
-            version: None,
-            template: None,
-            instance_pool: Some(Ref::from(Uuid::nil())),
-            addons: None,
-            created_at: None,
-            spec: SksNodepoolSpec { labels: Some(labels), taints: Some(taints), ..Default::default() },
-        }
+        let spec = SksNodepoolSpec { labels: Some(labels), taints: Some(taints), ..Default::default() };
+        crate::node::fixtures::nodepool(Uuid::from_u128(7), spec)
     }
 
     /// A Node as the tests need it, from the JSON a kubelet would send.

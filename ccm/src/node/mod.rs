@@ -7,6 +7,8 @@
 //! per concern would cost its requests and a copy of every Node each.
 
 pub mod cached;
+#[cfg(test)]
+mod fixtures;
 pub mod heal;
 pub mod init;
 pub mod lifecycle;
