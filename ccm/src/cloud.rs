@@ -3,13 +3,32 @@
 //! of N joining nodes costs a few list calls, not N lookups.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use orchestrator::model::{Instance, InstanceFilter, ManagerType, SksNodepool};
 use uuid::Uuid;
 
 use crate::fresh::Fresh;
+
+/// How old the snapshot may be when a lookup in it misses: what is missing
+/// may be newer, but a burst of misses shares one refresh.
+pub const MISS_REFRESH: Duration = Duration::from_millis(500);
+/// The longest wait between two refreshes of [`Cloud::keep_fresh`].
+const REFRESH_AT_LEAST_EVERY: Duration = Duration::from_secs(30);
+
+/// How old a snapshot may be (at most `cap`) to judge something that happened
+/// at `since`: one taken before may not show it. An object created at `since`
+/// may have an instance younger than the snapshot (a kubelet registers seconds
+/// after its instance is created, or sooner in tests); a Node that turned
+/// NotReady at `since` may have lost its instance just before. Kubernetes
+/// times are whole seconds, so the event may be up to a second later.
+pub fn fresh_since(since: Option<&Time>, cap: Duration, now: jiff::Timestamp) -> Duration {
+    let age = since.map(|t| now.duration_since(t.0) - jiff::SignedDuration::from_secs(1));
+    age.and_then(|a| Duration::try_from(a).ok()).unwrap_or(Duration::ZERO).min(cap)
+}
 
 /// One view of the cluster's instances.
 #[derive(Debug, Default, Clone)]
@@ -102,5 +121,34 @@ impl Cloud {
     /// The `<family>.<size>` name of an instance type.
     pub fn type_name(&self, id: Uuid) -> Option<String> {
         self.types.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
+
+    /// Keeps the snapshot at most `max_age` old, forever, whether or not this
+    /// replica leads (a new leader acts on a filled cache); `ready` turns true
+    /// once a refresh succeeded.
+    pub async fn keep_fresh(self: Arc<Self>, max_age: Duration, ready: Arc<AtomicBool>) {
+        loop {
+            match self.ensure_fresh(max_age).await {
+                Ok(()) => ready.store(true, Ordering::SeqCst),
+                Err(e) => tracing::warn!(error = %e, "refreshing the cloud cache failed"),
+            }
+            tokio::time::sleep(max_age.min(REFRESH_AT_LEAST_EVERY)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_must_be_younger_than_what_it_judges() {
+        let now: jiff::Timestamp = "2026-11-22T00:01:00Z".parse().unwrap();
+        let at = |s: &str| Time(s.parse().unwrap());
+        let cap = Duration::from_secs(5);
+        assert_eq!(fresh_since(Some(&at("2026-11-22T00:01:00Z")), cap, now), Duration::ZERO, "just now: a new look");
+        assert_eq!(fresh_since(Some(&at("2026-11-22T00:00:58Z")), cap, now), Duration::from_secs(1), "1 s margin");
+        assert_eq!(fresh_since(Some(&at("2026-11-22T00:00:00Z")), cap, now), cap, "long ago: the cap");
+        assert_eq!(fresh_since(None, cap, now), Duration::ZERO, "unknown: a new look");
     }
 }

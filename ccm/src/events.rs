@@ -137,6 +137,20 @@ impl Publisher {
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).record(key, &name, count, Instant::now());
         Ok(())
     }
+
+    /// Publishes an event about `obj`, as [`Publisher::publish`]; a failure is
+    /// logged, never fatal: an event explains an action, it is not one.
+    pub async fn about(
+        &self,
+        obj: &impl kube::Resource<DynamicType = ()>,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
+        if let Err(e) = self.publish(&obj.object_ref(&()), type_, reason, &note).await {
+            tracing::warn!(error = %e, reason, "publishing an event failed");
+        }
+    }
 }
 
 #[cfg(test)]

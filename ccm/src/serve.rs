@@ -1,15 +1,28 @@
 //! `/healthz`, `/readyz` and `/metrics` over plain HTTP on the bind address.
 
 use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use anyhow::Context as _;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+
+/// Binds `address`, reports it on stdout (the first line, which tests and
+/// tools read) and serves health and metrics there in the background.
+pub async fn start(address: SocketAddr, registry: prometheus::Registry, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))?;
+    println!("sks-ccm serving health and metrics on http://{}", listener.local_addr()?);
+    std::io::stdout().flush()?;
+    tokio::spawn(serve(listener, registry, ready));
+    Ok(())
+}
 
 /// Serves health and metrics until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, registry: prometheus::Registry, ready: Arc<AtomicBool>) {

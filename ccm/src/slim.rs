@@ -1,7 +1,7 @@
 //! What the CSR and Service caches keep of watched objects: only the fields
 //! the controllers read, and only objects that may still need work, since the
 //! caches would otherwise hold every CSR and Service of the cluster. Nodes
-//! have a type of their own ([`crate::cached_node`]).
+//! have a type of their own ([`crate::node::cached`]).
 
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Service;

@@ -735,20 +735,6 @@ impl Client {
         let path = format!("/sks-cluster/{cluster}/nodepool/{nodepool}:evict");
         self.mutate("evict-sks-nodepool-members", Method::PUT, &path, Some(&EvictRequest { instances })).await
     }
-
-    /// Evicts `instances` of a nodepool (which shrinks it), then scales it to
-    /// `size`: a replacement whose size to restore was decided (and recorded)
-    /// beforehand, so a retry after a failed scale restores that size.
-    pub async fn evict_then_scale(
-        &self,
-        cluster: Uuid,
-        nodepool: Uuid,
-        instances: Vec<Uuid>,
-        size: i64,
-    ) -> Result<Operation> {
-        self.evict_sks_nodepool_members(cluster, nodepool, instances).await?;
-        self.scale_sks_nodepool(cluster, nodepool, size).await
-    }
 }
 
 /// The cluster rotations the API offers.

@@ -7,6 +7,7 @@ pub mod credentials;
 pub mod error;
 pub mod metrics;
 pub mod model;
+pub mod nodepool;
 pub mod retry;
 pub mod signing;
 pub mod versions;

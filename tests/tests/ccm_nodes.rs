@@ -419,7 +419,8 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
     assert!(third.stop().is_some_and(|s| s.success()));
 }
 
-async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {
+/// The seeded cluster (3 instances, no Nodes yet) with sks-ccm started on it.
+async fn cluster(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {
     let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
     let c = zone.client().await;
     let cluster = c.list_sks_clusters().await.unwrap().remove(0).id;
@@ -431,6 +432,12 @@ async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Insta
     .await;
     let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), ccm_args);
     let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
+    (zone, kube, ccm, instances, cluster)
+}
+
+/// [`cluster`], with a Node per instance, each initialized.
+async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {
+    let (zone, kube, ccm, instances, cluster) = cluster(ccm_args).await;
     for i in &instances {
         register(&kube, &i.name, &i.id.to_string(), &i.public_ip.unwrap().to_string());
     }
@@ -643,4 +650,158 @@ async fn an_orchestrator_answering_503_deletes_nothing() {
     for i in &instances[1..] {
         assert!(k.run(&["get", "node", &i.name]).status.success());
     }
+}
+
+/// The node controller's finished reconciles so far.
+async fn node_reconciles(ccm: &Ccm) -> u64 {
+    let metrics = ccm.metrics().await;
+    let values = metrics.lines().filter(|l| l.starts_with("ccm_reconciles_total{controller=\"node\""));
+    values.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64
+}
+
+/// Waits until the node controller has reconciled `rounds` times as many
+/// times as there are `nodes` more, so that every Node has been looked at
+/// again after what the caller did (sks-ccm runs with a 1 s sync period).
+async fn reconciled_again(ccm: &Ccm, nodes: u64, rounds: u64) {
+    let target = node_reconciles(ccm).await + nodes * rounds;
+    wait_for("more node reconciles", Duration::from_secs(30), || async {
+        (node_reconciles(ccm).await >= target).then_some(())
+    })
+    .await;
+}
+
+fn taint_keys(node: &Value) -> Vec<String> {
+    let taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    taints.iter().filter_map(|t| t["key"].as_str().map(str::to_owned)).collect()
+}
+
+/// Waits until `node` carries the shutdown taint (what the lifecycle controller does to a stopped instance's Node).
+async fn shutdown_tainted(k: &Kubectl, node: &str) {
+    wait_for(&format!("the shutdown taint on {node}"), Duration::from_secs(20), || {
+        let (k, node) = (k.clone(), node.to_owned());
+        async move { taint_keys(&get(&k, &["get", "node", &node])).iter().any(|t| t == SHUTDOWN).then_some(()) }
+    })
+    .await;
+}
+
+const SHUTDOWN: &str = "node.cloudprovider.kubernetes.io/shutdown";
+const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_cloud_node_controller_initializes_and_relabels_nothing() {
+    let (zone, kube, ccm, instances, _) =
+        cluster(&["--controllers=*,-cloud-node", "--node-sync-period-seconds", "1"]).await;
+    let k = kube.kubectl();
+    let (new, old) = (&instances[0], &instances[1]);
+    register(&kube, &new.name, &new.id.to_string(), &new.public_ip.unwrap().to_string());
+    // A Node initialized before (by another sks-ccm, say), without the labels and
+    // addresses cloud-node would keep current.
+    let patch = json!({"spec": {"providerID": format!("exoscale://{}", old.id), "taints": null}});
+    register(&kube, &old.name, &old.id.to_string(), "127.0.0.1");
+    k.ok(&["patch", "node", &old.name, "--type=merge", "-p", &patch.to_string()]);
+    // The lifecycle controller still runs: a stopped instance taints its Node,
+    // seconds after cloud-node would have initialized the new one.
+    zone.client().await.stop_instance(old.id).await.unwrap();
+    shutdown_tainted(&k, &old.name).await;
+    reconciled_again(&ccm, 2, 3).await;
+
+    let n = get(&k, &["get", "node", &new.name]);
+    assert!(n["spec"]["providerID"].is_null(), "initialized with cloud-node disabled: {n}");
+    assert_eq!(taint_keys(&n), [UNINITIALIZED]);
+    let o = get(&k, &["get", "node", &old.name]);
+    assert!(o["metadata"]["labels"]["node.exoscale.net/nodepool-id"].is_null(), "labels kept current: {o}");
+    assert_eq!(
+        o["status"]["addresses"],
+        json!([{"type": "InternalIP", "address": "127.0.0.1"}]),
+        "addresses kept current"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_lifecycle_controller_deletes_and_taints_nothing() {
+    let args = ["--controllers=*,-cloud-node-lifecycle", "--node-sync-period-seconds", "1"];
+    let (zone, kube, ccm, instances, cluster) = cluster_with_nodes(&args).await;
+    let k = kube.kubectl();
+    let c = zone.client().await;
+    let (gone, stopped) = (&instances[0], &instances[1]);
+    c.delete_instance(gone.id).await.unwrap();
+    c.stop_instance(stopped.id).await.unwrap();
+    // cloud-node still keeps labels current, so the new nodepool label shows
+    // sks-ccm looked at the Nodes after the instances changed.
+    let np = c.get_sks_cluster(cluster).await.unwrap().nodepools.remove(0).id;
+    let labels = std::collections::BTreeMap::from([("wave".to_string(), "2".to_string())]);
+    c.update_sks_nodepool(cluster, np, &SksNodepoolSpec { labels: Some(labels), ..Default::default() }).await.unwrap();
+    for i in &instances[1..] {
+        wait_for(&format!("the new label on {}", i.name), Duration::from_secs(20), || {
+            let (k, name) = (k.clone(), i.name.clone());
+            async move { (get(&k, &["get", "node", &name])["metadata"]["labels"]["wave"] == "2").then_some(()) }
+        })
+        .await;
+    }
+    reconciled_again(&ccm, 3, 3).await;
+
+    assert!(k.run(&["get", "node", &gone.name]).status.success(), "deleted with cloud-node-lifecycle disabled");
+    let s = get(&k, &["get", "node", &stopped.name]);
+    assert!(!taint_keys(&s).iter().any(|t| t == SHUTDOWN), "tainted with cloud-node-lifecycle disabled: {s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_auto_heal_controller_reboots_nothing() {
+    let args = [
+        "--controllers=*,-node-auto-heal",
+        "--node-sync-period-seconds",
+        "1",
+        // A NotReady Node is due a reboot, then a replacement, at once.
+        "--auto-heal-reboot-after-seconds",
+        "0",
+        "--auto-heal-replace-after-seconds",
+        "0",
+        "--auto-heal-max-share",
+        "0.5",
+    ];
+    let (zone, kube, ccm, instances, _) = cluster_with_nodes(&args).await;
+    let k = kube.kubectl();
+    let (sick, stopped) = (&instances[0], &instances[1]);
+    report_not_ready(&kube, &sick.name);
+    // The lifecycle controller still runs.
+    let c = zone.client().await;
+    c.stop_instance(stopped.id).await.unwrap();
+    shutdown_tainted(&k, &stopped.name).await;
+    reconciled_again(&ccm, 3, 3).await;
+
+    let events = get(&k, &["get", "events.events.k8s.io", "-A"]);
+    let healing: Vec<&Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"].as_str().is_some_and(|r| r.starts_with("AutoHeal")))
+        .collect();
+    assert!(healing.is_empty(), "auto-healing ran while disabled: {healing:?}");
+    let n = get(&k, &["get", "node", &sick.name]);
+    assert!(n["metadata"]["annotations"]["node.exoscale.net/auto-heal-rebooted-at"].is_null(), "rebooted: {n}");
+    assert_eq!(c.get_instance(sick.id).await.unwrap().state, InstanceState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_csr_approval_controller_decides_nothing() {
+    let (_zone, kube, _ccm, instances, _) =
+        cluster_with_nodes(&["--controllers=*,-node-csr-approval", "--node-sync-period-seconds", "1"]).await;
+    let k = kube.kubectl();
+    let a = &instances[0];
+    let ip = a.public_ip.unwrap().to_string();
+    let request = csr_request(&format!("system:node:{}", a.name), "system:nodes", &[&a.name], &[&ip]);
+    submit(&node_kubectl(&kube, &a.name), "good", SERVING, USAGES, &request);
+    // cloud-node still runs: a Node registered after the CSR is looked at (and,
+    // matching no instance, reported) after the CSR would have been decided.
+    register(&kube, "stranger", &Uuid::new_v4().to_string(), "127.0.0.250");
+    wait_for("a NodeNotInCluster event", Duration::from_secs(20), || {
+        let k = k.clone();
+        async move {
+            let e = get(&k, &["get", "events.events.k8s.io", "-A"]);
+            e["items"].as_array()?.iter().any(|e| e["reason"] == "NodeNotInCluster").then_some(())
+        }
+    })
+    .await;
+    let csr = get(&k, &["get", "csr", "good"]);
+    assert!(csr["status"]["conditions"].is_null(), "decided with node-csr-approval disabled: {csr}");
 }

@@ -39,7 +39,7 @@ const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[(
     "approve",
     "certificates.k8s.io/signers",
     "kube-apiserver checks it inside every write to certificatesigningrequests/approval \
-     (ccm/src/controllers.rs, reconcile_csr), not as a request of its own, so no audit log shows it",
+     (ccm/src/csr/controller.rs, Csrs::step), not as a request of its own, so no audit log shows it",
 )];
 
 /// Roles Kubernetes creates itself (bootstrap policy), which deploy/ binds but does not define.

@@ -30,10 +30,12 @@ use super::owner::{self, Found};
 use super::plan::{self, Step};
 use super::pool;
 use crate::cloud::Cloud;
-use crate::controllers::{Error, Metrics, event, measured};
+use crate::context::Context;
 use crate::events::{EventType, Publisher};
 use crate::fresh::Fresh;
+use crate::metrics::Metrics;
 use crate::queue::{self, Pending};
+use crate::reconcile::{Error, measured};
 use crate::slim;
 use sks_keys::annotation::lb;
 use sks_keys::finalizer::LB_CLEANUP as FINALIZER;
@@ -79,7 +81,7 @@ impl Ctx {
 
     async fn warn(&self, svc: &Service, reason: &str, note: String) {
         tracing::warn!(service = %key(svc), reason, "{note}");
-        event(&self.events, svc, EventType::Warning, reason, note).await;
+        self.events.about(svc, EventType::Warning, reason, note).await;
     }
 }
 
@@ -127,7 +129,7 @@ async fn step(svc: &Service, ctx: &Ctx) -> Result<Action, Error> {
             }
             let all: Vec<String> = errors.iter().map(ToString::to_string).collect();
             let note = format!("invalid annotations; the load balancer is left as it is: {}", all.join("; "));
-            event(&ctx.events, svc, EventType::Warning, "SyncLoadBalancerFailed", note).await;
+            ctx.events.about(svc, EventType::Warning, "SyncLoadBalancerFailed", note).await;
             // Fixing the annotation is a change, and a change reconciles again.
             return Ok(Action::await_change());
         }
@@ -225,14 +227,14 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     } else {
         let what: Vec<String> = steps.iter().map(Step::describe).collect();
         tracing::info!(service = %key(svc), steps = ?what, "ensuring load balancer");
-        event(
-            &ctx.events,
-            svc,
-            EventType::Normal,
-            "EnsuringLoadBalancer",
-            format!("Ensuring load balancer: {}", what.join(", ")),
-        )
-        .await;
+        ctx.events
+            .about(
+                svc,
+                EventType::Normal,
+                "EnsuringLoadBalancer",
+                format!("Ensuring load balancer: {}", what.join(", ")),
+            )
+            .await;
         match apply(ctx, live.as_ref().map(|l| l.id), steps).await {
             Ok(lb) => lb,
             Err(e) => {
@@ -260,7 +262,7 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     }
     if changed || new_ingress {
         let note = format!("Ensured load balancer {} at {ip}", lb.id);
-        event(&ctx.events, svc, EventType::Normal, "EnsuredLoadBalancer", note).await;
+        ctx.events.about(svc, EventType::Normal, "EnsuredLoadBalancer", note).await;
     }
     Ok(Action::await_change())
 }
@@ -350,8 +352,7 @@ async fn cleanup(svc: &Service, ctx: &Ctx) -> Result<(), Error> {
         return Ok(());
     }
     let deletes_nlb = steps.contains(&Step::Delete);
-    event(&ctx.events, svc, EventType::Normal, "DeletingLoadBalancer", format!("Deleting load balancer {}", lb.id))
-        .await;
+    ctx.events.about(svc, EventType::Normal, "DeletingLoadBalancer", format!("Deleting load balancer {}", lb.id)).await;
     if let Err(e) = apply(ctx, Some(lb.id), steps).await {
         ctx.warn(svc, "SyncLoadBalancerFailed", format!("Error deleting load balancer {}: {e}", lb.id)).await;
         return Err(e);
@@ -361,7 +362,7 @@ async fn cleanup(svc: &Service, ctx: &Ctx) -> Result<(), Error> {
     } else {
         format!("Deleted this Service's ports from load balancer {} (it is external or serves others)", lb.id)
     };
-    event(&ctx.events, svc, EventType::Normal, "DeletedLoadBalancer", note).await;
+    ctx.events.about(svc, EventType::Normal, "DeletedLoadBalancer", note).await;
     Ok(())
 }
 
@@ -371,11 +372,15 @@ fn error_policy(svc: Arc<Service>, e: &Error, _ctx: Arc<Ctx>) -> Action {
 }
 
 /// Runs the Service controller until the future is dropped.
-pub async fn run(client: kube::Client, cloud: Arc<Cloud>, events: Arc<Publisher>, metrics: Metrics, config: Config) {
+pub async fn run(shared: Arc<Context>, config: Config) {
+    let (client, cloud, events) = (shared.client.clone(), shared.cloud.clone(), shared.events.clone());
+    let metrics = shared.metrics.clone();
     let nodes = NodePools::default();
     let node_api: Api<PartialObjectMeta<Node>> = Api::all(client.clone());
     let node_labels = watcher(node_api, watcher::Config::default().labels(NODEPOOL_ID_LABEL)).default_backoff();
-    tokio::spawn(nodes.clone().follow(node_labels));
+    // Followed inside this future, not spawned: a spawned follower would
+    // outlive a loss of leadership, and each new term would add a watch.
+    let follow = nodes.clone().follow(node_labels);
     let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
     let (store, changes) =
         queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone(), slim::service);
@@ -391,12 +396,12 @@ pub async fn run(client: kube::Client, cloud: Arc<Cloud>, events: Arc<Publisher>
             Some(((), ctx))
         })
     };
-    Controller::for_stream(changes, store)
+    let services = Controller::for_stream(changes, store)
         .with_config(kube::runtime::controller::Config::default().concurrency(config.workers))
         .reconcile_all_on(drift)
         .run(reconcile, error_policy, ctx)
-        .for_each(|_| async {})
-        .await;
+        .for_each(|_| async {});
+    futures::future::join(follow, services).await;
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator::model::{InstanceFilter, ManagerType, SksCluster, SksClusterState};
+use orchestrator::nodepool::evict_then_scale;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -413,7 +414,7 @@ impl Upgrades {
 
     /// Asks the orchestrator for `r`: evict, then scale back to the recorded size.
     async fn replace(&self, r: &Replacement) -> Result<(), orchestrator::Error> {
-        self.client.evict_then_scale(self.cluster, r.nodepool, vec![r.instance], r.size).await.map(drop)
+        evict_then_scale(&self.client, self.cluster, r.nodepool, vec![r.instance], r.size).await.map(drop)
     }
 
     /// One step of every roll in progress (the leader's).

@@ -1,5 +1,8 @@
 //! Kubelet serving certificate approval: a CSR is approved only when every
 //! claim in it can be tied to a running instance of this cluster's nodepools.
+//! The decision is pure; [`controller`] applies it.
+
+pub mod controller;
 
 use sks_keys::KUBELET_SERVING_SIGNER;
 use std::net::IpAddr;

@@ -1,14 +1,23 @@
-//! Auto-healing: a Node NotReady too long while its instance runs gets the
-//! instance rebooted; still NotReady later, the instance is replaced by a
-//! fresh one (evicted, then the pool size restored; the size is recorded on the
-//! Node first, see [`annotation::AUTO_HEAL_REPLACING`]). One node per nodepool at a time, never more
-//! than a share of the cluster.
+//! Auto-healing (`node-auto-heal`): a Node NotReady too long while its
+//! instance runs gets the instance rebooted; still NotReady later, the
+//! instance is replaced by a fresh one (evicted, then the pool size restored;
+//! the size is recorded on the Node first, see
+//! [`annotation::AUTO_HEAL_REPLACING`]). One node per nodepool at a time,
+//! never more than a share of the cluster.
 
-use sks_keys::{annotation, label};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
+use kube::ResourceExt as _;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use orchestrator::model::{Instance, InstanceState, SksNodepool};
+use serde_json::json;
+use sks_keys::{annotation, label};
+
+use super::ready;
+use crate::context::Context;
+use crate::events::EventType;
+use crate::reconcile::Error;
 
 /// The Node annotations auto-healing reads (the Node cache keeps these only).
 pub const ANNOTATIONS: [&str; 2] = [annotation::AUTO_HEAL_REBOOTED_AT, annotation::AUTO_HEAL_REPLACING];
@@ -28,8 +37,6 @@ pub fn pending_replacement(node: &Node) -> Option<(uuid::Uuid, i64)> {
 /// Thresholds.
 #[derive(Debug, Clone, Copy)]
 pub struct Config {
-    /// Whether auto-healing runs at all.
-    pub enabled: bool,
     /// NotReady this long: reboot.
     pub reboot_after: Duration,
     /// Still NotReady this long after the reboot: replace.
@@ -62,16 +69,6 @@ pub struct Budget {
     pub cluster_nodes: usize,
 }
 
-fn not_ready_since(node: &Node) -> Option<Option<jiff::Timestamp>> {
-    let ready =
-        node.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
-    match ready {
-        Some(c) if c.status == "True" => None,
-        Some(c) => Some(c.last_transition_time.as_ref().map(|t| t.0)),
-        None => Some(node.metadata.creation_timestamp.as_ref().map(|t| t.0)),
-    }
-}
-
 /// Decides for one initialized Node at `now`.
 pub fn decide(
     node: &Node,
@@ -82,7 +79,7 @@ pub fn decide(
     budget: Budget,
 ) -> Heal {
     let opted_out = nodepool.spec.labels.as_ref().and_then(|l| l.get(label::AUTO_HEAL)).is_some_and(|v| v == "false");
-    if !cfg.enabled || opted_out {
+    if opted_out {
         return Heal::Nothing;
     }
     let rebooted = node
@@ -91,7 +88,7 @@ pub fn decide(
         .as_ref()
         .and_then(|a| a.get(annotation::AUTO_HEAL_REBOOTED_AT))
         .and_then(|t| t.parse::<jiff::Timestamp>().ok());
-    let Some(since) = not_ready_since(node) else {
+    let Some(since) = ready::not_ready_since(node) else {
         return if rebooted.is_some() { Heal::Clear } else { Heal::Nothing };
     };
     if instance.state != InstanceState::Running {
@@ -111,6 +108,78 @@ pub fn decide(
             }
         }
     }
+}
+
+/// Whether `node` carries a reboot of auto-healing: it is being healed.
+fn rebooted(node: &Node) -> bool {
+    node.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(annotation::AUTO_HEAL_REBOOTED_AT))
+}
+
+/// Reboots, then replaces, the instance of an initialized Node that stays
+/// NotReady, and forgets the reboot once it is Ready again.
+pub async fn heal(
+    ctx: &Context,
+    cfg: &Config,
+    node: &Node,
+    instance: &Instance,
+    nodepool: &SksNodepool,
+) -> Result<(), Error> {
+    if ready::is_ready(node) && !rebooted(node) {
+        return Ok(());
+    }
+    let name = node.name_any();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let all = nodes.list(&ListParams::default().labels(label::NODEPOOL_ID)).await?;
+    let pool_id = nodepool.id.to_string();
+    let others = all.items.iter().filter(|n| n.name_any() != name && rebooted(n));
+    let in_nodepool = others.clone().filter(|n| n.labels().get(label::NODEPOOL_ID) == Some(&pool_id)).count();
+    let budget = Budget { in_nodepool, in_cluster: others.count(), cluster_nodes: all.items.len() };
+    match decide(node, instance, nodepool, jiff::Timestamp::now(), cfg, budget) {
+        Heal::Nothing => {}
+        Heal::Reboot => {
+            ctx.cloud.client().reboot_instance(instance.id).await?;
+            let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: jiff::Timestamp::now().to_string()}}});
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            let note = format!(
+                "node {name} has been NotReady for over {:?} while instance {} runs: rebooted it",
+                cfg.reboot_after, instance.id
+            );
+            tracing::warn!(node = %name, "{note}");
+            ctx.events.about(node, EventType::Warning, "AutoHealReboot", note).await;
+        }
+        Heal::Replace => {
+            let client = ctx.cloud.client();
+            // Write-ahead: the size to restore is on the Node before the eviction
+            // shrinks the pool, so a failed restore is finished before the Node
+            // goes. A retry keeps the recorded size: the pool may be smaller now.
+            let size = match pending_replacement(node) {
+                Some((recorded, size)) if recorded == nodepool.id => size,
+                _ => {
+                    let size = client.get_sks_nodepool(ctx.cloud.cluster(), nodepool.id).await?.size;
+                    let record = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: replacing(nodepool.id, size)}}});
+                    nodes.patch(&name, &PatchParams::default(), &Patch::Merge(record)).await?;
+                    size
+                }
+            };
+            orchestrator::nodepool::evict_then_scale(client, ctx.cloud.cluster(), nodepool.id, vec![instance.id], size)
+                .await?;
+            let done = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: null}}});
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?;
+            let note = format!(
+                "node {name} stayed NotReady {:?} after a reboot: replaced instance {} with a fresh one in nodepool {}",
+                cfg.replace_after, instance.id, nodepool.id
+            );
+            tracing::warn!(node = %name, "{note}");
+            ctx.events.about(node, EventType::Warning, "AutoHealReplace", note).await;
+        }
+        Heal::Clear => {
+            let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: null}}});
+            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            let note = format!("node {name} is Ready again");
+            ctx.events.about(node, EventType::Normal, "AutoHealRecovered", note).await;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -135,7 +204,7 @@ mod tests {
     }
     use k8s_openapi::api::core::v1::{NodeCondition, NodeStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-    use orchestrator::model::{Ref, SksNodepoolSpec, SksNodepoolState};
+    use orchestrator::model::SksNodepoolSpec;
     use uuid::Uuid;
 
     fn node(ready: &str, since_secs: i64, rebooted_secs_ago: Option<i64>) -> Node {
@@ -165,25 +234,11 @@ mod tests {
 
     fn pool(opt_out: bool) -> SksNodepool {
         let labels = opt_out.then(|| [(label::AUTO_HEAL.to_string(), "false".to_string())].into());
-        SksNodepool {
-            id: Uuid::nil(),
-            state: SksNodepoolState::Running,
-            size: 3,
-            version: None,
-            template: None,
-            instance_pool: Some(Ref::from(Uuid::nil())),
-            addons: None,
-            created_at: None,
-            spec: SksNodepoolSpec { labels, ..Default::default() },
-        }
+        crate::node::fixtures::nodepool(Uuid::nil(), SksNodepoolSpec { labels, ..Default::default() })
     }
 
-    const CFG: Config = Config {
-        enabled: true,
-        reboot_after: Duration::from_secs(900),
-        replace_after: Duration::from_secs(900),
-        max_share: 0.1,
-    };
+    const CFG: Config =
+        Config { reboot_after: Duration::from_secs(900), replace_after: Duration::from_secs(900), max_share: 0.1 };
 
     #[test]
     fn reboots_then_replaces_then_forgets() {
@@ -232,6 +287,5 @@ mod tests {
             Heal::Reboot,
             "10% of 30 is 3"
         );
-        assert_eq!(decide(&sick, &run, &pool(false), now, &Config { enabled: false, ..CFG }, free), Heal::Nothing);
     }
 }

@@ -1,13 +1,14 @@
-//! The Node as the node controllers cache it: decoded straight from the watch
-//! into only the fields they read. A `k8s_openapi` Node is 1.5 KiB before any
-//! of its data, and the cache holds every Node of the cluster; this one is
-//! about a third of that. Each reconcile turns it back into a `Node`.
+//! The Node as the node controller caches it, once for all its steps:
+//! decoded straight from the watch into only the fields they read. A
+//! `k8s_openapi` Node is 1.5 KiB before any of its data, and the cache holds
+//! every Node of the cluster; this one is about a third of that. Each
+//! reconcile turns it back into a `Node`.
 
 use k8s_openapi::api::core::v1::{Node, NodeAddress, NodeCondition, NodeSpec, NodeStatus, NodeSystemInfo, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use crate::{heal, node_init};
+use super::{heal, init, ready};
 
 /// A Node, as cached.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -79,10 +80,10 @@ impl CachedNode {
             annotations.retain(|k, _| heal::ANNOTATIONS.contains(&k.as_str()));
         }
         if let Some(labels) = meta.labels.as_mut() {
-            labels.retain(|k, _| node_init::written_label(k));
+            labels.retain(|k, _| init::written_label(k));
         }
         if let Some(conditions) = self.status.conditions.as_mut() {
-            conditions.retain(|c| c.type_ == "Ready");
+            conditions.retain(|c| c.type_ == ready::READY);
             for c in conditions.iter_mut() {
                 c.last_heartbeat_time = None;
                 c.message = None;
