@@ -67,7 +67,18 @@ pub fn list_instances(app: &App, call: &Call) -> ApiResult<Value> {
 
 /// An instance as listed: the list schema is a subset of the full one.
 fn list_item(i: &Instance) -> Instance {
-    Instance { disk_size: None, anti_affinity_groups: None, elastic_ips: None, deploy_target: None, ..i.clone() }
+    Instance {
+        disk_size: None,
+        anti_affinity_groups: None,
+        elastic_ips: None,
+        deploy_target: None,
+        secureboot_enabled: None,
+        tpm_enabled: None,
+        disk_encrypted: None,
+        application_consistent_snapshot_enabled: None,
+        user_data: None,
+        ..i.clone()
+    }
 }
 
 pub fn get_instance(app: &App, call: &Call) -> ApiResult<Value> {
@@ -114,6 +125,11 @@ pub fn create_instance(app: &App, call: &Call) -> ApiResult<Value> {
             ssh_key: body.ssh_key.clone(),
             ssh_keys: body.ssh_keys.clone(),
             created_at: None,
+            secureboot_enabled: body.secureboot_enabled,
+            tpm_enabled: body.tpm_enabled,
+            disk_encrypted: None,
+            application_consistent_snapshot_enabled: body.application_consistent_snapshot_enabled,
+            user_data: body.user_data.clone(),
         };
         let mut rec = lifecycle::new_instance(
             tx,
@@ -165,6 +181,12 @@ pub fn update_instance(app: &App, call: &Call) -> ApiResult<Value> {
             }
             if body.public_ip_assignment.is_some() {
                 i.public_ip_assignment = body.public_ip_assignment;
+            }
+            if body.user_data.is_some() {
+                i.user_data = body.user_data;
+            }
+            if body.application_consistent_snapshot_enabled.is_some() {
+                i.application_consistent_snapshot_enabled = body.application_consistent_snapshot_enabled;
             }
             Ok(())
         },

@@ -130,7 +130,8 @@ pub fn merge_spec(spec: &mut orchestrator::model::InstancePoolSpec, body: Update
         name,
         instance_type,
         template,
-        disk_size
+        disk_size,
+        application_consistent_snapshot_enabled
     );
 }
 

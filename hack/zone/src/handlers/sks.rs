@@ -446,7 +446,8 @@ pub fn update_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
             deploy_target,
             instance_prefix,
             kubelet_image_gc,
-            public_ip_assignment
+            public_ip_assignment,
+            nvidia_mig_profiles
         );
         // New members get the new settings; existing ones keep theirs, as on SKS.
         let template = pool.spec.template.map(|t| t.id).unwrap_or_default();
