@@ -7,8 +7,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use orchestrator::model::{
     ActiveTemplate, Authority, AuthorityCert, CreateSksCluster, CreateSksNodepool, EvictRequest, InstancePool,
     InstancePoolSpec, InstancePoolState, KubeconfigRequest, KubeconfigResponse, Manager, ManagerType, Ref,
-    ScaleRequest, SksCluster, SksClusterLevel, SksClusterList, SksClusterState, SksClusterVersions, SksCni,
-    SksNodepool, SksNodepoolState, UpdateSksCluster, UpdateSksNodepool, UpgradeSksCluster,
+    ScaleRequest, SksCluster, SksClusterLevel, SksClusterList, SksClusterState, SksClusterVersions, SksNodepool,
+    SksNodepoolState, UpdateSksCluster, UpdateSksNodepool, UpgradeSksCluster,
 };
 use serde_json::{Value, json as j};
 use uuid::Uuid;
@@ -105,7 +105,8 @@ pub fn create_cluster(app: &App, call: &Call) -> ApiResult<Value> {
             state: state_while(app, SksClusterState::Creating),
             version: body.version.clone(),
             level: body.level.clone(),
-            cni: Some(body.cni.clone().unwrap_or(SksCni::Calico)),
+            // Without `cni`, SKS deploys none.
+            cni: body.cni.clone(),
             endpoint: Some(endpoint),
             default_security_group_id: body.create_default_security_group.unwrap_or(false).then(Uuid::new_v4),
             nodepools: Vec::new(),
