@@ -16,8 +16,15 @@ fn json<T: Serialize>(value: T) -> ApiResult<Value> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(format!("encoding response: {e}")))
 }
 
-/// Runs the handler of `call.operation`.
+/// Runs the handler of `call.operation`; the answer carries every property
+/// the completeness rule asks for (`sks_zone::completeness`).
 pub fn dispatch(app: &App, call: &Call) -> ApiResult<Value> {
+    let mut answer = handle(app, call)?;
+    sks_zone::completeness::complete(&call.operation, &mut answer);
+    Ok(answer)
+}
+
+fn handle(app: &App, call: &Call) -> ApiResult<Value> {
     match call.operation.as_str() {
         "list-zones" => compute::list_zones(app),
         "get-operation" => compute::get_operation(app, call),
