@@ -229,7 +229,7 @@ async fn tour(c: &Client) {
     assert_eq!(c.get_sks_cluster(cid).await.unwrap().level, SksClusterLevel::Pro);
 
     // A standalone instance through its whole life.
-    let template = Ref::from(Uuid::new_v4());
+    let template = sks_e2e::zone::known_template(c).await;
     let op = c
         .create_instance(&CreateInstance {
             name: Some("solo".into()),

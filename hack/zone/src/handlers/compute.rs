@@ -7,7 +7,7 @@ use orchestrator::model::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::json;
+use super::{json, refs};
 use crate::app::{ApiError, ApiResult, App};
 use crate::catalog;
 use crate::http::Call;
@@ -95,10 +95,8 @@ fn link(id: Uuid) -> Option<(Uuid, String)> {
 pub fn create_instance(app: &App, call: &Call) -> ApiResult<Value> {
     let body: CreateInstance = call.body()?;
     let instance_type = body.instance_type.ok_or_else(|| ApiError::bad_request("instance-type: required"))?;
-    if catalog::instance_type(instance_type.id, &app.config.zones).is_none() {
-        return Err(ApiError::bad_request(format!("instance-type.id: unknown instance type {}", instance_type.id)));
-    }
     app.write(|tx| {
+        refs::instance(app, tx.world(), &call.zone, &body)?;
         if let Some(name) = &body.name
             && tx.zone(&call.zone).instances.values().any(|i| &i.instance.name == name)
         {
@@ -234,6 +232,7 @@ pub fn power(app: &App, call: &Call) -> ApiResult<Value> {
 
 pub fn reset_instance(app: &App, call: &Call) -> ApiResult<Value> {
     let body: ResetInstance = call.body()?;
+    app.read(|w| refs::machine(app, w, &call.zone, None, body.template))?;
     change_instance(
         app,
         call,
@@ -254,12 +253,7 @@ pub fn reset_instance(app: &App, call: &Call) -> ApiResult<Value> {
 
 pub fn scale_instance(app: &App, call: &Call) -> ApiResult<Value> {
     let body: ScaleInstance = call.body()?;
-    if catalog::instance_type(body.instance_type.id, &app.config.zones).is_none() {
-        return Err(ApiError::bad_request(format!(
-            "instance-type.id: unknown instance type {}",
-            body.instance_type.id
-        )));
-    }
+    app.read(|w| refs::machine(app, w, &call.zone, Some(body.instance_type), None))?;
     change_instance(
         app,
         call,

@@ -13,7 +13,7 @@ use orchestrator::model::{
 use serde_json::{Value, json as j};
 use uuid::Uuid;
 
-use super::{json, pools};
+use super::{json, pools, refs};
 use crate::app::{ApiError, ApiResult, App};
 use crate::catalog;
 use crate::control_plane;
@@ -339,8 +339,8 @@ fn pool_spec_of(np: &orchestrator::model::SksNodepoolSpec, template: Uuid, name:
 pub fn create_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
     let body: CreateSksNodepool = call.body()?;
     let cluster_id = call.id("id", "SKS cluster")?;
-    pools::check_instance_type(app, "instance-type", body.spec.instance_type.map(|r| r.id))?;
     app.write(|tx| {
+        refs::nodepool(app, tx.world(), &call.zone, &body.spec)?;
         let cluster = live_cluster(tx, &call.zone, cluster_id)?.cluster;
         check_unique_name(tx, &call.zone, cluster_id, body.spec.name.as_deref(), None)?;
         let (id, pool_id) = (Uuid::new_v4(), Uuid::new_v4());
@@ -421,8 +421,8 @@ fn change_nodepool(
 
 pub fn update_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
     let body: UpdateSksNodepool = call.body()?;
-    pools::check_instance_type(app, "instance-type", body.instance_type.map(|r| r.id))?;
     change_nodepool(app, call, |tx, rec, pool| {
+        refs::nodepool(app, tx.world(), &call.zone, &body)?;
         check_unique_name(
             tx,
             &call.zone,
