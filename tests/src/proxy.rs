@@ -106,3 +106,48 @@ async fn forward(State(s): State<Shared>, method: Method, uri: Uri, headers: Hea
     (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), [("content-type", "application/json")], bytes)
         .into_response()
 }
+
+/// An exchange as the spec sees it: the operation it called and the status it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    /// The spec's operationId.
+    pub operation: String,
+    /// Answer status.
+    pub status: u16,
+}
+
+/// Matches each exchange to its operation and reviews it: what the spec
+/// refuses in requests and 200 answers, and what a 200 answer lacks of the
+/// properties the zone's completeness rule asks for (`sks_zone::completeness`).
+/// Returns the calls and the problems found.
+pub fn review(exchanges: &[Exchange]) -> (Vec<Call>, Vec<String>) {
+    let spec = exo_openapi::Spec::embedded();
+    let list = |v: Vec<exo_openapi::Violation>| v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+    let mut calls = Vec::new();
+    let mut problems = Vec::new();
+    for ex in exchanges {
+        let api_path = ex.path.strip_prefix("/v2").unwrap_or(&ex.path);
+        let Some(op) = spec.operation(&ex.method, api_path) else {
+            problems.push(format!("{} {}: not in the spec", ex.method, ex.path));
+            continue;
+        };
+        calls.push(Call { operation: op.id.to_owned(), status: ex.status });
+        if let Err(v) = op.validate_query(&ex.query) {
+            problems.push(format!("{} query: {}", op.id, list(v)));
+        }
+        if let Err(v) = op.validate_request_body(ex.request.as_ref()) {
+            problems.push(format!("{} request: {}", op.id, list(v)));
+        }
+        if ex.status != 200 {
+            continue;
+        }
+        if let Err(v) = op.validate_response_body(200, &ex.response) {
+            problems.push(format!("{} response: {}", op.id, list(v)));
+        }
+        let missing = sks_zone::completeness::missing_in_answer(op.id, &ex.response);
+        if !missing.is_empty() {
+            problems.push(format!("{} response lacks {}", op.id, missing.join(", ")));
+        }
+    }
+    (calls, problems)
+}

@@ -279,3 +279,11 @@ pub async fn try_signed_request(
     let bytes = resp.bytes().await?;
     Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
 }
+
+/// A template the zone knows (it refuses unknown ones): the SKS node template
+/// of its newest version.
+pub async fn known_template(c: &Client) -> orchestrator::model::Ref {
+    let version = c.list_sks_cluster_versions().await.expect("listing SKS versions").remove(0);
+    let active = c.get_active_nodepool_template(&version, "standard").await.expect("reading the active template");
+    orchestrator::model::Ref::from(active.active_template.expect("an active template"))
+}

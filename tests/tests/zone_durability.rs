@@ -110,7 +110,7 @@ async fn concurrent_writers_get_distinct_objects_and_lose_no_update() {
             spec: InstancePoolSpec {
                 name: Some("p".into()),
                 instance_type: Some(Ref::from(c.list_instance_types().await.unwrap()[3].id)),
-                template: Some(Ref::from(Uuid::new_v4())),
+                template: Some(sks_e2e::zone::known_template(&c).await),
                 disk_size: Some(10),
                 ..Default::default()
             },

@@ -46,6 +46,29 @@ async fn invalid_requests_are_rejected_and_change_nothing() {
             "instance-type.id: unknown instance type",
         ),
         ("POST", nodepool_path.clone(), Some(np_body("1", "50").replace("np2", "workers")), 409, "already exists"),
+        // References must name what exists; a whole object may stand for one, but not with unknown fields.
+        (
+            "POST",
+            nodepool_path.clone(),
+            Some(np_body("1", "50").replace(r#""name":"np2""#, &format!(r#""name":"np2","security-groups":[{{"id":"{}"}}]"#, Uuid::new_v4()))),
+            400,
+            "security-groups[0].id: unknown security group",
+        ),
+        (
+            "POST",
+            nodepool_path.clone(),
+            Some(np_body("1", "50").replace(r#""name":"np2""#, &format!(r#""name":"np2","anti-affinity-groups":[{{"id":"{}"}}]"#, Uuid::new_v4()))),
+            400,
+            "anti-affinity-groups[0].id: unknown anti-affinity group",
+        ),
+        ("POST", nodepool_path.clone(), Some(np_body("1", "50").replace(r#"{"id""#, r#"{"autorized":true,"id""#)), 400, "instance-type.autorized: unknown field"),
+        (
+            "POST",
+            "/instance".into(),
+            Some(format!(r#"{{"disk-size":50,"instance-type":{{"id":"{}"}},"template":{{"id":"{}"}}}}"#, medium.id, Uuid::new_v4())),
+            400,
+            "template.id: unknown template",
+        ),
         (
             "POST",
             format!("/load-balancer/{lb}/service"),

@@ -263,7 +263,7 @@ impl Lab {
                 spec: InstancePoolSpec {
                     name: Some("web".into()),
                     instance_type: Some(Ref::from(kind)),
-                    template: Some(Ref::from(Uuid::new_v4())),
+                    template: Some(sks_e2e::zone::known_template(&c).await),
                     disk_size: Some(10),
                     ..Default::default()
                 },

@@ -5,10 +5,12 @@
 //! schema that lists `properties` without `additionalProperties` rejects fields it does not list, so
 //! typos in field names surface as violations instead of being silently dropped.
 //!
-//! Two deliberate relaxations, both because the spec reuses full resource schemas as references:
-//! `readOnly` is only enforced for top-level request fields (a request names an existing Instance
-//! Pool as `"instance-pool": {"id": ...}` even though `id` is read-only), and `pattern` is ignored
-//! because the crate carries no regex engine.
+//! Three deliberate relaxations. `readOnly` is only enforced for top-level request fields (the spec
+//! reuses full resource schemas as references: a request names an existing Instance Pool as
+//! `"instance-pool": {"id": ...}` even though `id` is read-only). A `<kind>-ref` schema also accepts
+//! the properties of `<kind>`, because the official client sends whole objects as references and the
+//! real API takes them (`widen_references`). And `pattern` is ignored because the crate carries no
+//! regex engine.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -58,8 +60,9 @@ impl Spec {
         })
     }
 
-    /// Indexes an already parsed OpenAPI 3.0 document.
-    pub fn from_value(doc: Value) -> Spec {
+    /// Indexes an already parsed OpenAPI 3.0 document (references widened: [`widen_references`]).
+    pub fn from_value(mut doc: Value) -> Spec {
+        widen_references(&mut doc);
         let mut routes = Vec::new();
         if let Some(paths) = doc.get("paths").and_then(Value::as_object) {
             for (template, item) in paths {
@@ -112,6 +115,37 @@ impl Spec {
                 (r.method.clone(), r.template.clone(), id.to_owned())
             })
             .collect()
+    }
+
+    /// The property names `components/schemas/<name>` declares (with its `allOf`
+    /// members), sorted; `None` when there is no such schema.
+    pub fn schema_properties(&self, name: &str) -> Option<Vec<String>> {
+        let schema = self.doc.get("components")?.get("schemas")?.get(name)?;
+        let mut acc = Members::default();
+        self.collect_members(schema, &mut acc, 0);
+        Some(acc.names.keys().map(|k| (*k).to_owned()).collect())
+    }
+
+    /// Gathers property names across a schema, its `$ref` target and its `allOf` members.
+    fn collect_members<'s>(&'s self, schema: &'s Value, acc: &mut Members<'s>, depth: usize) {
+        if depth > MAX_REF_HOPS {
+            return;
+        }
+        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+            acc.has_props = true;
+            for (name, p) in props {
+                acc.names.entry(name.as_str()).or_insert(p);
+            }
+        }
+        if schema.get("additionalProperties").is_some_and(|a| a == &Value::Bool(true) || a.is_object()) {
+            acc.open = true;
+        }
+        if let Some(target) = schema.get("$ref").and_then(Value::as_str).and_then(|r| self.pointer(r)) {
+            self.collect_members(target, acc, depth + 1);
+        }
+        for m in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
+            self.collect_members(m, acc, depth + 1);
+        }
     }
 
     fn pointer(&self, reference: &str) -> Option<&Value> {
@@ -197,6 +231,31 @@ impl Segment {
             return Segment::Param { prefix: prefix.to_owned(), name: name.to_owned(), suffix: suffix.to_owned() };
         }
         Segment::Literal(seg.to_owned())
+    }
+}
+
+/// Lets every `<kind>-ref` schema accept the properties `<kind>` declares.
+///
+/// The official client (egoscale v3) types each reference as the whole
+/// resource and sends whatever it holds: `exo compute sks nodepool add` puts
+/// the instance type it listed (`authorized`, `cpus`, `zones`...) where the
+/// spec names an `instance-type-ref` of only `id`, and the real API takes it.
+/// So wherever a reference may appear, the referenced schema's properties are
+/// accepted and checked against that schema (types, enums, ranges); a name
+/// neither declares is still an unknown field.
+fn widen_references(doc: &mut Value) {
+    let Some(schemas) = doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else { return };
+    let widened: Vec<(String, Map<String, Value>)> = schemas
+        .iter()
+        .filter_map(|(name, reference)| {
+            let own = reference.get("properties")?.as_object()?;
+            let mut properties = schemas.get(name.strip_suffix("-ref")?)?.get("properties")?.as_object()?.clone();
+            properties.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Some((name.clone(), properties))
+        })
+        .collect();
+    for (name, properties) in widened {
+        schemas[&name]["properties"] = Value::Object(properties);
     }
 }
 
@@ -595,7 +654,7 @@ impl<'s> Validator<'s> {
         // With allOf, the members together define the known fields, so the union decides strictness.
         let union = s.contains_key("allOf").then(|| {
             let mut acc = Members::default();
-            self.collect_members(schema, &mut acc, 0);
+            self.spec.collect_members(schema, &mut acc, 0);
             acc
         });
         let additional = s.get("additionalProperties");
@@ -641,7 +700,7 @@ impl<'s> Validator<'s> {
             let mut names = known.cloned().unwrap_or_default();
             if is_object {
                 let mut acc = Members::default();
-                self.collect_members(schema, &mut acc, 0);
+                self.spec.collect_members(schema, &mut acc, 0);
                 names.extend(acc.names);
             }
             let inner = is_object.then_some(&names).or(known);
@@ -677,28 +736,6 @@ impl<'s> Validator<'s> {
             } else if exactly_one && passed > 1 {
                 self.report(path, format!("must match exactly one of the oneOf alternatives, matched {passed}"));
             }
-        }
-    }
-
-    /// Gathers property names across a schema, its `$ref` target and its `allOf` members.
-    fn collect_members(&self, schema: &'s Value, acc: &mut Members<'s>, depth: usize) {
-        if depth > MAX_REF_HOPS {
-            return;
-        }
-        if let Some(props) = schema.get("properties").and_then(Value::as_object) {
-            acc.has_props = true;
-            for (name, p) in props {
-                acc.names.entry(name.as_str()).or_insert(p);
-            }
-        }
-        if schema.get("additionalProperties").is_some_and(|a| a == &Value::Bool(true) || a.is_object()) {
-            acc.open = true;
-        }
-        if let Some(target) = schema.get("$ref").and_then(Value::as_str).and_then(|r| self.spec.pointer(r)) {
-            self.collect_members(target, acc, depth + 1);
-        }
-        for m in schema.get("allOf").and_then(Value::as_array).into_iter().flatten() {
-            self.collect_members(m, acc, depth + 1);
         }
     }
 }

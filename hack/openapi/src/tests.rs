@@ -317,3 +317,63 @@ fn every_template_routes_to_itself_and_validates_without_panicking() {
         let _ = op.validate_response_body(200, &json!({}));
     }
 }
+
+/// An instance type as `GET /instance-type` lists it, which egoscale sends back whole.
+fn listed_instance_type() -> Value {
+    json!({"authorized": true, "cpus": 2, "family": "standard", "id": ID, "memory": 4294967296_i64,
+           "size": "medium", "zones": ["ch-gva-2", "de-fra-1"]})
+}
+
+#[test]
+fn references_accept_the_properties_of_the_resource_they_name() {
+    let op = spec().operation("POST", &format!("/sks-cluster/{ID}/nodepool")).unwrap();
+    let security_group = json!({"id": ID2, "name": "default", "description": "Default Security Group",
+        "rules": [{"id": ID, "flow-direction": "ingress", "protocol": "tcp", "start-port": 30000, "end-port": 32767,
+                   "network": "0.0.0.0/0", "description": "NodePort services"},
+                  {"id": ID2, "flow-direction": "ingress", "protocol": "tcp", "start-port": 10250, "end-port": 10250,
+                   "security-group": {"id": ID2, "name": "default"}}]});
+    let body = json!({"name": "np", "size": 2, "disk-size": 50, "instance-type": listed_instance_type(),
+        "security-groups": [security_group], "public-ip-assignment": "inet4",
+        "kubelet-image-gc": {"high-threshold": 85, "low-threshold": 80, "min-age": "2m"}});
+    assert_eq!(op.validate_request_body(Some(&body)), Ok(()));
+
+    // Still checked against the referenced schema, and still closed to names neither declares.
+    let mut bad = body.clone();
+    bad["instance-type"]["cpus"] = json!("2");
+    bad["instance-type"]["autorized"] = json!(true);
+    bad["instance-type"]["size"] = json!("gigantic");
+    bad["security-groups"][0]["rules"][0]["protocol"] = json!("sctp");
+    let errs = sorted(op.validate_request_body(Some(&bad)).unwrap_err());
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["instance-type.autorized", "instance-type.cpus", "instance-type.size", "security-groups[0].rules[0].protocol"],
+        "{errs:?}"
+    );
+    assert_eq!(errs[0].message, "unknown field");
+    assert_eq!(errs[1].message, "must be an integer, got string");
+}
+
+#[test]
+fn whole_templates_and_nulls_of_nullable_fields_are_accepted() {
+    // `exo compute instance create` names the template as `&Template{ID: ...}`: Go sends its zero time too.
+    let op = spec().operation("POST", "/instance").unwrap();
+    let body = json!({"disk-size": 50, "instance-type": listed_instance_type(), "name": "vm",
+        "public-ip-assignment": "inet4", "secureboot-enabled": false, "tpm-enabled": false,
+        "ssh-keys": [{"name": "ops"}], "template": {"created-at": "0001-01-01T00:00:00Z", "id": ID2}});
+    assert_eq!(op.validate_request_body(Some(&body)), Ok(()));
+
+    // Fields egoscale sends as `null` when unset are nullable in the spec.
+    let op = spec().operation("PUT", &format!("/sks-cluster/{ID}/nodepool/{ID2}")).unwrap();
+    let body = json!({"deploy-target": null, "description": "workers", "nvidia-mig-profiles": null});
+    assert_eq!(op.validate_request_body(Some(&body)), Ok(()));
+    let body = json!({"deploy-target": null, "labels": null});
+    assert_eq!(op.validate_request_body(Some(&body)), Err(vec![v("labels", "must be an object, got null")]));
+}
+
+#[test]
+fn lists_the_properties_a_schema_declares() {
+    let props = spec().schema_properties("load-balancer").unwrap();
+    assert_eq!(props, ["created-at", "description", "id", "ip", "labels", "name", "services", "state"]);
+    assert_eq!(spec().schema_properties("no-such-schema"), None);
+}

@@ -339,6 +339,11 @@ fn new_member(tx: &mut Tx<'_>, config: &Config, zone: &str, pool: &InstancePool)
         ssh_key: spec.ssh_key.clone(),
         ssh_keys: spec.ssh_keys.clone(),
         created_at: None,
+        secureboot_enabled: None,
+        tpm_enabled: None,
+        disk_encrypted: None,
+        application_consistent_snapshot_enabled: spec.application_consistent_snapshot_enabled,
+        user_data: spec.user_data.clone(),
     };
     let prefix = spec.instance_prefix.clone().unwrap_or_else(|| "pool".to_owned());
     new_instance(tx, config, zone, InstanceTemplate { name: None, prefix, base })

@@ -2,6 +2,7 @@
 //! subset of orchestrator-api.md) with its state on disk, for tests and local
 //! runs. It is a stand-in for a real zone, not part of the product.
 
+mod account;
 mod admin;
 mod app;
 mod auth;

@@ -100,7 +100,7 @@ pub fn versions(world: &World) -> Vec<String> {
 pub fn template_version(world: &World, template: Uuid) -> Option<String> {
     versions(world)
         .into_iter()
-        .find(|v| ["standard", "nvidia"].iter().any(|variant| catalog::nodepool_template(v, variant) == template))
+        .find(|v| catalog::NODEPOOL_VARIANTS.iter().any(|variant| catalog::nodepool_template(v, variant) == template))
 }
 
 /// A cluster started on an upgrade by a publication.

@@ -87,6 +87,21 @@ pub struct Instance {
     /// Creation time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// Whether it boots with UEFI secure boot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secureboot_enabled: Option<bool>,
+    /// Whether it has a virtual TPM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_enabled: Option<bool>,
+    /// Whether its root disk is encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_encrypted: Option<bool>,
+    /// Whether its snapshots are application-consistent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_consistent_snapshot_enabled: Option<bool>,
+    /// Cloud-init user data (base64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_data: Option<String>,
 }
 
 /// `GET /instance`.
@@ -208,6 +223,18 @@ pub struct CreateInstance {
     /// Whether it starts once created (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_start: Option<bool>,
+    /// Whether it boots with UEFI secure boot (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secureboot_enabled: Option<bool>,
+    /// Whether it gets a virtual TPM (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_enabled: Option<bool>,
+    /// Whether its snapshots are application-consistent (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_consistent_snapshot_enabled: Option<bool>,
+    /// Deprecated IPv6 switch (`public-ip-assignment: dual` replaces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_enabled: Option<bool>,
 }
 
 /// `PUT /instance/{id}`: a partial update.
@@ -226,6 +253,9 @@ pub struct UpdateInstance {
     /// Cloud-init user data (base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_data: Option<String>,
+    /// Whether its snapshots are application-consistent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_consistent_snapshot_enabled: Option<bool>,
 }
 
 /// `PUT /instance/{id}:scale`.

@@ -71,6 +71,9 @@ pub struct InstancePoolSpec {
     /// Disk size of the members in GiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_size: Option<i64>,
+    /// Whether the members' snapshots are application-consistent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_consistent_snapshot_enabled: Option<bool>,
 }
 
 /// `POST /instance-pool`: the spec plus the initial size.

@@ -315,6 +315,20 @@ pub struct SksNodepoolSpec {
     /// How public addresses are assigned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_ip_assignment: Option<PublicIpAssignment>,
+    /// NVIDIA MIG profiles of the nodes' GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nvidia_mig_profiles: Option<NvidiaMigProfiles>,
+}
+
+/// NVIDIA MIG (multi-instance GPU) profiles, per GPU model.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NvidiaMigProfiles {
+    /// Profile of A30 (24 GB) GPUs, e.g. `1g.6gb`.
+    #[serde(rename = "a30.24gb", default, skip_serializing_if = "Option::is_none")]
+    pub a30_24gb: Option<String>,
+    /// Profile of RTX PRO 6000 (96 GB) GPUs, e.g. `2g.48gb`.
+    #[serde(rename = "rtxpro6000.96gb", default, skip_serializing_if = "Option::is_none")]
+    pub rtxpro6000_96gb: Option<String>,
 }
 
 /// `POST /sks-cluster/{id}/nodepool`.

@@ -214,6 +214,8 @@ pub fn orchestrator_spec(
             .public_ip_assignment
             .as_deref()
             .map(|p| p.parse::<PublicIpAssignment>().unwrap_or_else(|never| match never {})),
+        // Not a NodePool field: an update body never carries it, so it is kept.
+        nvidia_mig_profiles: None,
     }
 }
 

@@ -19,11 +19,14 @@ pub(super) fn spec_from(obj: &Value) -> ApiResult<NodePoolSpec> {
     }
 }
 
-/// Fills the defaults of `obj`'s spec: `replicas` when unset, the disk size.
+/// Fills the defaults of `obj`'s spec: `replicas` when unset, the disk size,
+/// and the public IP assignment the orchestrator defaults to (so a spec that
+/// leaves it out equals the stored one, and a replace changes nothing).
 fn default_spec(obj: &mut Value, replicas: i64) -> ApiResult<NodePoolSpec> {
     let mut spec = spec_from(obj)?;
     spec.replicas = Some(spec.replicas.unwrap_or(replicas));
     spec.disk_size = Some(spec.disk_size.unwrap_or(validate::DEFAULT_DISK_SIZE));
+    spec.public_ip_assignment.get_or_insert_with(|| validate::DEFAULT_PUBLIC_IP_ASSIGNMENT.to_owned());
     obj["spec"] = serde_json::to_value(&spec).expect("specs serialise");
     Ok(spec)
 }

@@ -9,6 +9,8 @@ use sks_rest::validation;
 
 /// Disk size when the spec sets none.
 pub const DEFAULT_DISK_SIZE: i64 = 50;
+/// Public IP assignment when the spec sets none, as the orchestrator defaults it.
+pub const DEFAULT_PUBLIC_IP_ASSIGNMENT: &str = "inet4";
 /// Most nodes an anti-affinity group can hold.
 pub const MAX_ANTI_AFFINITY_REPLICAS: i64 = 8;
 /// Least memory of a node's instance type.

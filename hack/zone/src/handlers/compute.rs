@@ -7,7 +7,7 @@ use orchestrator::model::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::json;
+use super::{json, refs};
 use crate::app::{ApiError, ApiResult, App};
 use crate::catalog;
 use crate::http::Call;
@@ -67,7 +67,18 @@ pub fn list_instances(app: &App, call: &Call) -> ApiResult<Value> {
 
 /// An instance as listed: the list schema is a subset of the full one.
 fn list_item(i: &Instance) -> Instance {
-    Instance { disk_size: None, anti_affinity_groups: None, elastic_ips: None, deploy_target: None, ..i.clone() }
+    Instance {
+        disk_size: None,
+        anti_affinity_groups: None,
+        elastic_ips: None,
+        deploy_target: None,
+        secureboot_enabled: None,
+        tpm_enabled: None,
+        disk_encrypted: None,
+        application_consistent_snapshot_enabled: None,
+        user_data: None,
+        ..i.clone()
+    }
 }
 
 pub fn get_instance(app: &App, call: &Call) -> ApiResult<Value> {
@@ -84,10 +95,8 @@ fn link(id: Uuid) -> Option<(Uuid, String)> {
 pub fn create_instance(app: &App, call: &Call) -> ApiResult<Value> {
     let body: CreateInstance = call.body()?;
     let instance_type = body.instance_type.ok_or_else(|| ApiError::bad_request("instance-type: required"))?;
-    if catalog::instance_type(instance_type.id, &app.config.zones).is_none() {
-        return Err(ApiError::bad_request(format!("instance-type.id: unknown instance type {}", instance_type.id)));
-    }
     app.write(|tx| {
+        refs::instance(app, tx.world(), &call.zone, &body)?;
         if let Some(name) = &body.name
             && tx.zone(&call.zone).instances.values().any(|i| &i.instance.name == name)
         {
@@ -114,6 +123,11 @@ pub fn create_instance(app: &App, call: &Call) -> ApiResult<Value> {
             ssh_key: body.ssh_key.clone(),
             ssh_keys: body.ssh_keys.clone(),
             created_at: None,
+            secureboot_enabled: body.secureboot_enabled,
+            tpm_enabled: body.tpm_enabled,
+            disk_encrypted: None,
+            application_consistent_snapshot_enabled: body.application_consistent_snapshot_enabled,
+            user_data: body.user_data.clone(),
         };
         let mut rec = lifecycle::new_instance(
             tx,
@@ -166,6 +180,12 @@ pub fn update_instance(app: &App, call: &Call) -> ApiResult<Value> {
             if body.public_ip_assignment.is_some() {
                 i.public_ip_assignment = body.public_ip_assignment;
             }
+            if body.user_data.is_some() {
+                i.user_data = body.user_data;
+            }
+            if body.application_consistent_snapshot_enabled.is_some() {
+                i.application_consistent_snapshot_enabled = body.application_consistent_snapshot_enabled;
+            }
             Ok(())
         },
     )
@@ -212,6 +232,7 @@ pub fn power(app: &App, call: &Call) -> ApiResult<Value> {
 
 pub fn reset_instance(app: &App, call: &Call) -> ApiResult<Value> {
     let body: ResetInstance = call.body()?;
+    app.read(|w| refs::machine(app, w, &call.zone, None, body.template))?;
     change_instance(
         app,
         call,
@@ -232,12 +253,7 @@ pub fn reset_instance(app: &App, call: &Call) -> ApiResult<Value> {
 
 pub fn scale_instance(app: &App, call: &Call) -> ApiResult<Value> {
     let body: ScaleInstance = call.body()?;
-    if catalog::instance_type(body.instance_type.id, &app.config.zones).is_none() {
-        return Err(ApiError::bad_request(format!(
-            "instance-type.id: unknown instance type {}",
-            body.instance_type.id
-        )));
-    }
+    app.read(|w| refs::machine(app, w, &call.zone, Some(body.instance_type), None))?;
     change_instance(
         app,
         call,

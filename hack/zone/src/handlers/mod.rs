@@ -1,8 +1,10 @@
 //! One handler per orchestrator operation, dispatched by operationId.
 
 mod compute;
+mod lookups;
 mod nlb;
 mod pools;
+mod refs;
 mod sks;
 
 use serde::Serialize;
@@ -16,8 +18,15 @@ fn json<T: Serialize>(value: T) -> ApiResult<Value> {
     serde_json::to_value(value).map_err(|e| ApiError::internal(format!("encoding response: {e}")))
 }
 
-/// Runs the handler of `call.operation`.
+/// Runs the handler of `call.operation`; the answer carries every property
+/// the completeness rule asks for (`sks_zone::completeness`).
 pub fn dispatch(app: &App, call: &Call) -> ApiResult<Value> {
+    let mut answer = handle(app, call)?;
+    sks_zone::completeness::complete(&call.operation, &mut answer);
+    Ok(answer)
+}
+
+fn handle(app: &App, call: &Call) -> ApiResult<Value> {
     match call.operation.as_str() {
         "list-zones" => compute::list_zones(app),
         "get-operation" => compute::get_operation(app, call),
@@ -33,6 +42,12 @@ pub fn dispatch(app: &App, call: &Call) -> ApiResult<Value> {
         "reset-instance-field" => compute::reset_instance_field(app, call),
         "list-instance-types" => compute::list_instance_types(app),
         "get-instance-type" => compute::get_instance_type(app, call),
+        "get-reverse-dns-instance" => lookups::get_reverse_dns(app, call),
+
+        "list-templates" => lookups::list_templates(app, call),
+        "get-template" => lookups::get_template(app, call),
+        "list-security-groups" => lookups::list_security_groups(app, call),
+        "get-security-group" => lookups::get_security_group(app, call),
 
         "create-instance-pool" => pools::create(app, call),
         "list-instance-pools" => pools::list(app, call),
@@ -79,9 +94,11 @@ pub fn dispatch(app: &App, call: &Call) -> ApiResult<Value> {
         "scale-sks-nodepool" => sks::scale_nodepool(app, call),
         "evict-sks-nodepool-members" => sks::evict_nodepool(app, call),
 
-        other => Err(ApiError {
-            status: axum::http::StatusCode::NOT_IMPLEMENTED,
-            message: format!("{other} is in the Exoscale API but not served by sks-zone"),
+        other => lookups::absent_kind(call).unwrap_or_else(|| {
+            Err(ApiError {
+                status: axum::http::StatusCode::NOT_IMPLEMENTED,
+                message: format!("{other} is in the Exoscale API but not served by sks-zone"),
+            })
         }),
     }
 }

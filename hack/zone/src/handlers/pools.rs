@@ -7,9 +7,8 @@ use orchestrator::model::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::json;
+use super::{json, refs};
 use crate::app::{ApiError, ApiResult, App};
-use crate::catalog;
 use crate::http::Call;
 use crate::lifecycle;
 use crate::world::{Completion, Target, Tx};
@@ -18,20 +17,10 @@ fn link(id: Uuid) -> Option<(Uuid, String)> {
     Some((id, format!("/instance-pool/{id}")))
 }
 
-/// Checks the instance type and the counts a pool spec names.
-pub fn check_instance_type(app: &App, field: &str, id: Option<Uuid>) -> ApiResult<()> {
-    match id {
-        Some(id) if catalog::instance_type(id, &app.config.zones).is_none() => {
-            Err(ApiError::bad_request(format!("{field}.id: unknown instance type {id}")))
-        }
-        _ => Ok(()),
-    }
-}
-
 pub fn create(app: &App, call: &Call) -> ApiResult<Value> {
     let body: CreateInstancePool = call.body()?;
-    check_instance_type(app, "instance-type", body.spec.instance_type.map(|r| r.id))?;
     app.write(|tx| {
+        refs::pool(app, tx.world(), &call.zone, &body.spec)?;
         let pool = InstancePool {
             id: Uuid::new_v4(),
             state: InstancePoolState::Creating,
@@ -96,10 +85,10 @@ pub fn change_pool(
 
 pub fn update(app: &App, call: &Call) -> ApiResult<Value> {
     let body: UpdateInstancePool = call.body()?;
-    check_instance_type(app, "instance-type", body.instance_type.map(|r| r.id))?;
     let id = call.id("id", "instance pool")?;
     app.write(|tx| {
         let pool = writable_pool(tx, &call.zone, id)?;
+        refs::pool(app, tx.world(), &call.zone, &body)?;
         change_pool(app, tx, &call.zone, &call.operation, pool, |p| {
             merge_spec(&mut p.spec, body);
             Ok(Completion::Nothing)
@@ -130,7 +119,8 @@ pub fn merge_spec(spec: &mut orchestrator::model::InstancePoolSpec, body: Update
         name,
         instance_type,
         template,
-        disk_size
+        disk_size,
+        application_consistent_snapshot_enabled
     );
 }
 

@@ -7,13 +7,13 @@ use base64::engine::general_purpose::STANDARD as B64;
 use orchestrator::model::{
     ActiveTemplate, Authority, AuthorityCert, CreateSksCluster, CreateSksNodepool, EvictRequest, InstancePool,
     InstancePoolSpec, InstancePoolState, KubeconfigRequest, KubeconfigResponse, Manager, ManagerType, Ref,
-    ScaleRequest, SksCluster, SksClusterLevel, SksClusterList, SksClusterState, SksClusterVersions, SksCni,
-    SksNodepool, SksNodepoolState, UpdateSksCluster, UpdateSksNodepool, UpgradeSksCluster,
+    ScaleRequest, SksCluster, SksClusterLevel, SksClusterList, SksClusterState, SksClusterVersions, SksNodepool,
+    SksNodepoolState, UpdateSksCluster, UpdateSksNodepool, UpgradeSksCluster,
 };
 use serde_json::{Value, json as j};
 use uuid::Uuid;
 
-use super::{json, pools};
+use super::{json, pools, refs};
 use crate::app::{ApiError, ApiResult, App};
 use crate::catalog;
 use crate::control_plane;
@@ -105,7 +105,8 @@ pub fn create_cluster(app: &App, call: &Call) -> ApiResult<Value> {
             state: state_while(app, SksClusterState::Creating),
             version: body.version.clone(),
             level: body.level.clone(),
-            cni: Some(body.cni.clone().unwrap_or(SksCni::Calico)),
+            // Without `cni`, SKS deploys none.
+            cni: body.cni.clone(),
             endpoint: Some(endpoint),
             default_security_group_id: body.create_default_security_group.unwrap_or(false).then(Uuid::new_v4),
             nodepools: Vec::new(),
@@ -338,8 +339,8 @@ fn pool_spec_of(np: &orchestrator::model::SksNodepoolSpec, template: Uuid, name:
 pub fn create_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
     let body: CreateSksNodepool = call.body()?;
     let cluster_id = call.id("id", "SKS cluster")?;
-    pools::check_instance_type(app, "instance-type", body.spec.instance_type.map(|r| r.id))?;
     app.write(|tx| {
+        refs::nodepool(app, tx.world(), &call.zone, &body.spec)?;
         let cluster = live_cluster(tx, &call.zone, cluster_id)?.cluster;
         check_unique_name(tx, &call.zone, cluster_id, body.spec.name.as_deref(), None)?;
         let (id, pool_id) = (Uuid::new_v4(), Uuid::new_v4());
@@ -420,8 +421,8 @@ fn change_nodepool(
 
 pub fn update_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
     let body: UpdateSksNodepool = call.body()?;
-    pools::check_instance_type(app, "instance-type", body.instance_type.map(|r| r.id))?;
     change_nodepool(app, call, |tx, rec, pool| {
+        refs::nodepool(app, tx.world(), &call.zone, &body)?;
         check_unique_name(
             tx,
             &call.zone,
@@ -446,7 +447,8 @@ pub fn update_nodepool(app: &App, call: &Call) -> ApiResult<Value> {
             deploy_target,
             instance_prefix,
             kubelet_image_gc,
-            public_ip_assignment
+            public_ip_assignment,
+            nvidia_mig_profiles
         );
         // New members get the new settings; existing ones keep theirs, as on SKS.
         let template = pool.spec.template.map(|t| t.id).unwrap_or_default();
