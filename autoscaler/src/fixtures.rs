@@ -3,7 +3,7 @@
 use sks_keys::label;
 
 use crate::labels::Labels;
-use crate::node::NodeInfo;
+use crate::node::{NodeInfo, Replacement};
 use crate::pod::{Owner, Phase, PodInfo};
 use crate::predicates::NodeView;
 use crate::resources::Resources;
@@ -50,6 +50,10 @@ impl PodBuilder {
         self.0.requests.memory_bytes = bytes;
         self
     }
+    pub fn namespace(mut self, ns: &str) -> Self {
+        self.0.namespace = ns.into();
+        self
+    }
     /// Bound to `node` and running.
     pub fn on(mut self, node: &str) -> Self {
         self.0.node_name = Some(node.into());
@@ -58,6 +62,10 @@ impl PodBuilder {
     }
     pub fn phase(mut self, phase: Phase) -> Self {
         self.0.phase = phase;
+        self
+    }
+    pub fn label(mut self, k: &str, v: &str) -> Self {
+        self.0.labels = std::mem::take(&mut self.0.labels).with(k, v);
         self
     }
     pub fn selector(mut self, k: &str, v: &str) -> Self {
@@ -93,6 +101,23 @@ impl PodBuilder {
     pub fn owner(mut self, kind: &str) -> Self {
         self.0.owner = Some(Box::new(Owner { kind: kind.into(), name: "owner".into() }));
         self.0.daemonset = kind == "DaemonSet";
+        self
+    }
+    pub fn bare(mut self) -> Self {
+        self.0.owner = None;
+        self
+    }
+    pub fn mirror(mut self) -> Self {
+        self.0.owner = None;
+        self.0.mirror = true;
+        self
+    }
+    pub fn safe_to_evict(mut self, safe: bool) -> Self {
+        self.0.safe_to_evict = Some(safe);
+        self
+    }
+    pub fn local_storage(mut self) -> Self {
+        self.0.local_storage = true;
         self
     }
     pub fn build(self) -> PodInfo {
@@ -133,6 +158,9 @@ impl NodeFixture {
         self.info.labels = std::mem::take(&mut self.info.labels).with(k, v);
         self
     }
+    pub fn pool(self, nodepool_id: &str) -> Self {
+        self.label(label::NODEPOOL_ID, nodepool_id)
+    }
     pub fn taint(mut self, k: &str, v: &str) -> Self {
         let mut all = self.info.taints.into_vec();
         all.push(Taint::new(k, v, Effect::NoSchedule));
@@ -145,6 +173,18 @@ impl NodeFixture {
     }
     pub fn uncordoned(mut self) -> Self {
         self.info.unschedulable = false;
+        self
+    }
+    pub fn not_ready(mut self) -> Self {
+        self.info.ready = false;
+        self
+    }
+    pub fn scale_down_disabled(mut self) -> Self {
+        self.info.scale_down_disabled = true;
+        self
+    }
+    pub fn replaced(mut self, by: Replacement) -> Self {
+        self.info.replacement = Some(by);
         self
     }
     pub fn used(mut self, cpu_millis: i64, memory_bytes: i64, pods: i64) -> Self {

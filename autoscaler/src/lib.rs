@@ -7,32 +7,40 @@
 //! batches, calls the orchestrator, writes events and performs removals.
 
 pub mod binpack;
+pub mod drain;
 pub mod events;
 pub mod expander;
 pub mod labels;
 pub mod messages;
 pub mod node;
+pub mod pdb;
 pub mod pod;
 pub mod predicates;
 pub mod quantity;
 pub mod reserve;
 pub mod resources;
+pub mod scale_down;
 pub mod scale_up;
 pub mod selector;
 mod slim;
 pub mod snapshot;
 pub mod taints;
 pub mod template;
+pub mod unneeded;
+pub mod utilization;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
 
 pub use labels::Labels;
 pub use node::{NodeInfo, Replacement, SlimNode};
+pub use pdb::PdbInfo;
 pub use pod::{DaemonSetPod, Owner, Phase, PodInfo, SlimPod};
 pub use predicates::{NodeView, Unfit, fits};
 pub use reserve::allocatable;
 pub use resources::Resources;
+pub use scale_down::{ScaleDown, ScaleDownOptions, Unremovable, plan_scale_down};
 pub use scale_up::{ScaleUp, ScaleUpOptions, plan_scale_up};
 pub use snapshot::ClusterSnapshot;
 pub use template::{Template, TemplateSpec};
+pub use unneeded::UnneededTracker;
