@@ -99,6 +99,19 @@ impl Increase<'_> {
     }
 }
 
+/// A template node the plan puts pending pods on: one on its way, or a new one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateNode<'a> {
+    /// Its pool.
+    pub template: &'a Template,
+    /// Its index among the pool's upcoming-then-new nodes.
+    pub index: usize,
+    /// Whether it is on its way already (else the plan adds it).
+    pub upcoming: bool,
+    /// The pending pods placed on it, besides the pool's DaemonSet pods.
+    pub pods: Vec<&'a PodInfo>,
+}
+
 /// A pod no pool can help, and why, per pool.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Unhelped<'a> {
@@ -124,6 +137,8 @@ pub struct ScaleUp<'a> {
     pub fits_existing: Vec<&'a PodInfo>,
     /// Pending pods that nodes on their way will take.
     pub awaiting_upcoming: Vec<&'a PodInfo>,
+    /// The template nodes pending pods are placed on, by pool name and index.
+    pub template_nodes: Vec<TemplateNode<'a>>,
     /// Pending pods no pool can help.
     pub unhelped: Vec<Unhelped<'a>>,
     /// Pools at their maximum with pending pods they could otherwise take, by name.
@@ -148,25 +163,10 @@ pub fn plan_scale_up<'a>(
     plan.fits_existing = fit;
     let pools = Pools::new(&left, templates, &options.priorities);
     let placed = pools.place();
-    for (t, template) in templates.iter().enumerate() {
-        let upcoming = template.upcoming as usize;
-        let used = placed.iter().flatten().filter(|(pool, _)| *pool == t).map(|(_, slot)| slot + 1).max();
-        let new = used.unwrap_or(0).saturating_sub(upcoming);
-        if new > 0 {
-            let pods =
-                left.iter().zip(&placed).filter(|(_, at)| matches!(at, Some((p, s)) if *p == t && *s >= upcoming));
-            plan.increases.push(Increase {
-                template,
-                from: template.target_size,
-                to: template.target_size + new as u32,
-                pods: pods.map(|(pod, _)| *pod).collect(),
-            });
-        }
-    }
-    for (i, (pod, at)) in left.iter().zip(&placed).enumerate() {
-        match at {
-            Some((t, slot)) if *slot < templates[*t].upcoming as usize => plan.awaiting_upcoming.push(pod),
-            Some(_) => {}
+    let mut on_nodes: BTreeMap<(&str, usize, usize), Vec<&PodInfo>> = BTreeMap::new();
+    for (i, (&pod, at)) in left.iter().zip(&placed).enumerate() {
+        match *at {
+            Some((t, index)) => on_nodes.entry((&templates[t].name, t, index)).or_default().push(pod),
             None => plan.unhelped.push(Unhelped {
                 pod,
                 reasons: templates
@@ -177,13 +177,33 @@ pub fn plan_scale_up<'a>(
             }),
         }
     }
+    for ((_, t, index), pods) in on_nodes {
+        let template = &templates[t];
+        let upcoming = index < template.upcoming as usize;
+        if upcoming {
+            plan.awaiting_upcoming.extend(&pods);
+        } else {
+            match plan.increases.last_mut().filter(|inc| std::ptr::eq(inc.template, template)) {
+                Some(inc) => inc.pods.extend(&pods),
+                None => plan.increases.push(Increase {
+                    template,
+                    from: template.target_size,
+                    to: template.target_size,
+                    pods: pods.clone(),
+                }),
+            }
+            let inc = plan.increases.last_mut().expect("just pushed or extended");
+            // Nodes are used in order, upcoming ones first: the last one used sets the size.
+            inc.to = template.target_size + (index + 1 - template.upcoming as usize) as u32;
+        }
+        plan.template_nodes.push(TemplateNode { template, index, upcoming, pods });
+    }
     plan.limited = templates
         .iter()
         .filter(|t| {
             plan.unhelped.iter().any(|u| u.reasons.iter().any(|(p, r)| p == t && *r == PoolReason::MaxSizeReached))
         })
         .collect();
-    plan.increases.sort_by(|a, b| a.template.name.cmp(&b.template.name));
     plan.limited.sort_by(|a, b| a.name.cmp(&b.name));
     plan
 }
