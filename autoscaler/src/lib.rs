@@ -31,6 +31,8 @@ pub mod utilization;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+#[cfg(test)]
+mod properties;
 
 pub use labels::Labels;
 pub use node::{NodeInfo, Replacement, SlimNode};
