@@ -192,14 +192,7 @@ impl NodeFixture {
         self
     }
     pub fn view(&self) -> NodeView<'_> {
-        NodeView {
-            name: &self.info.name,
-            labels: &self.info.labels,
-            taints: &self.info.taints,
-            unschedulable: self.info.unschedulable,
-            allocatable: self.info.allocatable,
-            requested: self.requested,
-        }
+        self.info.view(self.requested)
     }
     pub fn build(self) -> NodeInfo {
         self.info

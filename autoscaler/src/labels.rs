@@ -4,7 +4,9 @@
 
 use std::fmt;
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess};
+
+use crate::wire::{FromEntries, from_entries};
 
 /// Labels (or a `nodeSelector`), sorted by key, keys unique.
 #[derive(Clone, Default, PartialEq, Eq, Hash)]
@@ -71,33 +73,22 @@ impl fmt::Debug for Labels {
     }
 }
 
+/// The entries of a labels object, before sorting.
+#[derive(Default)]
+struct Entries(Vec<(String, String)>);
+
+impl<'de> FromEntries<'de> for Entries {
+    const EXPECTING: &'static str = "a map of strings";
+    fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        self.0.push((key.to_owned(), map.next_value()?));
+        Ok(())
+    }
+}
+
 impl<'de> Deserialize<'de> for Labels {
     /// From a JSON object of strings; `null` is no labels.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct LabelsVisitor;
-        impl<'de> Visitor<'de> for LabelsVisitor {
-            type Value = Labels;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of strings")
-            }
-            fn visit_unit<E>(self) -> Result<Labels, E> {
-                Ok(Labels::new())
-            }
-            fn visit_none<E>(self) -> Result<Labels, E> {
-                Ok(Labels::new())
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Labels, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(entry) = map.next_entry::<String, String>()? {
-                    entries.push(entry);
-                }
-                Ok(entries.into_iter().collect())
-            }
-        }
-        deserializer.deserialize_option(LabelsVisitor)
+        Ok(from_entries::<D, Entries>(deserializer)?.0.into_iter().collect())
     }
 }
 

@@ -28,6 +28,7 @@ pub mod taints;
 pub mod template;
 pub mod unneeded;
 pub mod utilization;
+mod wire;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
@@ -43,6 +44,7 @@ pub use reserve::allocatable;
 pub use resources::Resources;
 pub use scale_down::{ScaleDown, ScaleDownOptions, Unremovable, plan_scale_down};
 pub use scale_up::{ScaleUp, ScaleUpOptions, plan_scale_up};
+pub use slim::Slim;
 pub use snapshot::ClusterSnapshot;
 pub use template::{Template, TemplateSpec};
 pub use unneeded::UnneededTracker;

@@ -4,19 +4,19 @@
 //! autoscaler (cluster-autoscaler's `scale-down-disabled`, and the replacement
 //! markers auto-heal and the upgrade roll write before evicting an instance).
 
-use std::fmt;
-
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess};
 use sks_keys::{annotation, label, taint};
 
 use crate::labels::Labels;
+use crate::predicates::NodeView;
 use crate::resources::{ResourceList, Resources};
-use crate::selector::null_as_empty;
+use crate::slim::{FromObject, Slim, key_metadata};
 use crate::taints::Taint;
+use crate::wire::{FromEntries, ObjectWire, null_as_empty, skip};
 
 /// Who is replacing a Node (its instance is being swapped for a new one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -61,6 +61,18 @@ impl NodeInfo {
         self.taints.iter().any(|t| &*t.key == taint::TO_BE_DELETED)
     }
 
+    /// The node as the filters see it, with pods requesting `requested` on it.
+    pub fn view(&self, requested: Resources) -> NodeView<'_> {
+        NodeView {
+            name: &self.name,
+            labels: &self.labels,
+            taints: &self.taints,
+            unschedulable: self.unschedulable,
+            allocatable: self.allocatable,
+            requested,
+        }
+    }
+
     /// Whether new pods may land on it as it is now: Ready, not cordoned, not
     /// on its way out (replaced or being scaled down).
     pub fn in_service(&self) -> bool {
@@ -71,80 +83,42 @@ impl NodeInfo {
 impl<'de> Deserialize<'de> for NodeInfo {
     /// From a Node's JSON.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(NodeWire::deserialize(d)?.into_parts().1)
+        Ok(NodeInfo::from_object(d)?.1)
     }
 }
 
-/// A Node for kube's `Api<SlimNode>` and watcher: the [`NodeInfo`] plus the
-/// metadata they key on (name, uid, resourceVersion; nothing else).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlimNode {
-    /// Name, uid and resourceVersion only.
-    pub metadata: ObjectMeta,
-    /// What the simulation reads.
-    pub info: NodeInfo,
-}
+/// A Node for kube's `Api<SlimNode>` and watcher.
+pub type SlimNode = Slim<NodeInfo>;
 
-impl<'de> Deserialize<'de> for SlimNode {
-    /// From a Node's JSON.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (metadata, info) = NodeWire::deserialize(d)?.into_parts();
-        Ok(SlimNode { metadata, info })
+impl FromObject for NodeInfo {
+    fn from_object<'de, D: Deserializer<'de>>(d: D) -> Result<(ObjectMeta, Self), D::Error> {
+        Ok(into_parts(NodeWire::deserialize(d)?))
     }
 }
 
-crate::slim::slim_resource!(SlimNode, Node);
+crate::slim::slim_resource!(Slim<NodeInfo>, Node);
 
-#[derive(Deserialize)]
-struct NodeWire {
-    #[serde(default)]
-    metadata: MetaWire,
-    #[serde(default)]
-    spec: SpecWire,
-    #[serde(default)]
-    status: StatusWire,
+type NodeWire = ObjectWire<MetaWire, SpecWire, StatusWire>;
+
+/// The key metadata and slim form of a decoded Node.
+fn into_parts(node: NodeWire) -> (ObjectMeta, NodeInfo) {
+    let (m, spec, status) = (node.metadata, node.spec, node.status);
+    let meta = key_metadata(None, m.name.clone(), m.uid, m.resource_version);
+    let info = NodeInfo {
+        name: m.name.unwrap_or_default().into(),
+        labels: m.labels,
+        taints: spec.taints,
+        allocatable: status.allocatable.amounts,
+        unschedulable: spec.unschedulable.unwrap_or(false),
+        ready: status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
+        created: m.creation_timestamp,
+        scale_down_disabled: m.annotations.scale_down_disabled,
+        replacement: m.annotations.replacement,
+    };
+    (meta, info)
 }
 
-impl NodeWire {
-    fn into_parts(self) -> (ObjectMeta, NodeInfo) {
-        let m = self.metadata;
-        let meta = ObjectMeta {
-            name: m.name.clone(),
-            uid: m.uid,
-            resource_version: m.resource_version,
-            ..ObjectMeta::default()
-        };
-        let info = NodeInfo {
-            name: m.name.unwrap_or_default().into(),
-            labels: m.labels,
-            taints: self.spec.taints,
-            allocatable: self.status.allocatable.amounts,
-            unschedulable: self.spec.unschedulable.unwrap_or(false),
-            ready: self.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True"),
-            created: m.creation_timestamp,
-            scale_down_disabled: m.annotations.scale_down_disabled,
-            replacement: m.annotations.replacement,
-        };
-        (meta, info)
-    }
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct MetaWire {
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    uid: Option<String>,
-    #[serde(default)]
-    resource_version: Option<String>,
-    #[serde(default)]
-    creation_timestamp: Option<Timestamp>,
-    #[serde(default)]
-    labels: Labels,
-    #[serde(default)]
-    annotations: Annotations,
-}
+type MetaWire = crate::wire::MetaWire<Annotations>;
 
 /// The annotations the autoscaler reads; every other one is skipped unread.
 #[derive(Default)]
@@ -153,48 +127,23 @@ struct Annotations {
     replacement: Option<Replacement>,
 }
 
-impl<'de> Deserialize<'de> for Annotations {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct AnnotationsVisitor;
-        impl<'de> Visitor<'de> for AnnotationsVisitor {
-            type Value = Annotations;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of strings")
+impl<'de> FromEntries<'de> for Annotations {
+    const EXPECTING: &'static str = "a map of strings";
+    fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            annotation::SCALE_DOWN_DISABLED => self.scale_down_disabled = map.next_value::<String>()? == "true",
+            // Auto-heal's marker wins if both are present: it restores the size last.
+            annotation::AUTO_HEAL_REPLACING => {
+                skip(map)?;
+                self.replacement = Some(Replacement::AutoHeal);
             }
-            fn visit_unit<E>(self) -> Result<Annotations, E> {
-                Ok(Annotations::default())
+            annotation::UPGRADE_REPLACING => {
+                skip(map)?;
+                self.replacement.get_or_insert(Replacement::Upgrade);
             }
-            fn visit_none<E>(self) -> Result<Annotations, E> {
-                Ok(Annotations::default())
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Annotations, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Annotations, A::Error> {
-                let mut out = Annotations::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match &*key {
-                        annotation::SCALE_DOWN_DISABLED => {
-                            out.scale_down_disabled = map.next_value::<String>()? == "true";
-                        }
-                        // Auto-heal's marker wins if both are present: it restores the size last.
-                        annotation::AUTO_HEAL_REPLACING => {
-                            map.next_value::<IgnoredAny>()?;
-                            out.replacement = Some(Replacement::AutoHeal);
-                        }
-                        annotation::UPGRADE_REPLACING => {
-                            map.next_value::<IgnoredAny>()?;
-                            out.replacement.get_or_insert(Replacement::Upgrade);
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(out)
-            }
+            _ => skip(map)?,
         }
-        d.deserialize_option(AnnotationsVisitor)
+        Ok(())
     }
 }
 
@@ -282,23 +231,5 @@ mod tests {
         let mut disabled_false = base;
         disabled_false["metadata"]["annotations"] = json!({ annotation::SCALE_DOWN_DISABLED: "false" });
         assert!(!node(disabled_false).scale_down_disabled);
-    }
-
-    #[test]
-    fn a_slim_node_keeps_the_keys_kube_needs() {
-        let slim: SlimNode = serde_json::from_value(
-            json!({"metadata": {"name": "n", "uid": "u", "resourceVersion": "3", "labels": {"a": "b"}}}),
-        )
-        .unwrap();
-        assert_eq!(
-            slim.metadata,
-            ObjectMeta {
-                name: Some("n".into()),
-                uid: Some("u".into()),
-                resource_version: Some("3".into()),
-                ..Default::default()
-            }
-        );
-        assert_eq!(<SlimNode as k8s_openapi::Resource>::KIND, "Node");
     }
 }

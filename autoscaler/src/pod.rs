@@ -12,19 +12,19 @@
 //! the larger of the two, pod-level requests replace CPU and memory when set,
 //! and the pod overhead is added; every pod counts one against `pods`.
 
-use std::fmt;
-
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess};
 use sks_keys::annotation;
 
 use crate::labels::Labels;
 use crate::resources::{ResourceList, Resources};
-use crate::selector::{NodeSelector, null_as_empty};
+use crate::selector::NodeSelector;
+use crate::slim::{FromObject, Slim, key_metadata};
 use crate::taints::Toleration;
+use crate::wire::{FromEntries, ObjectWire, null_as_empty, skip};
 
 /// A pod's phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -116,8 +116,7 @@ impl PodInfo {
 impl<'de> Deserialize<'de> for PodInfo {
     /// From a Pod's JSON (`metadata`, `spec`, `status`).
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let wire = PodWire::deserialize(d)?;
-        Ok(wire.into_parts().1)
+        Ok(PodInfo::from_object(d)?.1)
     }
 }
 
@@ -159,47 +158,24 @@ impl<'de> Deserialize<'de> for DaemonSetPod {
     }
 }
 
-/// A pod for kube's `Api<SlimPod>` and watcher: the [`PodInfo`] plus the
-/// metadata they key on (name, namespace, uid, resourceVersion; nothing else).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SlimPod {
-    /// Name, namespace, uid and resourceVersion only.
-    pub metadata: ObjectMeta,
-    /// What the simulation reads.
-    pub info: PodInfo,
-}
+/// A pod for kube's `Api<SlimPod>` and watcher.
+pub type SlimPod = Slim<PodInfo>;
 
-impl<'de> Deserialize<'de> for SlimPod {
-    /// From a Pod's JSON.
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (metadata, info) = PodWire::deserialize(d)?.into_parts();
-        Ok(SlimPod { metadata, info })
+impl FromObject for PodInfo {
+    fn from_object<'de, D: Deserializer<'de>>(d: D) -> Result<(ObjectMeta, Self), D::Error> {
+        Ok(into_parts(PodWire::deserialize(d)?))
     }
 }
 
-crate::slim::slim_resource!(SlimPod, Pod);
+crate::slim::slim_resource!(Slim<PodInfo>, Pod);
 
-#[derive(Deserialize, Default)]
-struct PodWire {
-    #[serde(default)]
-    metadata: MetaWire,
-    #[serde(default)]
-    spec: SpecWire,
-    #[serde(default)]
-    status: StatusWire,
-}
+type PodWire = ObjectWire<MetaWire, SpecWire, StatusWire>;
 
-impl PodWire {
-    fn into_parts(self) -> (ObjectMeta, PodInfo) {
-        let meta = ObjectMeta {
-            name: self.metadata.name.clone(),
-            namespace: self.metadata.namespace.clone(),
-            uid: self.metadata.uid.clone(),
-            resource_version: self.metadata.resource_version.clone(),
-            ..ObjectMeta::default()
-        };
-        (meta, pod_info(self.metadata, self.spec, self.status))
-    }
+/// The key metadata and slim form of a decoded Pod.
+fn into_parts(pod: PodWire) -> (ObjectMeta, PodInfo) {
+    let mut m = pod.metadata;
+    let meta = key_metadata(m.namespace.clone(), m.name.clone(), m.uid.clone(), m.resource_version.take());
+    (meta, pod_info(m, pod.spec, pod.status))
 }
 
 fn pod_info(meta: MetaWire, spec: SpecWire, status: StatusWire) -> PodInfo {
@@ -241,24 +217,7 @@ fn pod_info(meta: MetaWire, spec: SpecWire, status: StatusWire) -> PodInfo {
     }
 }
 
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct MetaWire {
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    uid: Option<String>,
-    #[serde(default)]
-    resource_version: Option<String>,
-    #[serde(default)]
-    labels: Labels,
-    #[serde(default)]
-    annotations: Annotations,
-    #[serde(default, rename = "ownerReferences", deserialize_with = "controller_of")]
-    owner: Option<Owner>,
-}
+type MetaWire = crate::wire::MetaWire<Annotations>;
 
 /// The annotations the autoscaler reads; every other one is skipped unread.
 #[derive(Default)]
@@ -269,68 +228,27 @@ struct Annotations {
     daemonset_pod: bool,
 }
 
-impl<'de> Deserialize<'de> for Annotations {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct AnnotationsVisitor;
-        impl<'de> Visitor<'de> for AnnotationsVisitor {
-            type Value = Annotations;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of strings")
+impl<'de> FromEntries<'de> for Annotations {
+    const EXPECTING: &'static str = "a map of strings";
+    fn entry<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            annotation::CONFIG_MIRROR => {
+                skip(map)?;
+                self.mirror = true;
             }
-            fn visit_unit<E>(self) -> Result<Annotations, E> {
-                Ok(Annotations::default())
-            }
-            fn visit_none<E>(self) -> Result<Annotations, E> {
-                Ok(Annotations::default())
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Annotations, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Annotations, A::Error> {
-                let mut out = Annotations::default();
-                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-                    match &*key {
-                        annotation::CONFIG_MIRROR => {
-                            map.next_value::<IgnoredAny>()?;
-                            out.mirror = true;
-                        }
-                        annotation::SAFE_TO_EVICT => {
-                            out.safe_to_evict = match map.next_value::<String>()?.as_str() {
-                                "true" => Some(true),
-                                "false" => Some(false),
-                                _ => None,
-                            }
-                        }
-                        annotation::SAFE_TO_EVICT_LOCAL_VOLUMES => {
-                            out.safe_local_volumes = Some(map.next_value()?);
-                        }
-                        annotation::DAEMONSET_POD => out.daemonset_pod = map.next_value::<String>()? == "true",
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                        }
-                    }
+            annotation::SAFE_TO_EVICT => {
+                self.safe_to_evict = match map.next_value::<String>()?.as_str() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    _ => None,
                 }
-                Ok(out)
             }
+            annotation::SAFE_TO_EVICT_LOCAL_VOLUMES => self.safe_local_volumes = Some(map.next_value()?),
+            annotation::DAEMONSET_POD => self.daemonset_pod = map.next_value::<String>()? == "true",
+            _ => skip(map)?,
         }
-        d.deserialize_option(AnnotationsVisitor)
+        Ok(())
     }
-}
-
-/// The owner reference marked `controller: true`.
-fn controller_of<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Owner>, D::Error> {
-    #[derive(Deserialize)]
-    struct OwnerRef {
-        kind: String,
-        name: String,
-        #[serde(default)]
-        controller: Option<bool>,
-    }
-    let refs = Option::<Vec<OwnerRef>>::deserialize(d)?.unwrap_or_default();
-    Ok(refs
-        .into_iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| Owner { kind: r.kind.into(), name: r.name.into() }))
 }
 
 #[derive(Deserialize, Default)]
@@ -663,28 +581,6 @@ mod tests {
         assert_eq!(pod.requests, Resources::new(100, 128 * MI, 1));
         assert_eq!(pod.labels.get("k8s-app"), Some("cilium"));
         assert_eq!(pod.node_selector.get("kubernetes.io/os"), Some("linux"));
-    }
-
-    #[test]
-    fn a_slim_pod_keeps_the_keys_kube_needs() {
-        let slim: SlimPod = serde_json::from_value(json!({
-            "metadata": {"namespace": "a", "name": "p", "uid": "u", "resourceVersion": "42", "labels": {"x": "y"},
-                "managedFields": [{"manager": "m"}], "finalizers": ["f"]}
-        }))
-        .unwrap();
-        assert_eq!(
-            slim.metadata,
-            ObjectMeta {
-                namespace: Some("a".into()),
-                name: Some("p".into()),
-                uid: Some("u".into()),
-                resource_version: Some("42".into()),
-                ..Default::default()
-            }
-        );
-        assert_eq!(slim.info.labels.get("x"), Some("y"));
-        assert_eq!(<SlimPod as k8s_openapi::Resource>::KIND, "Pod");
-        assert_eq!(<SlimPod as k8s_openapi::ListableResource>::LIST_KIND, "PodList");
     }
 }
 

@@ -56,19 +56,12 @@ struct Parsed {
 
 impl Parsed {
     fn from_str(s: &str) -> Result<Self, QuantityError> {
-        let bytes = s.as_bytes();
-        let mut i = 0;
-        let negative = match bytes.first() {
-            Some(b'-') => {
-                i = 1;
-                true
-            }
-            Some(b'+') => {
-                i = 1;
-                false
-            }
-            _ => false,
+        let (negative, unsigned) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s.strip_prefix('+').unwrap_or(s)),
         };
+        let bytes = unsigned.as_bytes();
+        let mut i = 0;
         let mut p = Parsed { negative, mantissa: 0, exp10: 0, exp2: 0, dropped: false };
         let mut digits = 0;
         let mut fraction = false;
@@ -86,7 +79,7 @@ impl Parsed {
         if digits == 0 {
             return Err(error(s, "no digits"));
         }
-        p.suffix(&s[i..]).map_err(|reason| error(s, reason))?;
+        p.suffix(&unsigned[i..]).map_err(|reason| error(s, reason))?;
         Ok(p)
     }
 

@@ -2,14 +2,14 @@
 //! and pods. Requests and capacities of every other kind (ephemeral storage,
 //! hugepages, extended resources such as GPUs) are not modelled.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::{Add, AddAssign, Sub, SubAssign};
 
-use std::borrow::Cow;
-
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess};
 
 use crate::quantity::{QuantityError, parse_milli, parse_value};
+use crate::wire::{FromEntries, from_entries, skip};
 
 /// CPU, memory and a pod count: a request, a capacity or what is left of one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -107,47 +107,29 @@ pub(crate) struct ResourceList {
 
 type Parser = fn(&str) -> Result<i64, QuantityError>;
 
+impl<'de> FromEntries<'de> for ResourceList {
+    const EXPECTING: &'static str = "a map of resource names to quantities";
+    fn entry<A: MapAccess<'de>>(&mut self, name: &str, map: &mut A) -> Result<(), A::Error> {
+        let (slot, parse): (&mut i64, Parser) = match name {
+            "cpu" => {
+                self.names_cpu = true;
+                (&mut self.amounts.cpu_millis, parse_milli)
+            }
+            "memory" => {
+                self.names_memory = true;
+                (&mut self.amounts.memory_bytes, parse_value)
+            }
+            "pods" => (&mut self.amounts.pods, parse_value),
+            _ => return skip(map),
+        };
+        *slot = parse(&map.next_value::<Cow<'de, str>>()?).map_err(serde::de::Error::custom)?;
+        Ok(())
+    }
+}
+
 impl<'de> Deserialize<'de> for ResourceList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ListVisitor;
-        impl<'de> Visitor<'de> for ListVisitor {
-            type Value = ResourceList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a map of resource names to quantities")
-            }
-            fn visit_unit<E>(self) -> Result<ResourceList, E> {
-                Ok(ResourceList::default())
-            }
-            fn visit_none<E>(self) -> Result<ResourceList, E> {
-                Ok(ResourceList::default())
-            }
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<ResourceList, D::Error> {
-                d.deserialize_map(self)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ResourceList, A::Error> {
-                let mut out = ResourceList::default();
-                while let Some(name) = map.next_key::<Cow<'de, str>>()? {
-                    let (slot, parse): (&mut i64, Parser) = match &*name {
-                        "cpu" => {
-                            out.names_cpu = true;
-                            (&mut out.amounts.cpu_millis, parse_milli)
-                        }
-                        "memory" => {
-                            out.names_memory = true;
-                            (&mut out.amounts.memory_bytes, parse_value)
-                        }
-                        "pods" => (&mut out.amounts.pods, parse_value),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = parse(&map.next_value::<Cow<'de, str>>()?).map_err(serde::de::Error::custom)?;
-                }
-                Ok(out)
-            }
-        }
-        deserializer.deserialize_option(ListVisitor)
+        from_entries(deserializer)
     }
 }
 

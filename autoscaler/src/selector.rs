@@ -9,6 +9,7 @@
 use serde::Deserialize;
 
 use crate::labels::Labels;
+use crate::wire::null_as_empty;
 
 /// The only field `matchFields` may name.
 pub const NODE_NAME_FIELD: &str = "metadata.name";
@@ -187,15 +188,6 @@ pub fn pdb_covers(selector: &LabelSelector, labels: &Labels) -> bool {
             .match_expressions
             .iter()
             .all(|r| !matches!(r.operator, Operator::Gt | Operator::Lt) && r.matches(labels.get(&r.key)))
-}
-
-/// Decodes `null` or an absent list as empty.
-pub(crate) fn null_as_empty<'de, D, T>(d: D) -> Result<Box<[T]>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default().into_boxed_slice())
 }
 
 #[cfg(test)]

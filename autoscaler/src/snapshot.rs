@@ -21,14 +21,7 @@ pub struct NodeState<'a> {
 impl<'a> NodeState<'a> {
     /// The node as the filters see it, with `requested` on it.
     pub fn view_with(&self, requested: Resources) -> NodeView<'a> {
-        NodeView {
-            name: &self.info.name,
-            labels: &self.info.labels,
-            taints: &self.info.taints,
-            unschedulable: self.info.unschedulable,
-            allocatable: self.info.allocatable,
-            requested,
-        }
+        self.info.view(requested)
     }
 
     /// The node as the filters see it now.
