@@ -170,71 +170,26 @@ pub fn plan_scale_down<'a>(
 ) -> ScaleDown<'a> {
     let mut round = Round::new(cluster, templates, pdbs);
     let mut plan = ScaleDown::default();
-    let mut candidates = Vec::new();
-    for (i, node) in cluster.nodes().iter().enumerate() {
-        match round.static_reason(i) {
-            Some(reason) => plan.unremovable.push((node.info, reason)),
-            None => candidates.push(i),
-        }
-    }
-    let mut order: Vec<(bool, f64, usize)> =
-        candidates.iter().map(|&i| (round.has_moves(i), round.utilization(i), i)).collect();
-    order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut unneeded = Vec::new();
-    for (_, _, i) in order {
-        match round.try_empty(i, options.utilization_threshold) {
-            Ok(util) => unneeded.push((i, util)),
-            Err(reason) => plan.unremovable.push((cluster.nodes()[i].info, reason)),
-        }
-    }
-    tracker.update(unneeded.iter().map(|&(i, _)| &*cluster.nodes()[i].info.name), now);
-    plan.unneeded = unneeded.iter().map(|&(i, _)| cluster.nodes()[i].info).collect();
-    let homes = round.homes();
-    // Empty nodes first; the sort is stable, so each group keeps the evaluation order.
-    unneeded.sort_by_key(|&(i, _)| round.moved_from[i].as_ref().is_some_and(|m| !m.is_empty()));
-    let mut chosen = vec![0u32; templates.len()];
-    let mut drains = 0;
-    for (i, util) in unneeded {
-        let node = cluster.nodes()[i].info;
-        let pool = round.pool[i].expect("candidates are in autoscaled pools");
-        let template = &templates[pool];
-        let moved = round.moved_from[i].clone().unwrap_or_default();
-        let reason = if !tracker.unneeded_for(&node.name, options.unneeded_time, now) {
-            Some(Unremovable::NotUnneededLongEnough)
-        } else if options
-            .last_scale_up
-            .get(&template.nodepool_id)
-            .is_some_and(|&at| !at_least(at, now, options.delay_after_add))
-        {
-            Some(Unremovable::ScaleDownInCooldown)
-        } else if i64::from(template.target_size) - i64::from(round.deleting[pool]) - i64::from(chosen[pool]) - 1
-            < i64::from(template.min)
-        {
-            Some(Unremovable::NodeGroupMinSizeReached)
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
-            plan.unremovable.push((node, reason));
-            continue;
-        }
-        // Past the round's limits the node stays unneeded, for the next round.
-        if plan.removals.len() >= options.max_removals || (!moved.is_empty() && drains >= options.max_drains) {
-            continue;
-        }
-        chosen[pool] += 1;
-        drains += usize::from(!moved.is_empty());
-        let moves = moved.iter().map(|p| (*p, cluster.nodes()[homes[&(*p as *const PodInfo)]].info)).collect();
-        plan.removals.push(Removal { node, template, utilization: util, moves });
-    }
+    let unneeded = round.find_unneeded(options.utilization_threshold, &mut plan.unremovable);
+    tracker.update(unneeded.iter().map(|u| &*cluster.nodes()[u.node].info.name), now);
+    plan.unneeded = unneeded.iter().map(|u| cluster.nodes()[u.node].info).collect();
+    round.choose_removals(unneeded, tracker, now, options, &mut plan);
     plan.unremovable.sort_by(|a, b| a.0.name.cmp(&b.0.name));
     plan
+}
+
+/// A node found unneeded: its index, its pool's and its utilization.
+struct Unneeded {
+    node: usize,
+    pool: usize,
+    utilization: f64,
 }
 
 /// The simulated cluster of one round: nodes found unneeded are gone and
 /// their pods are on the nodes they would land on.
 struct Round<'c, 'a> {
     cluster: &'c ClusterSnapshot<'a>,
+    templates: &'a [Template],
     budgets: Budgets<'c>,
     /// Each node's pool, as an index into the templates.
     pool: Vec<Option<usize>>,
@@ -250,7 +205,7 @@ struct Round<'c, 'a> {
 }
 
 impl<'c, 'a> Round<'c, 'a> {
-    fn new(cluster: &'c ClusterSnapshot<'a>, templates: &[Template], pdbs: &'c [PdbInfo]) -> Self {
+    fn new(cluster: &'c ClusterSnapshot<'a>, templates: &'a [Template], pdbs: &'c [PdbInfo]) -> Self {
         let nodes = cluster.nodes();
         let pool: Vec<Option<usize>> = nodes
             .iter()
@@ -264,6 +219,7 @@ impl<'c, 'a> Round<'c, 'a> {
         }
         let mut round = Round {
             cluster,
+            templates,
             budgets: Budgets::new(pdbs),
             pool,
             deleting,
@@ -279,19 +235,99 @@ impl<'c, 'a> Round<'c, 'a> {
         round
     }
 
-    /// Why node `i` is never a candidate, if it is not.
-    fn static_reason(&self, i: usize) -> Option<Unremovable<'a>> {
+    /// Node `i`'s pool if it is a candidate for removal, or why it is not.
+    fn candidate(&self, i: usize) -> Result<usize, Unremovable<'a>> {
         let info = self.cluster.nodes()[i].info;
-        if self.pool[i].is_none() {
-            Some(Unremovable::NotAutoscaled)
-        } else if info.being_deleted() || info.replacement.is_some() || info.unschedulable {
-            Some(Unremovable::CurrentlyBeingDeleted)
+        let pool = self.pool[i].ok_or(Unremovable::NotAutoscaled)?;
+        if info.being_deleted() || info.replacement.is_some() || info.unschedulable {
+            Err(Unremovable::CurrentlyBeingDeleted)
         } else if !info.ready {
-            Some(Unremovable::NotReady)
+            Err(Unremovable::NotReady)
         } else if info.scale_down_disabled {
-            Some(Unremovable::ScaleDownDisabledAnnotation)
+            Err(Unremovable::ScaleDownDisabledAnnotation)
         } else {
-            None
+            Ok(pool)
+        }
+    }
+
+    /// The candidates that are unneeded, empty ones first then by utilization;
+    /// why each other node is not goes to `unremovable`.
+    fn find_unneeded(
+        &mut self,
+        threshold: f64,
+        unremovable: &mut Vec<(&'a NodeInfo, Unremovable<'a>)>,
+    ) -> Vec<Unneeded> {
+        let nodes = self.cluster.nodes();
+        let mut order = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            match self.candidate(i) {
+                Ok(pool) => order.push((self.has_moves(i), self.utilization(i), i, pool)),
+                Err(reason) => unremovable.push((node.info, reason)),
+            }
+        }
+        order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut unneeded = Vec::new();
+        for (_, _, node, pool) in order {
+            match self.try_empty(node, threshold) {
+                Ok(utilization) => unneeded.push(Unneeded { node, pool, utilization }),
+                Err(reason) => unremovable.push((nodes[node].info, reason)),
+            }
+        }
+        unneeded
+    }
+
+    /// Of the `unneeded` nodes, empty ones first, those that may go now.
+    fn choose_removals(
+        &self,
+        mut unneeded: Vec<Unneeded>,
+        tracker: &UnneededTracker,
+        now: Timestamp,
+        options: &ScaleDownOptions,
+        plan: &mut ScaleDown<'a>,
+    ) {
+        let homes = self.homes();
+        let moved = |u: &Unneeded| self.moved_from[u.node].as_deref().unwrap_or_default();
+        // The sort is stable: each group keeps the evaluation order.
+        unneeded.sort_by_key(|u| !moved(u).is_empty());
+        let mut chosen = vec![0u32; self.templates.len()];
+        let mut drains = 0;
+        for u in &unneeded {
+            let node = self.cluster.nodes()[u.node].info;
+            let template = &self.templates[u.pool];
+            // Removals under way and those chosen before it count against the minimum.
+            let remaining =
+                i64::from(template.target_size) - i64::from(self.deleting[u.pool]) - i64::from(chosen[u.pool]);
+            let stays_above_min = remaining > i64::from(template.min);
+            let cooling = options
+                .last_scale_up
+                .get(&template.nodepool_id)
+                .is_some_and(|&at| !at_least(at, now, options.delay_after_add));
+            let reason = if !tracker.unneeded_for(&node.name, options.unneeded_time, now) {
+                Some(Unremovable::NotUnneededLongEnough)
+            } else if cooling {
+                Some(Unremovable::ScaleDownInCooldown)
+            } else if !stays_above_min {
+                Some(Unremovable::NodeGroupMinSizeReached)
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                plan.unremovable.push((node, reason));
+                continue;
+            }
+            let drain = !moved(u).is_empty();
+            // Past the round's limits the node stays unneeded, for the next round.
+            if plan.removals.len() >= options.max_removals || (drain && drains >= options.max_drains) {
+                continue;
+            }
+            chosen[u.pool] += 1;
+            drains += usize::from(drain);
+            // Every moved pod is on a staying node at the end of the round.
+            let moves = moved(u)
+                .iter()
+                .filter_map(|&p| homes.get(&(p as *const PodInfo)).map(|&d| (p, self.cluster.nodes()[d].info)))
+                .collect();
+            plan.removals.push(Removal { node, template, utilization: u.utilization, moves });
         }
     }
 
