@@ -117,7 +117,7 @@ pub struct TemplateNode<'a> {
 pub struct Unhelped<'a> {
     /// The pod.
     pub pod: &'a PodInfo,
-    /// Each pool, by name, with its reason.
+    /// Each pool, in the templates' order, with its reason.
     pub reasons: Vec<(&'a Template, PoolReason)>,
 }
 
@@ -183,25 +183,24 @@ pub fn plan_scale_up<'a>(
         if upcoming {
             plan.awaiting_upcoming.extend(&pods);
         } else {
-            match plan.increases.last_mut().filter(|inc| std::ptr::eq(inc.template, template)) {
-                Some(inc) => inc.pods.extend(&pods),
-                None => plan.increases.push(Increase {
-                    template,
-                    from: template.target_size,
-                    to: template.target_size,
-                    pods: pods.clone(),
-                }),
-            }
-            let inc = plan.increases.last_mut().expect("just pushed or extended");
             // Nodes are used in order, upcoming ones first: the last one used sets the size.
-            inc.to = template.target_size + (index + 1 - template.upcoming as usize) as u32;
+            let to = template.target_size + (index + 1 - template.upcoming as usize) as u32;
+            match plan.increases.last_mut().filter(|inc| std::ptr::eq(inc.template, template)) {
+                Some(inc) => {
+                    inc.pods.extend(&pods);
+                    inc.to = to;
+                }
+                None => plan.increases.push(Increase { template, from: template.target_size, to, pods: pods.clone() }),
+            }
         }
         plan.template_nodes.push(TemplateNode { template, index, upcoming, pods });
     }
     plan.limited = templates
         .iter()
         .filter(|t| {
-            plan.unhelped.iter().any(|u| u.reasons.iter().any(|(p, r)| p == t && *r == PoolReason::MaxSizeReached))
+            plan.unhelped
+                .iter()
+                .any(|u| u.reasons.iter().any(|(p, r)| std::ptr::eq(*p, *t) && *r == PoolReason::MaxSizeReached))
         })
         .collect();
     plan.limited.sort_by(|a, b| a.name.cmp(&b.name));
