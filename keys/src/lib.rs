@@ -15,6 +15,16 @@ pub mod label {
     pub const REGION: &str = "topology.kubernetes.io/region";
     /// The zone.
     pub const ZONE: &str = "topology.kubernetes.io/zone";
+    /// The Node's name, as kubelet sets it.
+    pub const HOSTNAME: &str = "kubernetes.io/hostname";
+    /// The operating system (`linux`), as kubelet sets it.
+    pub const OS: &str = "kubernetes.io/os";
+    /// The CPU architecture (`amd64`), as kubelet sets it.
+    pub const ARCH: &str = "kubernetes.io/arch";
+    /// The deprecated operating system label kubelet still sets.
+    pub const BETA_OS: &str = "beta.kubernetes.io/os";
+    /// The deprecated CPU architecture label kubelet still sets.
+    pub const BETA_ARCH: &str = "beta.kubernetes.io/arch";
 }
 
 /// Annotations on Nodes and Services.
@@ -26,6 +36,23 @@ pub mod annotation {
     /// size fails (or sks-ccm stops in between) the Node, whose instance is gone, is
     /// deleted only once its pool is back to that size.
     pub const AUTO_HEAL_REPLACING: &str = "node.exoscale.net/auto-heal-replacing";
+    /// An upgrade roll replacing the Node, `<nodepool id>:<size to restore>`, written
+    /// before its instance is evicted (like [`AUTO_HEAL_REPLACING`]): the Node is on its
+    /// way out and its replacement on its way in, so the autoscaler neither removes it
+    /// nor counts it as capacity.
+    pub const UPGRADE_REPLACING: &str = "node.exoscale.net/upgrade-replacing";
+    /// Cluster-autoscaler's Node annotation: `"true"` keeps the Node from ever being scaled down.
+    pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
+    /// Cluster-autoscaler's Pod annotation: `"true"` lets scale-down evict a Pod it would
+    /// otherwise keep (bare, kube-system, local storage); `"false"` keeps its Node.
+    pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+    /// Cluster-autoscaler's Pod annotation: comma-separated names of the Pod's local
+    /// volumes (emptyDir, hostPath) that do not keep its Node from being scaled down.
+    pub const SAFE_TO_EVICT_LOCAL_VOLUMES: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict-local-volumes";
+    /// Cluster-autoscaler's Pod annotation: `"true"` treats the Pod as a DaemonSet Pod.
+    pub const DAEMONSET_POD: &str = "cluster-autoscaler.kubernetes.io/daemonset-pod";
+    /// Set by kubelet on the mirror Pod of a static Pod.
+    pub const CONFIG_MIRROR: &str = "kubernetes.io/config.mirror";
     /// The prefix of the Exoscale CCM's load balancer annotations, which sks-ccm reads.
     pub const LB_PREFIX: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-";
     /// `kubectl apply`'s record of the last applied object.
@@ -99,6 +126,10 @@ pub mod taint {
     pub const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
     /// A Node whose instance is stopped.
     pub const SHUTDOWN: &str = "node.cloudprovider.kubernetes.io/shutdown";
+    /// A Node being scaled down (cluster-autoscaler's key, `NoSchedule`).
+    pub const TO_BE_DELETED: &str = "ToBeDeletedByClusterAutoscaler";
+    /// The taint kube-scheduler treats a cordoned (`spec.unschedulable`) Node as having.
+    pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 }
 
 /// Finalizers.
