@@ -279,12 +279,12 @@ struct SpecWire {
 impl SpecWire {
     fn requests(&self) -> Resources {
         let mut sum = Resources::ZERO;
-        for c in self.containers.iter() {
+        for c in &self.containers {
             sum += c.requests();
         }
         let mut sidecars = Resources::ZERO;
         let mut init = Resources::ZERO;
-        for c in self.init_containers.iter() {
+        for c in &self.init_containers {
             let own = c.requests();
             let needed = if c.restart_policy.as_deref() == Some("Always") {
                 // A sidecar keeps running beside the regular containers.
@@ -585,6 +585,7 @@ mod tests {
 }
 
 #[cfg(test)]
+#[expect(unsafe_code, reason = "a counting allocator measures what a cached pod keeps")]
 mod size_tests {
     use super::*;
     use crate::node::{NodeInfo, SlimNode};

@@ -159,7 +159,7 @@ impl NodeSelector {
     /// (`None`: no restriction).
     pub fn pinned_to(&self, node_name: &str) -> Option<bool> {
         let mut kept = false;
-        for term in self.node_selector_terms.iter() {
+        for term in &self.node_selector_terms {
             kept |= term.pins(node_name)?;
         }
         (!self.node_selector_terms.is_empty()).then_some(kept)

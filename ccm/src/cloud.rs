@@ -99,9 +99,9 @@ impl Cloud {
     }
 
     async fn load(&self) -> Result<Snapshot, orchestrator::Error> {
-        if self.types.read().unwrap_or_else(|e| e.into_inner()).is_empty() {
+        if self.types.read().unwrap_or_else(std::sync::PoisonError::into_inner).is_empty() {
             let types = self.client.list_instance_types().await?;
-            *self.types.write().unwrap_or_else(|e| e.into_inner()) =
+            *self.types.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 types.into_iter().map(|t| (t.id, t.name())).collect();
         }
         let cluster = self.client.get_sks_cluster(self.cluster).await?;
@@ -120,7 +120,7 @@ impl Cloud {
 
     /// The `<family>.<size>` name of an instance type.
     pub fn type_name(&self, id: Uuid) -> Option<String> {
-        self.types.read().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+        self.types.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&id).cloned()
     }
 
     /// Keeps the snapshot at most `max_age` old, forever, whether or not this

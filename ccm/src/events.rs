@@ -98,7 +98,7 @@ impl Publisher {
         note: &str,
     ) -> Result<(), kube::Error> {
         let key = key(type_, reason, regarding, note);
-        let next = self.cache.lock().unwrap_or_else(|e| e.into_inner()).next(key, Instant::now());
+        let next = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).next(key, Instant::now());
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let events: Api<Event> = Api::namespaced(self.client.clone(), namespace);
         let now = MicroTime(jiff::Timestamp::now());
@@ -134,7 +134,7 @@ impl Publisher {
                 (name, 1)
             }
         };
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).record(key, &name, count, Instant::now());
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).record(key, &name, count, Instant::now());
         Ok(())
     }
 

@@ -38,7 +38,7 @@ impl<T: Default> Default for Fresh<T> {
 
 impl<T> Fresh<T> {
     fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The current value.

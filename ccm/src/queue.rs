@@ -36,7 +36,7 @@ impl Pending {
     }
 
     fn set(&self, change: impl FnOnce(&mut HashSet<String>)) {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys = self.keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         change(&mut keys);
         self.gauge.set(keys.len() as i64);
     }

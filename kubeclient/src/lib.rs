@@ -123,7 +123,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let path = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+        let path = req.uri().path_and_query().map_or("/", http::uri::PathAndQuery::as_str).to_owned();
         let (verb, resource, subresource) = describe(req.method(), &path);
         let metrics = self.metrics.clone();
         let started = Instant::now();

@@ -153,11 +153,11 @@ impl Election {
         };
         match outcome {
             Ok(true) => {
-                tracing::info!(identity = %self.cfg.identity, lease = %self.cfg.name, "released the leader lease")
+                tracing::info!(identity = %self.cfg.identity, lease = %self.cfg.name, "released the leader lease");
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "releasing the leader lease failed; a successor waits for it to expire")
+                tracing::warn!(error = %e, "releasing the leader lease failed; a successor waits for it to expire");
             }
         }
     }

@@ -118,7 +118,7 @@ impl Expiries {
         use sha2::Digest as _;
         let names: Vec<&str> = signing::signed_query_params(req.query).into_iter().map(|(k, _)| k).collect();
         let digest: [u8; 32] = sha2::Sha256::digest(signing::message(req, &names, 0)).into();
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         // An expiry below `base` can no longer be handed out again: forget it.
         if last.len() > 256 {
             last.retain(|_, e| *e >= base);

@@ -116,7 +116,7 @@ impl CredentialSource {
             CredentialSource::Static(c) => Ok(c.clone()),
             CredentialSource::File { path, cached } => {
                 let stamp = stamp(path)?;
-                let mut cached = cached.lock().unwrap_or_else(|e| e.into_inner());
+                let mut cached = cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if let Some((seen, creds)) = cached.as_ref()
                     && *seen == stamp
                 {

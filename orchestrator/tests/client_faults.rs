@@ -1,5 +1,6 @@
 //! The client against a scripted fake orchestrator: retries, Retry-After,
 //! timeouts, typed errors, operation polling and metrics.
+#![expect(clippy::unwrap_used, reason = "test support: a panic is how a check fails")]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

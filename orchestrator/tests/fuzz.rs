@@ -7,6 +7,7 @@
 //!
 //! Cases per property: `PROPTEST_CASES` (default 256, the CI short mode); e.g.
 //! `PROPTEST_CASES=100000 cargo nextest run -p orchestrator --test fuzz` for a long run.
+#![expect(clippy::unwrap_used, reason = "test support: a panic is how a check fails")]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;

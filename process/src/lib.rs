@@ -34,7 +34,7 @@ pub async fn shutdown_signal() {
             // Without a SIGTERM handler only Ctrl-C stops us; completing here would stop at once.
             Err(e) => {
                 tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending().await
+                std::future::pending::<()>().await;
             }
         }
     };

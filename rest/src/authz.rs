@@ -73,14 +73,16 @@ impl Authorizer {
             });
         };
         let key = serde_json::to_string(&(user, attrs)).unwrap_or_default();
-        if let Some((decision, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned() {
+        if let Some((decision, at)) =
+            self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key).cloned()
+        {
             let ttl = if decision.allowed { self.allow_ttl } else { self.deny_ttl };
             if at.elapsed() < ttl {
                 return Ok(decision);
             }
         }
         let decision = reviewer.review(user, attrs).await?;
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if cache.len() > 10_000 {
             let (allow, deny) = (self.allow_ttl, self.deny_ttl);
             cache.retain(|_, (d, at)| at.elapsed() < if d.allowed { allow } else { deny });
@@ -106,7 +108,11 @@ mod tests {
     }
 
     fn user(groups: &[&str]) -> UserInfo {
-        UserInfo { name: "u".into(), groups: groups.iter().map(|g| g.to_string()).collect(), ..Default::default() }
+        UserInfo {
+            name: "u".into(),
+            groups: groups.iter().map(std::string::ToString::to_string).collect(),
+            ..Default::default()
+        }
     }
 
     #[tokio::test]

@@ -93,7 +93,7 @@ impl Row {
         let created = obj["metadata"]["creationTimestamp"]
             .as_str()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .map(|t| t.as_second());
+            .map(jiff::Timestamp::as_second);
         Row { rendered_for: (def.group, def.version, def.kind), head: head.into(), created }
     }
 

@@ -127,7 +127,7 @@ pub async fn follow_authentication_configmap(
                             last = Some(data);
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "ignoring an unusable extension-apiserver-authentication ConfigMap")
+                            tracing::warn!(error = %e, "ignoring an unusable extension-apiserver-authentication ConfigMap");
                         }
                     }
                 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf as _, Bytes};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt as _;
 
@@ -39,7 +39,7 @@ impl WatchLimiter {
         if self.max == 0 {
             return Ok(None);
         }
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = open.entry(user.to_owned()).or_insert(0);
         if *n >= self.max {
             return Err(ApiError::too_many_requests(
@@ -53,13 +53,13 @@ impl WatchLimiter {
 
     /// Open watches of `user`.
     pub fn open(&self, user: &str) -> usize {
-        self.open.lock().unwrap_or_else(|e| e.into_inner()).get(user).copied().unwrap_or(0)
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(user).copied().unwrap_or(0)
     }
 }
 
 impl Drop for WatchPermit {
     fn drop(&mut self) {
-        let mut open = self.limiter.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.limiter.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(n) = open.get_mut(&self.user) {
             *n -= 1;
             if *n == 0 {
@@ -107,7 +107,7 @@ pub async fn drain<B: Body + Unpin>(mut body: B) {
     let read = async {
         let mut n = 0usize;
         while let Some(Ok(frame)) = body.frame().await {
-            n += frame.data_ref().map_or(0, |d| d.remaining());
+            n += frame.data_ref().map_or(0, bytes::Buf::remaining);
             if n > DRAIN_BYTES {
                 break;
             }

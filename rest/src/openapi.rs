@@ -413,8 +413,10 @@ fn paths(def: &ResourceDef) -> Map<String, Value> {
             match method {
                 "put" | "post" => op["requestBody"] = body(&["application/json"], &sub_kind),
                 "patch" => {
-                    op["requestBody"] =
-                        body(&["application/json-patch+json", "application/merge-patch+json"], &format!("{META}.Patch"))
+                    op["requestBody"] = body(
+                        &["application/json-patch+json", "application/merge-patch+json"],
+                        &format!("{META}.Patch"),
+                    );
                 }
                 _ => {}
             }
@@ -558,7 +560,7 @@ fn walk(schema: &Value, value: &Value, defs: &Map<String, Value>, path: &str, ou
                 match (props.and_then(|p| p.get(k)), additional) {
                     (Some(sub), _) => walk(sub, v, defs, &join(k), out, depth + 1),
                     (None, Some(Value::Object(_))) => {
-                        walk(&schema["additionalProperties"], v, defs, &join(k), out, depth + 1)
+                        walk(&schema["additionalProperties"], v, defs, &join(k), out, depth + 1);
                     }
                     (None, Some(Value::Bool(true))) => {}
                     (None, _) if props.is_some() => out.push(join(k)),

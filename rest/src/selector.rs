@@ -102,7 +102,7 @@ impl fmt::Display for LabelSelector {
             if i > 0 {
                 f.write_str(",")?;
             }
-            let first = r.values.first().map(String::as_str).unwrap_or("");
+            let first = r.values.first().map_or("", String::as_str);
             match r.op {
                 LabelOp::Exists => write!(f, "{}", r.key)?,
                 LabelOp::DoesNotExist => write!(f, "!{}", r.key)?,

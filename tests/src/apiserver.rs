@@ -65,7 +65,7 @@ impl ApiServer {
             "--metadata-file".into(),
             dir.path().join("metadata.json").display().to_string(),
         ];
-        all.extend(args.iter().map(|s| s.to_string()));
+        all.extend(args.iter().map(std::string::ToString::to_string));
         let (child, url) = spawn(zone, &all);
         let admin = TestPki::client(&pki.client_ca, "admin", &["system:masters"]);
         let kubeconfig = pki.kubeconfig("admin.kubeconfig", &url, "admin", &admin);

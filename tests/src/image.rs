@@ -268,7 +268,7 @@ pub fn layout(text: &str) -> Layout {
             "workdir" => layout.workdir = rest,
             "env" => layout.env.push(rest),
             "dir" | "file" | "link" => {
-                layout.entries.push(format!("{key} {}", rest.split_whitespace().collect::<Vec<_>>().join(" ")))
+                layout.entries.push(format!("{key} {}", rest.split_whitespace().collect::<Vec<_>>().join(" ")));
             }
             other => panic!("hack/image.layout: unknown line kind {other:?}"),
         }

@@ -157,7 +157,7 @@ impl KubeApi {
             &std::fs::read_to_string(self.cert_dir.join("ca.key")).unwrap(),
         )
         .unwrap();
-        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let groups: Vec<String> = groups.iter().map(std::string::ToString::to_string).collect();
         let cert = ca.issue_client(user, &groups, Duration::from_secs(86400)).unwrap();
         let path = self.dir.path().join(format!("{user}.kubeconfig"));
         std::fs::write(&path, sks_pki::render_kubeconfig("test", &self.url, &ca.cert_pem, user, &cert)).unwrap();

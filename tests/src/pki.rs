@@ -39,14 +39,14 @@ impl TestPki {
     /// A serving certificate for localhost and 127.0.0.1 (and `extra_dns`): (cert path, key path).
     pub fn serving(&self, name: &str, extra_dns: &[&str]) -> (PathBuf, PathBuf) {
         let mut dns = vec!["localhost".to_owned()];
-        dns.extend(extra_dns.iter().map(|s| s.to_string()));
+        dns.extend(extra_dns.iter().map(std::string::ToString::to_string));
         let cert = self.serving_ca.issue_serving(&dns, &["127.0.0.1".parse().unwrap()], DAY).unwrap();
         (self.write(&format!("{name}.crt"), &cert.cert_pem), self.write(&format!("{name}.key"), &cert.key_pem))
     }
 
     /// A client certificate of `ca` for `user` in `groups`.
     pub fn client(ca: &CertificateAuthority, user: &str, groups: &[&str]) -> IssuedCert {
-        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let groups: Vec<String> = groups.iter().map(std::string::ToString::to_string).collect();
         ca.issue_client(user, &groups, DAY).unwrap()
     }
 

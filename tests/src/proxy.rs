@@ -88,7 +88,7 @@ async fn forward(State(s): State<Shared>, method: Method, uri: Uri, headers: Hea
         s.exchanges.lock().unwrap().push(record(503, body.clone()));
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
-    let target = format!("{}{}", s.target, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let target = format!("{}{}", s.target, uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str));
     let mut req = s.http.request(method.clone(), target).body(body.to_vec());
     for name in [http::header::AUTHORIZATION, http::header::CONTENT_TYPE] {
         if let Some(v) = headers.get(&name) {

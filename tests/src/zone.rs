@@ -166,7 +166,7 @@ pub fn signature_expiry(method: &str, path: &str, body: &str, expires_in: i64) -
         return expires;
     }
     static LAST: std::sync::Mutex<Option<std::collections::HashMap<String, i64>>> = std::sync::Mutex::new(None);
-    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut last = LAST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let prev = last.get_or_insert_default().entry(format!("{method} {path} {body}")).or_insert(i64::MIN);
     *prev = expires.max(prev.saturating_add(1));
     *prev
@@ -206,7 +206,7 @@ pub async fn signed_request(
 impl Zone {
     /// Injects faults: `ratio` of the answers to `operations` (all when `None`) get `status`.
     pub async fn set_faults(&self, ratio: f64, status: u16, operations: Option<&[&str]>) {
-        self.set_faults_after(ratio, status, operations, false).await
+        self.set_faults_after(ratio, status, operations, false).await;
     }
 
     /// As `set_faults`; with `after`, the request is carried out before the fault is answered.
@@ -241,7 +241,7 @@ impl Zone {
 
     /// Turns every injected fault off.
     pub async fn clear_faults(&self) {
-        self.set_fault_rules(serde_json::json!({"rules": []})).await
+        self.set_fault_rules(serde_json::json!({"rules": []})).await;
     }
 
     /// What the zone injected since it started (`GET /admin/faults` `counts`): `calls`,

@@ -42,7 +42,8 @@ fn node_kubectl(kube: &KubeApi, name: &str) -> Kubectl {
 
 fn csr_request(cn: &str, org: &str, dns: &[&str], ips: &[&str]) -> String {
     let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(dns.iter().map(|d| d.to_string()).collect::<Vec<_>>()).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(dns.iter().map(std::string::ToString::to_string).collect::<Vec<_>>()).unwrap();
     for ip in ips {
         params.subject_alt_names.push(rcgen::SanType::IpAddress(ip.parse().unwrap()));
     }
@@ -548,7 +549,7 @@ async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes()
     report_not_ready(&kube, &sick.name);
     wait_for("the sick instance to be evicted", Duration::from_secs(30), || {
         let c = c.clone();
-        async move { c.get_instance(sick.id).await.err().filter(|e| e.is_not_found()).map(|_| ()) }
+        async move { c.get_instance(sick.id).await.err().filter(orchestrator::Error::is_not_found).map(|_| ()) }
     })
     .await;
     assert_eq!(c.get_sks_nodepool(cluster, nodepool).await.unwrap().size, 2, "the eviction shrank the pool");

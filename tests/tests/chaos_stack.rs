@@ -143,7 +143,7 @@ impl Stack {
             seed: true,
             boot_delay_ms: 200,
             operation_delay_ms,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
+            extra: extra.iter().map(std::string::ToString::to_string).collect(),
         });
         let observer = sks_e2e::zone::client_for(orchestrator::ClientConfig {
             retry: orchestrator::RetryPolicy {
@@ -259,7 +259,7 @@ async fn watch_node_deletions(cloud: Arc<Cloud>, client: kube::Client, record: S
                 Some(id) => match cloud.instance_exists(id).await {
                     Ok(None) => {}
                     Ok(Some(state)) => {
-                        note(&record, format!("Node {name} was deleted while its instance {id} exists ({state:?})"))
+                        note(&record, format!("Node {name} was deleted while its instance {id} exists ({state:?})"));
                     }
                     Err(e) => note(&record, format!("Node {name} was deleted; cannot tell if that was right: {e}")),
                 },
@@ -294,10 +294,7 @@ async fn watch_csr_decisions(cloud: Arc<Cloud>, client: kube::Client, record: Sh
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut events = watcher::watcher(api, watcher::Config::default()).default_backoff().boxed();
     while let Some(event) = events.next().await {
-        let csr = match event {
-            Ok(Event::Apply(c) | Event::InitApply(c)) => c,
-            _ => continue,
-        };
+        let Ok(Event::Apply(csr) | Event::InitApply(csr)) = event else { continue };
         if csr.spec.signer_name != SERVING {
             continue;
         }
@@ -424,7 +421,7 @@ async fn nodes_converged(stack: &Stack, client: &kube::Client, target: usize) ->
         }
     }
     if nodes.items.len() != target {
-        let names: Vec<String> = nodes.items.iter().map(|n| n.name_any()).collect();
+        let names: Vec<String> = nodes.items.iter().map(kube::ResourceExt::name_any).collect();
         return Err(format!("{} Nodes, want {target}: {names:?}", nodes.items.len()));
     }
     let csrs = Api::<CertificateSigningRequest>::all(client.clone())
@@ -764,8 +761,7 @@ async fn run(chaos: Chaos, faults: Value) {
     assert_eq!(r.nodes_deleted, size.peak - 3, "the Nodes of the removed instances, and only those, were deleted");
     assert!(r.csrs_approved >= size.peak, "a CSR approved per instance of the peak: {}", r.csrs_approved);
     let calls = faults_seen["calls"].as_u64().unwrap_or(0);
-    let statuses: u64 =
-        faults_seen["status"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+    let statuses: u64 = faults_seen["status"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
     let others = ["resets", "failed-operations"].iter().filter_map(|k| faults_seen[k].as_u64()).sum::<u64>();
     let injected = statuses + others;
     assert!(calls > 0 && injected * 100 >= calls * 10, "faults really were injected: {faults_seen}");

@@ -47,8 +47,8 @@ fn builtin_role(kind: &str, namespace: Option<&str>, name: &str) -> Option<Vec<P
     let rule = |group: &str, resource: &str, names: &[&str], verbs: &[&str]| PolicyRule {
         api_groups: Some(vec![group.into()]),
         resources: Some(vec![resource.into()]),
-        resource_names: (!names.is_empty()).then(|| names.iter().map(|n| n.to_string()).collect()),
-        verbs: verbs.iter().map(|v| v.to_string()).collect(),
+        resource_names: (!names.is_empty()).then(|| names.iter().map(std::string::ToString::to_string).collect()),
+        verbs: verbs.iter().map(std::string::ToString::to_string).collect(),
         ..Default::default()
     };
     match (kind, namespace, name) {
@@ -999,7 +999,8 @@ fn check_audit(m: &Manifests, audit: &[Request], accounts: &[((&str, &str), Stri
         let grants = m.grants(ns, name);
         let requests: BTreeSet<&Request> = audit.iter().filter(|r| r.user == *user).collect();
         assert!(!requests.is_empty(), "{account} made no request: is --audit-log working?");
-        let shown: Vec<String> = requests.iter().map(|r| r.to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+        let shown: Vec<String> =
+            requests.iter().map(std::string::ToString::to_string).collect::<BTreeSet<_>>().into_iter().collect();
         eprintln!("{account} made {} distinct requests:\n  {}", requests.len(), shown.join("\n  "));
         // (grant, rule, verb, group, resource) used by some request.
         let mut used: BTreeSet<(usize, usize, String, String, String)> = BTreeSet::new();

@@ -369,7 +369,7 @@ async fn echoes(members: &[Ipv4Addr], port: u16) -> Vec<Echo> {
 
 /// Waits until `n` connections through `addr` reach exactly the backends named `want`.
 async fn wait_reaching(addr: SocketAddr, n: usize, want: &[&str]) {
-    let want: BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+    let want: BTreeSet<String> = want.iter().map(std::string::ToString::to_string).collect();
     wait_for(&format!("{n} connections to {addr} reaching {want:?}"), PATIENCE, || async {
         let got: Vec<Option<String>> = hellos(addr, n).await;
         let reached: BTreeSet<String> = got.iter().flatten().cloned().collect();

@@ -314,7 +314,7 @@ async fn apply(ctx: &Ctx, id: Option<Uuid>, steps: Vec<Step>) -> Result<Option<L
             let seen = lb.clone();
             ctx.nlbs.update(move |m| {
                 m.insert(id, seen.clone());
-            })
+            });
         }
         Err(e) if e.is_not_found() => ctx.nlbs.update(move |m| {
             m.remove(&id);

@@ -63,8 +63,8 @@ impl Labels {
 impl NodePools {
     /// The distinct nodepool labels of the cluster's Nodes.
     pub fn nodepools(&self) -> BTreeSet<String> {
-        let labels = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        labels.current.values().map(|p| p.to_string()).collect()
+        let labels = self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        labels.current.values().map(std::string::ToString::to_string).collect()
     }
 
     /// Follows `events` until they end.
@@ -75,7 +75,7 @@ impl NodePools {
         events
             .for_each(|event| {
                 match event {
-                    Ok(event) => self.inner.write().unwrap_or_else(|e| e.into_inner()).apply(event),
+                    Ok(event) => self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(event),
                     Err(e) => tracing::warn!(error = %e, "watching Node labels failed; retrying"),
                 }
                 futures::future::ready(())

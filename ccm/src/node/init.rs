@@ -55,7 +55,7 @@ pub fn instance_for<'s>(node: &Node, cloud: &'s Snapshot) -> Option<&'s Instance
 
 /// Label keys the CCM never takes from nodepool labels: Kubernetes' own.
 fn reserved(key: &str) -> bool {
-    let prefix = key.split_once('/').map(|(p, _)| p).unwrap_or("");
+    let prefix = key.split_once('/').map_or("", |(p, _)| p);
     prefix == "kubernetes.io" || prefix.ends_with(".kubernetes.io") || prefix == "k8s.io" || prefix.ends_with(".k8s.io")
 }
 
@@ -173,7 +173,7 @@ pub struct Reported(Mutex<HashMap<String, Instant>>);
 impl Reported {
     /// Whether `node` is due a report now (and then it is not for a while).
     fn due(&self, node: &str) -> bool {
-        let mut reported = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reported = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let due = reported.get(node).is_none_or(|t| t.elapsed() > REPORT_AGAIN_AFTER);
         if due {
             reported.insert(node.to_owned(), Instant::now());

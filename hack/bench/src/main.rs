@@ -38,7 +38,10 @@ fn main() -> anyhow::Result<()> {
     };
     // SAFETY: no other thread exists yet (the runtime is built below), so nothing reads the environment meanwhile.
     // The e2e helpers find the binaries through this variable.
-    unsafe { std::env::set_var("SKS_BIN_DIR", &bin_dir) };
+    #[expect(unsafe_code, reason = "set_var before any other thread exists, see above")]
+    unsafe {
+        std::env::set_var("SKS_BIN_DIR", &bin_dir);
+    }
     orchestrator::install_crypto_provider();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // A signal drops the scenario, and with it the stack: its Drop kills the

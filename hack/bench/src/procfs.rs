@@ -95,13 +95,11 @@ impl Proc {
 
     /// Number of open sockets (TCP connections, listeners, pipes excluded).
     pub fn sockets(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
-            .map(|dir| {
-                dir.filter_map(Result::ok)
-                    .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
-                    .count()
-            })
-            .unwrap_or(0)
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |dir| {
+            dir.filter_map(Result::ok)
+                .filter(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:")))
+                .count()
+        })
     }
 }
 

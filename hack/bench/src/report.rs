@@ -18,7 +18,11 @@ pub struct Table {
 impl Table {
     /// An empty table with a title and column headers.
     pub fn new(title: &str, headers: &[&str]) -> Self {
-        Table { title: title.to_owned(), headers: headers.iter().map(|h| h.to_string()).collect(), rows: Vec::new() }
+        Table {
+            title: title.to_owned(),
+            headers: headers.iter().map(std::string::ToString::to_string).collect(),
+            rows: Vec::new(),
+        }
     }
 
     /// Adds a row (as many cells as headers).
@@ -29,7 +33,7 @@ impl Table {
 
     /// The table with columns padded to their widest cell; numbers right-aligned.
     pub fn render(&self) -> String {
-        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.len()).collect();
+        let mut widths: Vec<usize> = self.headers.iter().map(std::string::String::len).collect();
         for row in &self.rows {
             for (w, cell) in widths.iter_mut().zip(row) {
                 *w = (*w).max(cell.len());
@@ -150,7 +154,7 @@ pub fn git_dirty() -> Option<bool> {
 
 /// CPUs, memory, CPU model and kernel of this machine.
 pub fn machine() -> Value {
-    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let nproc = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_total_kib = meminfo
         .lines()

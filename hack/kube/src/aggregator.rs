@@ -135,7 +135,7 @@ impl Aggregator {
             apiservice["metadata"]["name"].as_str().unwrap_or(""),
             apiservice["metadata"]["resourceVersion"].as_str().unwrap_or("")
         );
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self.clients.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(c) = clients.get(&key) {
             return Ok(Target { base: format!("https://{host}:{}", addr.port()), client: c.clone() });
         }
@@ -172,7 +172,7 @@ impl Aggregator {
             Ok(b) => b.to_bytes(),
             Err(e) => return unavailable(format!("reading the request body: {e}")),
         };
-        let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let path = parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
         let mut out = target.client.request(parts.method.clone(), format!("{}{path}", target.base));
         for (name, value) in &parts.headers {
             if !dropped(name.as_str()) {

@@ -43,7 +43,7 @@ impl Audited {
             "path": attrs.path,
             "allowed": allowed,
         });
-        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Err(e) = writeln!(file, "{line}") {
             tracing::warn!(error = %e, "writing the audit log failed");
         }

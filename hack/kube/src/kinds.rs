@@ -19,15 +19,14 @@ fn cell(o: &Value, pointer: &str) -> Value {
 }
 
 fn node_status(o: &Value) -> Value {
-    let ready = o["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-        .map(|c| match c["status"].as_str() {
+    let ready = o["status"]["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == "Ready")).map_or(
+        "Unknown",
+        |c| match c["status"].as_str() {
             Some("True") => "Ready",
             Some("False") => "NotReady",
             _ => "Unknown",
-        })
-        .unwrap_or("Unknown");
+        },
+    );
     let unschedulable = o["spec"]["unschedulable"] == json!(true);
     json!(if unschedulable { format!("{ready},SchedulingDisabled") } else { ready.to_owned() })
 }
@@ -196,7 +195,7 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
     ];
     out.push((events, plain));
     let mut cm = def("", "v1", "configmaps", "configmap", "ConfigMap", true, &["cm"]);
-    cm.columns.push(col("Data", 0, |o| json!(o["data"].as_object().map(|m| m.len()).unwrap_or(0).to_string())));
+    cm.columns.push(col("Data", 0, |o| json!(o["data"].as_object().map_or(0, serde_json::Map::len).to_string())));
     out.push((cm, plain));
     let mut secrets = def("", "v1", "secrets", "secret", "Secret", true, &[]);
     secrets.columns.push(col("Type", 0, |o| cell(o, "/type")));

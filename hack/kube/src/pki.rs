@@ -72,7 +72,7 @@ impl Pki {
         };
         let dns: Vec<String> = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"]
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         let serving = control_plane.issue_serving(&dns, &["127.0.0.1".parse()?], YEAR)?;
         let front_proxy = aggregation.issue_client("front-proxy-client", &[], YEAR)?;

@@ -82,7 +82,7 @@ impl Policy {
         }
         if attrs.resource.is_empty()
             && attrs.verb == "get"
-            && path_match(&DISCOVERY.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &attrs.path)
+            && path_match(&DISCOVERY.iter().map(std::string::ToString::to_string).collect::<Vec<_>>(), &attrs.path)
         {
             return Decision { allowed: true, reason: "discovery is public to authenticated users".into() };
         }
@@ -124,7 +124,11 @@ mod tests {
     use super::*;
 
     fn user(name: &str, groups: &[&str]) -> UserInfo {
-        UserInfo { name: name.into(), groups: groups.iter().map(|g| g.to_string()).collect(), ..Default::default() }
+        UserInfo {
+            name: name.into(),
+            groups: groups.iter().map(std::string::ToString::to_string).collect(),
+            ..Default::default()
+        }
     }
 
     fn res(verb: &str, group: &str, resource: &str, sub: &str, ns: &str) -> Attributes {

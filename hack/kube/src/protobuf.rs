@@ -162,11 +162,10 @@ impl Extension for ProtobufApprovals {
                 return Err(req);
             }
             let (mut parts, body) = req.into_parts();
-            let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let bytes = body.collect().await.map(http_body_util::Collected::to_bytes).unwrap_or_default();
             // An undecodable body becomes one the normal path rejects with a clear 400.
-            let json = decode_csr(&bytes)
-                .map(|v| v.to_string())
-                .unwrap_or_else(|e| format!("not a CertificateSigningRequest: {e}"));
+            let json =
+                decode_csr(&bytes).map_or_else(|e| format!("not a CertificateSigningRequest: {e}"), |v| v.to_string());
             parts.headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
             parts.headers.remove(http::header::CONTENT_LENGTH);
             let body =

@@ -75,7 +75,7 @@ fn path(dir: &Path, name: &str) -> String {
 pub fn launches(layout: &Layout, present: &dyn Fn(&str) -> bool) -> Vec<Launch> {
     let c = |name: &str| path(&layout.cert_dir, name);
     let (client, peer) = layout.etcd_ports;
-    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let args = |list: &[&str]| list.iter().map(std::string::ToString::to_string).collect::<Vec<_>>();
     let mut out = vec![
         Launch {
             name: "etcd",
@@ -346,7 +346,7 @@ pub async fn run(
 async fn first_exit(running: &mut [Running]) -> (&'static str, String) {
     let waits = running.iter_mut().map(|r| {
         Box::pin(async move {
-            let status = r.child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            let status = r.child.wait().await.map_or_else(|e| e.to_string(), |s| s.to_string());
             (r.name, status)
         })
     });

@@ -314,7 +314,7 @@ impl<'a> Operation<'a> {
             match self.path_params.iter().find(|(n, _)| n == name) {
                 Some((_, raw)) => self.check_param(p, &[raw.as_str()], &format!("path.{name}"), &mut out),
                 None if p["required"] == true => {
-                    out.push(violation(format!("path.{name}"), "required path parameter missing"))
+                    out.push(violation(format!("path.{name}"), "required path parameter missing"));
                 }
                 None => {}
             }

@@ -17,8 +17,7 @@ pub use crate::faults::Faults;
 
 /// Serves `/admin/<rest>`.
 pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)], body: &[u8]) -> ApiResult<Value> {
-    let zone =
-        query.iter().find(|(k, _)| k == "zone").map(|(_, v)| v.clone()).unwrap_or_else(|| app.config.zones[0].clone());
+    let zone = query.iter().find(|(k, _)| k == "zone").map_or_else(|| app.config.zones[0].clone(), |(_, v)| v.clone());
     if !app.config.zones.contains(&zone) {
         return Err(ApiError::not_found("zone", zone));
     }

@@ -112,24 +112,24 @@ impl App {
 
     /// The faults injected now.
     pub fn faults(&self) -> crate::admin::Faults {
-        self.faults.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Changes the injected faults.
     pub fn set_faults(&self, faults: crate::admin::Faults) {
-        *self.faults.lock().unwrap_or_else(|e| e.into_inner()) = faults;
+        *self.faults.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = faults;
     }
 
     /// Runs `f` on the current state.
     pub fn read<T>(&self, f: impl FnOnce(&World) -> T) -> T {
-        f(&self.world.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&self.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     /// Runs `f` as one transaction: its changes are on disk before this returns.
     /// A failing `f` must not have changed anything it does not want kept, so
     /// handlers validate before they mutate.
     pub fn write<T>(&self, f: impl FnOnce(&mut Tx<'_>) -> ApiResult<T>) -> ApiResult<T> {
-        let mut world = self.world.lock().unwrap_or_else(|e| e.into_inner());
+        let mut world = self.world.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut tx = Tx::new(&mut world);
         let out = f(&mut tx);
         let changes = tx.into_changes().map_err(|e| ApiError::internal(format!("encoding state: {e}")))?;

@@ -62,7 +62,7 @@ impl ReplayGuard {
             // A verified signature is always a 32-byte HMAC; anything else was refused before.
             return Err(ApiError::forbidden("invalid signature"));
         };
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if seen.expiries.len() >= seen.sweep_at {
             seen.expiries.retain(|_, expires| *expires >= now);
             seen.sweep_at = (seen.expiries.len() * 2).max(1024);

@@ -97,7 +97,7 @@ pub fn tick(tx: &mut Tx<'_>, config: &Config, now: i64) -> bool {
             .map(|o| o.op.id)
             .collect();
         for id in due {
-            let completion = tx.get::<OpRec>(&zone, id).map(|o| o.completion.clone()).unwrap_or(Completion::Nothing);
+            let completion = tx.get::<OpRec>(&zone, id).map_or(Completion::Nothing, |o| o.completion.clone());
             let outcome = match completion {
                 Completion::Upgrade(cluster, upgrade) => upgrades::advance(tx, config, &zone, cluster, upgrade, now),
                 other => {

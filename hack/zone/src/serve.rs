@@ -111,7 +111,7 @@ async fn drain(mut body: Body) {
     let read = async {
         let mut n = 0usize;
         while let Some(Ok(frame)) = body.frame().await {
-            n += frame.data_ref().map_or(0, |d| d.len());
+            n += frame.data_ref().map_or(0, axum::body::Bytes::len);
             if n > DRAIN_BYTES {
                 break;
             }

@@ -90,7 +90,7 @@ pub use orchestrator::versions::{newest_patch, parse as parse_version, upgrade_t
 /// The versions catalog, newest first.
 pub fn versions(world: &World) -> Vec<String> {
     if world.meta.versions.is_empty() {
-        catalog::DEFAULT_VERSIONS.iter().map(|v| v.to_string()).collect()
+        catalog::DEFAULT_VERSIONS.iter().map(std::string::ToString::to_string).collect()
     } else {
         world.meta.versions.clone()
     }
@@ -332,7 +332,7 @@ mod tests {
     use super::*;
 
     fn catalog(list: &[&str]) -> Vec<String> {
-        list.iter().map(|v| v.to_string()).collect()
+        list.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

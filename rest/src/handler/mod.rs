@@ -140,7 +140,7 @@ impl ApiServer {
                 Arc::new(def)
             })
             .collect();
-        let refs: Vec<&ResourceDef> = defs.iter().map(|d| d.as_ref()).collect();
+        let refs: Vec<&ResourceDef> = defs.iter().map(std::convert::AsRef::as_ref).collect();
         let docs = Docs::build(&refs, &extra_schemas, &config.title);
         let watches = super::limits::WatchLimiter::new(config.max_watches_per_user);
         ApiServer { storages, defs, authn, authz, metrics, watches, config, docs, extension: None }
@@ -153,7 +153,7 @@ impl ApiServer {
     }
 
     fn defs(&self) -> Vec<&ResourceDef> {
-        self.defs.iter().map(|d| d.as_ref()).collect()
+        self.defs.iter().map(std::convert::AsRef::as_ref).collect()
     }
 
     fn storage(&self, p: &ResourcePath) -> Option<(&Arc<dyn Storage>, &Arc<ResourceDef>)> {

@@ -56,7 +56,7 @@ impl ApiServer {
             let obj = if own_kind { with_defaults(obj, call.def, call.path.namespace.as_deref())? } else { obj };
             let unknown = if own_kind { self.unknown(call.def, &obj) } else { Vec::new() };
             check_unknown(&unknown, call.opts.field_validation)?;
-            *unknown_fields.lock().unwrap_or_else(|e| e.into_inner()) = unknown;
+            *unknown_fields.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = unknown;
             Box::new(move |_current: &Value| Ok(obj))
         } else {
             let content_type = call.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
@@ -68,13 +68,13 @@ impl ApiServer {
                 if own_kind {
                     let unknown = self.unknown(def, &patched);
                     check_unknown(&unknown, mode)?;
-                    *unknown_fields.lock().unwrap_or_else(|e| e.into_inner()) = unknown;
+                    *unknown_fields.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = unknown;
                 }
                 Ok(patched)
             })
         };
         let updated = write::update(call.def, updater, call.ctx, call.name(), sub, make).await?;
-        let unknown = unknown_fields.into_inner().unwrap_or_else(|e| e.into_inner());
+        let unknown = unknown_fields.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut resp = match sub {
             Some(_) => ok(&updated),
             None => render_with(call.def, &Entry::new(Arc::new(updated)), call.format, StatusCode::OK),

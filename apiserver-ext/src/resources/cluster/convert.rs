@@ -27,7 +27,7 @@ pub struct ClusterSpec {
 /// target of the upgrade running, else the version running.
 pub fn spec_of(cluster: &SksCluster, inspection: &Inspection) -> ClusterSpec {
     ClusterSpec {
-        version: inspection.running().map(|u| u.to.clone()).unwrap_or_else(|| cluster.version.clone()),
+        version: inspection.running().map_or_else(|| cluster.version.clone(), |u| u.to.clone()),
         auto_upgrade: cluster.spec.auto_upgrade.unwrap_or(false),
         description: cluster.spec.description.clone(),
     }
@@ -155,7 +155,7 @@ pub fn to_object(
             "version": cluster.version,
             "phase": camel(cluster.state.as_str()),
             "level": cluster.level.as_str(),
-            "cni": cluster.cni.as_ref().map(|c| c.as_str()).unwrap_or(""),
+            "cni": cluster.cni.as_ref().map_or("", orchestrator::model::SksCni::as_str),
             "endpoint": cluster.endpoint.clone().unwrap_or_default(),
             "availableVersions": available,
             "controlPlane": control_plane,

@@ -112,13 +112,13 @@ impl Clusters {
         let obj = convert::to_object(&cluster, &inspection, &available, &meta, previous.as_deref(), &timestamp_now());
         self.cache.upsert(obj);
         self.upgrades.observe(&inspection).await;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((cluster, inspection));
+        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((cluster, inspection));
         self.ready.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     fn lock_meta(&self) -> std::sync::MutexGuard<'_, ObjectMeta> {
-        self.meta.lock().unwrap_or_else(|e| e.into_inner())
+        self.meta.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn invalid(&self, name: &str, causes: Vec<Cause>) -> ApiError {
@@ -129,7 +129,9 @@ impl Clusters {
         let _w = self.writing.lock().await;
         let gr = self.def.group_resource();
         let current_obj = self.cache.get(&key(name)).ok_or_else(|| ApiError::not_found(gr, name))?;
-        let Some((cluster, inspection)) = self.current.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+        let Some((cluster, inspection)) =
+            self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+        else {
             return Err(ApiError::not_found(gr, name));
         };
         let obj = transform(&current_obj)?;
@@ -189,7 +191,7 @@ impl Clusters {
         if let Err(e) = self.refresh().await {
             tracing::warn!(error = %e, "refresh after a cluster change failed");
         }
-        Ok(self.cache.get(&key(name)).map(|o| (*o).clone()).unwrap_or_else(|| (*current_obj).clone()))
+        Ok(self.cache.get(&key(name)).map_or_else(|| (*current_obj).clone(), |o| (*o).clone()))
     }
 }
 

@@ -122,7 +122,7 @@ impl InstanceTypes {
 
     /// The name of type `id` (the id itself if unknown).
     pub fn name_of(&self, id: Uuid) -> String {
-        self.by_id.get(&id).map(InstanceType::name).unwrap_or_else(|| id.to_string())
+        self.by_id.get(&id).map_or_else(|| id.to_string(), InstanceType::name)
     }
 
     /// Whether no type is known yet.
@@ -164,7 +164,7 @@ pub fn spec_of(np: &SksNodepool, types: &InstanceTypes) -> NodePoolSpec {
         deploy_target: s.deploy_target.map(|d| d.id.to_string()),
         instance_prefix: s.instance_prefix.clone(),
         description: s.description.clone().filter(|d| !d.is_empty()),
-        public_ip_assignment: s.public_ip_assignment.as_ref().map(|p| p.to_string()),
+        public_ip_assignment: s.public_ip_assignment.as_ref().map(std::string::ToString::to_string),
         kubelet_image_gc: s.kubelet_image_gc.as_ref().map(|g| ImageGc {
             high_threshold: g.high_threshold,
             low_threshold: g.low_threshold,

@@ -10,7 +10,7 @@ pub const GROUP: &str = "sks.exoscale.net";
 pub const VERSION: &str = "v1alpha1";
 
 fn int(obj: &Value, pointer: &str) -> Value {
-    obj.pointer(pointer).cloned().filter(|v| v.is_i64()).unwrap_or(json!(0))
+    obj.pointer(pointer).cloned().filter(serde_json::Value::is_i64).unwrap_or(json!(0))
 }
 
 /// An autoscaling bound, or `<none>` as kubectl prints an unset field.

@@ -110,7 +110,7 @@ impl NodePools {
         let np = self
             .nodepools
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(name)
             .cloned()
             .ok_or_else(|| ApiError::not_found(self.def.group_resource(), name))?;
@@ -119,12 +119,12 @@ impl NodePools {
 
     pub(super) async fn save_meta(&self, uid: &str, meta: ObjectMeta) -> ApiResult<()> {
         self.store.save(uid, &meta).await.map_err(|e| ApiError::unavailable(format!("storing metadata: {e}")))?;
-        self.metas.lock().unwrap_or_else(|e| e.into_inner()).insert(uid.to_owned(), meta);
+        self.metas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid.to_owned(), meta);
         Ok(())
     }
 
     pub(super) fn meta(&self, uid: &str) -> ObjectMeta {
-        self.metas.lock().unwrap_or_else(|e| e.into_inner()).get(uid).cloned().unwrap_or_default()
+        self.metas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(uid).cloned().unwrap_or_default()
     }
 }
 

@@ -37,12 +37,12 @@ impl NodePools {
 
     pub(super) async fn load_types(&self) -> Result<(), orchestrator::Error> {
         let types = self.client.list_instance_types().await?;
-        *self.types.write().unwrap_or_else(|e| e.into_inner()) = InstanceTypes::new(types);
+        *self.types.write().unwrap_or_else(std::sync::PoisonError::into_inner) = InstanceTypes::new(types);
         Ok(())
     }
 
     pub(super) fn types(&self) -> InstanceTypes {
-        self.types.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.types.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Reads the cluster's nodepools and their instances once and updates the cache.
@@ -61,7 +61,7 @@ impl NodePools {
             }
         }
         match self.store.load().await {
-            Ok(stored) => *self.metas.lock().unwrap_or_else(|e| e.into_inner()) = stored,
+            Ok(stored) => *self.metas.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = stored,
             Err(e) => tracing::warn!(error = %e, "reading the metadata store failed; using the last known metadata"),
         }
         let types = self.types();
@@ -74,7 +74,7 @@ impl NodePools {
             let name = np.spec.name.clone().unwrap_or_default();
             let uid = np.id.to_string();
             let meta = {
-                let mut metas = self.metas.lock().unwrap_or_else(|e| e.into_inner());
+                let mut metas = self.metas.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let meta = metas.entry(uid.clone()).or_default();
                 let hash = convert::spec_hash(&convert::full_spec(&np, meta, &types));
                 if meta.spec_hash != hash {
@@ -90,8 +90,14 @@ impl NodePools {
             if let Some(meta) = meta {
                 changed.push((uid.clone(), meta));
             }
-            let meta = self.metas.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).cloned().unwrap_or_default();
-            let members = np.instance_pool.and_then(|p| by_pool.get(&p.id)).map(Vec::as_slice).unwrap_or(&[]);
+            let meta = self
+                .metas
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&uid)
+                .cloned()
+                .unwrap_or_default();
+            let members = np.instance_pool.and_then(|p| by_pool.get(&p.id)).map_or(&[][..], Vec::as_slice);
             let previous = self.cache.get(&key(&name));
             let seen_now = Observed {
                 members,
@@ -115,12 +121,12 @@ impl NodePools {
             if !seen.contains(&name) {
                 self.cache.remove(&key(&name));
                 if let Some(uid) = obj["metadata"]["uid"].as_str() {
-                    self.metas.lock().unwrap_or_else(|e| e.into_inner()).remove(uid);
+                    self.metas.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(uid);
                     let _ = self.store.remove(uid).await;
                 }
             }
         }
-        *self.nodepools.lock().unwrap_or_else(|e| e.into_inner()) = current;
+        *self.nodepools.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = current;
         self.ready.store(true, Ordering::SeqCst);
         Ok(())
     }

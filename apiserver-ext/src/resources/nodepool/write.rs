@@ -133,7 +133,7 @@ impl NodePools {
             self.destroy(name, np).await?;
         }
         self.refresh_after_write(name).await;
-        Ok(self.cache.get(&key(name)).map(|o| (*o).clone()).unwrap_or_else(|| current.clone()))
+        Ok(self.cache.get(&key(name)).map_or_else(|| current.clone(), |o| (*o).clone()))
     }
 
     /// Deletes the nodepool in the orchestrator, announcing `deletionTimestamp` first.
@@ -172,7 +172,7 @@ impl NodePools {
                 self.save_meta(&uid, meta).await?;
                 self.refresh_after_write(name).await;
             }
-            return Ok(self.cache.get(&key(name)).map(|o| (*o).clone()).unwrap_or_else(|| (*current).clone()));
+            return Ok(self.cache.get(&key(name)).map_or_else(|| (*current).clone(), |o| (*o).clone()));
         }
         self.destroy(name, &np).await
     }

@@ -118,7 +118,7 @@ impl Upgrades {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Stored>> {
-        self.upgrades.lock().unwrap_or_else(|e| e.into_inner())
+        self.upgrades.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn object(&self, s: &Stored) -> Value {

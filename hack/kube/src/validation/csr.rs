@@ -284,9 +284,8 @@ fn request_error(request: &Value) -> Option<String> {
         Ok((_, pem)) if pem.label == "CERTIFICATE REQUEST" => pem,
         _ => return Some("PEM block type must be CERTIFICATE REQUEST".to_owned()),
     };
-    let csr = match x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents) {
-        Ok((_, csr)) => csr,
-        Err(_) => return Some("x509: malformed certificate request".to_owned()),
+    let Ok((_, csr)) = x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents) else {
+        return Some("x509: malformed certificate request".to_owned());
     };
     csr.verify_signature().err().map(|_| "x509: signature on the certificate request is invalid".to_owned())
 }

@@ -101,13 +101,13 @@ pub fn status_update(new: &Value) -> Causes {
         }
         match ing.get("ipMode").and_then(Value::as_str) {
             None if !ip.is_empty() => {
-                out.push(super::required_because(&format!("{path}.ipMode"), "must be specified when `ip` is set"))
+                out.push(super::required_because(&format!("{path}.ipMode"), "must be specified when `ip` is set"));
             }
             Some(_) if ip.is_empty() => {
-                out.push(Cause::forbidden(&format!("{path}.ipMode"), "may not be specified when `ip` is not set"))
+                out.push(Cause::forbidden(&format!("{path}.ipMode"), "may not be specified when `ip` is not set"));
             }
             Some(m) if !["Proxy", "VIP"].contains(&m) => {
-                out.push(Cause::not_supported(&format!("{path}.ipMode"), &json!(m), &["Proxy", "VIP"]))
+                out.push(Cause::not_supported(&format!("{path}.ipMode"), &json!(m), &["Proxy", "VIP"]));
             }
             _ => {}
         }
@@ -178,7 +178,7 @@ fn spec(svc: &Value) -> Causes {
     match str_at(s, "/sessionAffinity") {
         "" => out.push(Cause::required("spec.sessionAffinity")),
         "None" if !s["sessionAffinityConfig"].is_null() => {
-            out.push(Cause::forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None"))
+            out.push(Cause::forbidden("spec.sessionAffinityConfig", "must not be set when session affinity is None"));
         }
         a if !AFFINITIES.contains(&a) => out.push(Cause::not_supported("spec.sessionAffinity", &json!(a), AFFINITIES)),
         _ => {}
@@ -214,10 +214,10 @@ fn spec(svc: &Value) -> Causes {
     }
     match s["loadBalancerClass"].as_str() {
         Some(class) if type_ == "LoadBalancer" => {
-            out.extend(invalid_str("spec.loadBalancerClass", class, names::qualified_name(class)))
+            out.extend(invalid_str("spec.loadBalancerClass", class, names::qualified_name(class)));
         }
         Some(_) => {
-            out.push(Cause::forbidden("spec.loadBalancerClass", "may only be used when `type` is 'LoadBalancer'"))
+            out.push(Cause::forbidden("spec.loadBalancerClass", "may only be used when `type` is 'LoadBalancer'"));
         }
         None => {}
     }
@@ -246,7 +246,7 @@ fn port(p: &Value, path: &str, require_name: bool, seen: &mut BTreeSet<String>) 
     match str_at(p, "/protocol") {
         "" => out.push(Cause::required(&format!("{path}.protocol"))),
         proto if !PROTOCOLS.contains(&proto) => {
-            out.push(Cause::not_supported(&format!("{path}.protocol"), &json!(proto), PROTOCOLS))
+            out.push(Cause::not_supported(&format!("{path}.protocol"), &json!(proto), PROTOCOLS));
         }
         _ => {}
     }
@@ -327,10 +327,10 @@ fn traffic_policies(svc: &Value) -> Causes {
     }
     match s["internalTrafficPolicy"].as_str() {
         None if matches!(type_of(svc), "ClusterIP" | "NodePort" | "LoadBalancer") => {
-            out.push(Cause::required("spec.internalTrafficPolicy"))
+            out.push(Cause::required("spec.internalTrafficPolicy"));
         }
         Some(p) if !TRAFFIC_POLICIES.contains(&p) => {
-            out.push(Cause::not_supported("spec.internalTrafficPolicy", &json!(p), TRAFFIC_POLICIES))
+            out.push(Cause::not_supported("spec.internalTrafficPolicy", &json!(p), TRAFFIC_POLICIES));
         }
         _ => {}
     }

@@ -35,7 +35,7 @@ impl Default for HealthBoard {
 
 impl HealthBoard {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(Uuid, Uuid), bool>> {
-        self.healthy.lock().unwrap_or_else(|e| e.into_inner())
+        self.healthy.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Whether `instance` passes the checks of `service`; unchecked means no.
@@ -135,7 +135,7 @@ pub async fn run(
             match &outcome {
                 Ok(()) => tracing::info!(%lb, %service, backend = %ip, port, "NLB backend healthy"),
                 Err(error) => {
-                    tracing::info!(%lb, %service, backend = %ip, port, %error, "NLB backend unhealthy")
+                    tracing::info!(%lb, %service, backend = %ip, port, %error, "NLB backend unhealthy");
                 }
             }
         }

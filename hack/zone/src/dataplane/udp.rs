@@ -100,7 +100,7 @@ impl Sessions {
 
     /// Drops the queue of `client` once its relay has ended (a newer one may have replaced it).
     fn forget_if_over(&mut self, client: SocketAddr) {
-        if self.open.get(&client).is_some_and(|s| s.is_closed()) {
+        if self.open.get(&client).is_some_and(tokio::sync::mpsc::Sender::is_closed) {
             self.open.remove(&client);
         }
     }

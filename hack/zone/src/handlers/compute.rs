@@ -32,8 +32,7 @@ pub fn list_zones(app: &App) -> ApiResult<Value> {
 pub fn get_operation(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "operation")?;
     app.read(|w| w.zone(&call.zone).operations.get(&id).map(|o| o.op.clone()))
-        .map(json)
-        .unwrap_or_else(|| Err(ApiError::not_found("operation", id)))
+        .map_or_else(|| Err(ApiError::not_found("operation", id)), json)
 }
 
 pub fn list_instances(app: &App, call: &Call) -> ApiResult<Value> {
@@ -84,8 +83,7 @@ fn list_item(i: &Instance) -> Instance {
 pub fn get_instance(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "instance")?;
     app.read(|w| w.zone(&call.zone).instances.get(&id).map(|r| r.instance.clone()))
-        .map(json)
-        .unwrap_or_else(|| Err(ApiError::not_found("instance", id)))
+        .map_or_else(|| Err(ApiError::not_found("instance", id)), json)
 }
 
 fn link(id: Uuid) -> Option<(Uuid, String)> {
@@ -310,7 +308,5 @@ pub fn list_instance_types(app: &App) -> ApiResult<Value> {
 
 pub fn get_instance_type(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "instance type")?;
-    catalog::instance_type(id, &app.config.zones)
-        .map(json)
-        .unwrap_or_else(|| Err(ApiError::not_found("instance type", id)))
+    catalog::instance_type(id, &app.config.zones).map_or_else(|| Err(ApiError::not_found("instance type", id)), json)
 }

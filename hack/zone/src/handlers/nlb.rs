@@ -78,7 +78,7 @@ pub fn list(app: &App, call: &Call) -> ApiResult<Value> {
 
 pub fn get(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "load balancer")?;
-    find(app, &call.zone, id).map(json).unwrap_or_else(|| Err(ApiError::not_found("load balancer", id)))
+    find(app, &call.zone, id).map_or_else(|| Err(ApiError::not_found("load balancer", id)), json)
 }
 
 fn existing(tx: &Tx<'_>, zone: &str, id: Uuid) -> ApiResult<LoadBalancer> {
@@ -161,7 +161,7 @@ fn check_service(
             return Err(ApiError::conflict(format!(
                 "port: {}/{} is already used by service {} on load balancer {}",
                 spec.port.unwrap_or_default(),
-                spec.protocol.as_ref().map(|p| p.as_str()).unwrap_or("tcp"),
+                spec.protocol.as_ref().map_or("tcp", orchestrator::model::Protocol::as_str),
                 other.id,
                 lb.id
             )));

@@ -45,8 +45,7 @@ pub fn list(app: &App, call: &Call) -> ApiResult<Value> {
 pub fn get(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "instance pool")?;
     app.read(|w| w.zone(&call.zone).pools.get(&id).cloned())
-        .map(json)
-        .unwrap_or_else(|| Err(ApiError::not_found("instance pool", id)))
+        .map_or_else(|| Err(ApiError::not_found("instance pool", id)), json)
 }
 
 /// The pool, if it exists and the caller may change it: a nodepool's pool

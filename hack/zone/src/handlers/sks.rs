@@ -136,8 +136,7 @@ pub fn list_clusters(app: &App, call: &Call) -> ApiResult<Value> {
 pub fn get_cluster(app: &App, call: &Call) -> ApiResult<Value> {
     let id = call.id("id", "SKS cluster")?;
     app.read(|w| w.zone(&call.zone).clusters.get(&id).map(|c| render_cluster(w, &call.zone, c)))
-        .map(json)
-        .unwrap_or_else(|| Err(ApiError::not_found("SKS cluster", id)))
+        .map_or_else(|| Err(ApiError::not_found("SKS cluster", id)), json)
 }
 
 /// Changes a cluster and records an operation referencing it.

@@ -231,7 +231,7 @@ pub fn renewed_lease(lease: Option<Lease>, node: &str, node_uid: Option<&str>, n
         spec: None,
     });
     if let Some(uid) = node_uid
-        && lease.metadata.owner_references.as_ref().is_none_or(|refs| refs.is_empty())
+        && lease.metadata.owner_references.as_ref().is_none_or(std::vec::Vec::is_empty)
     {
         lease.metadata.owner_references = Some(vec![OwnerReference {
             api_version: "v1".to_owned(),

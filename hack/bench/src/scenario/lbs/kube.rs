@@ -130,7 +130,7 @@ impl Kube {
             else {
                 return;
             };
-            let mut map = ready.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if !map.contains_key(name) {
                 map.insert(name.to_owned(), (Instant::now(), ip));
                 progress.send_replace(map.len());

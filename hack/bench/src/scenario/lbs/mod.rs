@@ -371,7 +371,7 @@ async fn burst(sys: &System, p: &Params) -> anyhow::Result<(Burst, BTreeMap<Stri
     let mut ready_us = Vec::new();
     let mut last = None::<Instant>;
     {
-        let map = ready.lock().unwrap_or_else(|e| e.into_inner());
+        let map = ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (name, sent) in &sent_at {
             if let Some((at, _)) = map.get(name) {
                 ready_us.push(at.saturating_duration_since(*sent).as_micros() as u64);

@@ -46,7 +46,7 @@ impl ApiAccess {
 
     /// A client authenticated as `user` in `groups`, with one connection pool of its own.
     pub fn client(&self, user: &str, groups: &[&str], timeout: Option<Duration>) -> anyhow::Result<reqwest::Client> {
-        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let groups: Vec<String> = groups.iter().map(std::string::ToString::to_string).collect();
         let cert = self.ca.issue_client(user, &groups, CLIENT_CERT_TTL)?;
         let mut b = reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes())?])

@@ -435,7 +435,7 @@ struct Burst {
     ccm_memory_after: Memory,
 }
 
-#[allow(clippy::too_many_arguments)]
+#[expect(clippy::too_many_arguments, reason = "the burst's inputs, gathered once when it ends")]
 fn burst_figures(
     names: &[String],
     seen: &[Seen],

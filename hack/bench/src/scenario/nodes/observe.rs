@@ -51,24 +51,24 @@ pub struct Board {
 
 impl Board {
     fn update(&self, name: &str, f: impl FnOnce(&mut Seen)) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         f(seen.entry(name.to_owned()).or_default());
     }
 
     /// A copy of what was seen of `names`.
     pub fn of(&self, names: &[String]) -> Vec<Seen> {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         names.iter().map(|n| seen.get(n).copied().unwrap_or_default()).collect()
     }
 
     /// A few denial messages.
     pub fn denials(&self) -> Vec<String> {
-        self.denials.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.denials.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Watch events received.
     pub fn events(&self) -> u64 {
-        *self.events.lock().unwrap_or_else(|e| e.into_inner())
+        *self.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -170,7 +170,7 @@ fn record(board: &Board, kind: Kind, event: &Event, at: Instant) {
             let has = |t: &str| o.status.conditions.iter().any(|c| c.type_ == t && c.status != "False");
             let denied = has("Denied") || has("Failed");
             if denied {
-                let mut d = board.denials.lock().unwrap_or_else(|e| e.into_inner());
+                let mut d = board.denials.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if d.len() < 5 {
                     let why = o.status.conditions.iter().filter_map(|c| c.message.clone()).collect::<Vec<_>>();
                     d.push(format!("{}: {}", o.metadata.name, why.join("; ")));
@@ -243,7 +243,7 @@ pub async fn follow(
                 let line = &buf[start..start + end];
                 start += end + 1;
                 let event: Event = serde_json::from_slice(line).context("undecodable watch event")?;
-                *board.events.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                *board.events.lock().unwrap_or_else(std::sync::PoisonError::into_inner) += 1;
                 if event.kind == "ERROR" {
                     bail!(
                         "watch {} ERROR {:?}: {}",
