@@ -3,4 +3,5 @@
 //! they plug into is the `sks-rest` crate.
 
 pub mod app;
+pub mod autoscaler;
 pub mod resources;

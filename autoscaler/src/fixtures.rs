@@ -138,6 +138,8 @@ pub fn node(name: &str, cpu_millis: i64, memory_bytes: i64) -> NodeFixture {
             created: None,
             scale_down_disabled: false,
             replacement: None,
+            instance: None,
+            removing: None,
         },
         requested: Resources::ZERO,
     }

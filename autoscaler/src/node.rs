@@ -48,6 +48,10 @@ pub struct NodeInfo {
     pub scale_down_disabled: bool,
     /// A replacement under way, by its marker annotation.
     pub replacement: Option<Replacement>,
+    /// The instance behind it: `spec.providerID` without `exoscale://`.
+    pub instance: Option<Box<str>>,
+    /// The autoscaler's own removal record (`node.exoscale.net/scale-down-removing`), if any.
+    pub removing: Option<Box<str>>,
 }
 
 impl NodeInfo {
@@ -114,6 +118,12 @@ fn into_parts(node: NodeWire) -> (ObjectMeta, NodeInfo) {
         created: m.creation_timestamp,
         scale_down_disabled: m.annotations.scale_down_disabled,
         replacement: m.annotations.replacement,
+        instance: spec
+            .provider_id
+            .as_deref()
+            .and_then(|p| p.strip_prefix(sks_keys::PROVIDER_ID_PREFIX))
+            .map(Into::into),
+        removing: m.annotations.removing,
     };
     (meta, info)
 }
@@ -125,6 +135,7 @@ type MetaWire = crate::wire::MetaWire<Annotations>;
 struct Annotations {
     scale_down_disabled: bool,
     replacement: Option<Replacement>,
+    removing: Option<Box<str>>,
 }
 
 impl<'de> FromEntries<'de> for Annotations {
@@ -137,6 +148,7 @@ impl<'de> FromEntries<'de> for Annotations {
                 skip(map)?;
                 self.replacement = Some(Replacement::AutoHeal);
             }
+            annotation::SCALE_DOWN_REMOVING => self.removing = Some(map.next_value::<String>()?.into()),
             annotation::UPGRADE_REPLACING => {
                 skip(map)?;
                 self.replacement.get_or_insert(Replacement::Upgrade);
@@ -149,6 +161,8 @@ impl<'de> FromEntries<'de> for Annotations {
 
 #[derive(Deserialize, Default)]
 struct SpecWire {
+    #[serde(default, rename = "providerID")]
+    provider_id: Option<String>,
     #[serde(default, deserialize_with = "null_as_empty")]
     taints: Box<[Taint]>,
     #[serde(default)]
@@ -203,6 +217,8 @@ mod tests {
         assert!(n.unschedulable && n.ready && n.scale_down_disabled);
         assert_eq!(n.created, Some("2026-11-21T00:00:00Z".parse().unwrap()));
         assert_eq!(n.replacement, None);
+        assert_eq!(n.instance.as_deref(), Some("x"));
+        assert_eq!(n.removing, None);
         assert!(!n.in_service(), "cordoned");
     }
 

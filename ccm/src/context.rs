@@ -11,8 +11,8 @@ use prometheus::Registry;
 use uuid::Uuid;
 
 use crate::cloud::Cloud;
-use crate::events::Publisher;
 use crate::metrics::Metrics;
+use sks_kubeclient::events::Publisher;
 
 /// The zone when the orchestrator configuration names none.
 const DEFAULT_ZONE: &str = "ch-gva-2";

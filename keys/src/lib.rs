@@ -41,6 +41,11 @@ pub mod annotation {
     /// way out and its replacement on its way in, so the autoscaler neither removes it
     /// nor counts it as capacity.
     pub const UPGRADE_REPLACING: &str = "node.exoscale.net/upgrade-replacing";
+    /// A scale-down under way, `<nodepool id>:<size before>`, recorded on the Node
+    /// (with the ToBeDeletedByClusterAutoscaler taint and the cordon) before its
+    /// pods are evicted: after a restart the autoscaler finishes the removal if
+    /// the instance is gone, or puts the Node back in service if it is not.
+    pub const SCALE_DOWN_REMOVING: &str = "node.exoscale.net/scale-down-removing";
     /// Cluster-autoscaler's Node annotation: `"true"` keeps the Node from ever being scaled down.
     pub const SCALE_DOWN_DISABLED: &str = "cluster-autoscaler.kubernetes.io/scale-down-disabled";
     /// Cluster-autoscaler's Pod annotation: `"true"` lets scale-down evict a Pod it would
@@ -118,6 +123,38 @@ pub mod annotation {
             format!("{}{suffix}", super::LB_PREFIX)
         }
     }
+}
+
+/// The labels sks-ccm puts on a Node of a nodepool, and the autoscaler on its
+/// template node: the nodepool's labels but Kubernetes' own
+/// (`kubernetes.io`/`k8s.io` prefixes), the instance type (cleaned into a
+/// valid label value, as the Exoscale CCM does), the zone as zone and region,
+/// and the nodepool id.
+pub fn node_labels<'a>(
+    nodepool_labels: impl IntoIterator<Item = (&'a String, &'a String)>,
+    nodepool_id: &str,
+    instance_type: &str,
+    zone: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut out: std::collections::BTreeMap<String, String> = nodepool_labels
+        .into_iter()
+        .filter(|(k, _)| !kubernetes_label(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let clean: String =
+        instance_type.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
+    out.insert(label::INSTANCE_TYPE.into(), clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned());
+    out.insert(label::REGION.into(), zone.to_owned());
+    out.insert(label::ZONE.into(), zone.to_owned());
+    out.insert(label::NODEPOOL_ID.into(), nodepool_id.to_owned());
+    out
+}
+
+/// Whether `key` is one of Kubernetes' own labels (`kubernetes.io`/`k8s.io`
+/// prefixes), which nodepool labels never set on Nodes.
+pub fn kubernetes_label(key: &str) -> bool {
+    let prefix = key.split_once('/').map_or("", |(p, _)| p);
+    prefix == "kubernetes.io" || prefix.ends_with(".kubernetes.io") || prefix == "k8s.io" || prefix.ends_with(".k8s.io")
 }
 
 /// Taints on Nodes.

@@ -10,6 +10,8 @@
 //! kube-apiserver's API Priority and Fairness, which queues or answers 429, and
 //! by each controller's concurrency.
 
+pub mod events;
+
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;

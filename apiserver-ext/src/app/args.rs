@@ -20,6 +20,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// An expander priority, `NAME=PRIORITY`.
+pub fn parse_priority(s: &str) -> Result<(String, i32), String> {
+    let (name, priority) = s.split_once('=').ok_or_else(|| format!("{s:?}: expected NAME=PRIORITY"))?;
+    let priority = priority.trim().parse().map_err(|_| format!("{s:?}: the priority must be an integer"))?;
+    Ok((name.trim().to_owned(), priority))
+}
+
 /// Aggregated API server for SKS: the nodepools, the cluster, its upgrades and
 /// kubeconfig requests of one cluster as Kubernetes resources.
 ///
@@ -128,6 +135,35 @@ pub struct Args {
     /// A connection with no request in progress (open watches count as in progress) for this long is closed.
     #[arg(long, default_value = "90s", value_parser = parse_duration)]
     pub idle_connection_timeout: Duration,
+    /// Autoscale the nodepools that set spec.autoscaling (with --kubeconfig; the
+    /// replica holding the upgrade Lease acts). See docs/api.md, Autoscaling.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub autoscaling: bool,
+    /// How often the autoscaler looks at the cluster without a trigger (a pod turning
+    /// unschedulable wakes it at once).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub scan_interval: Duration,
+    /// Whether the autoscaler removes unneeded nodes.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub scale_down_enabled: bool,
+    /// A node whose pods request less than this share of its CPU and of its memory may be removed.
+    #[arg(long, default_value_t = 0.5)]
+    pub scale_down_utilization_threshold: f64,
+    /// How long a node must have been unneeded before it is removed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub scale_down_unneeded_time: Duration,
+    /// How long after a scale-up of a nodepool none of its nodes is removed.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub scale_down_delay_after_add: Duration,
+    /// How long requested nodes may take to become Ready before the scale-up is given up and the nodepool backed off.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub max_node_provision_time: Duration,
+    /// How long a removal waits for its pods to be evicted (PodDisruptionBudgets may hold them) before the node is put back.
+    #[arg(long, default_value = "2m", value_parser = parse_duration)]
+    pub max_pod_eviction_time: Duration,
+    /// Priorities of nodepools for scale-ups, NAME=PRIORITY,... (higher first; least waste breaks ties).
+    #[arg(long, value_delimiter = ',', value_parser = parse_priority)]
+    pub expander_priorities: Vec<(String, i32)>,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,

@@ -111,6 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let nodepools = Arc::new(NodePools::new(client.clone(), args.cluster_id, store_of("nodepools"), nodes.clone()));
     tokio::spawn(nodepools.clone().run(args.refresh_interval));
     let (leading, election) = elect(&args, kube.clone())?;
+    let leading_for_autoscaler = leading.clone();
     let upgrades = Arc::new(Upgrades::new(
         client.clone(),
         args.cluster_id,
@@ -120,6 +121,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         leading,
     ));
     tokio::spawn(upgrades.clone().run(Duration::from_secs(1)));
+    if let (Some(kube), true) = (kube.clone(), args.autoscaling) {
+        let options = crate::autoscaler::Options {
+            scan_interval: args.scan_interval,
+            scale_down_enabled: args.scale_down_enabled,
+            scale_down: sks_autoscaler::ScaleDownOptions {
+                utilization_threshold: args.scale_down_utilization_threshold,
+                unneeded_time: args.scale_down_unneeded_time,
+                delay_after_add: args.scale_down_delay_after_add,
+                ..Default::default()
+            },
+            max_node_provision_time: args.max_node_provision_time,
+            max_pod_eviction_time: args.max_pod_eviction_time,
+            priorities: args.expander_priorities.iter().cloned().collect(),
+            ..Default::default()
+        };
+        let zone = orchestrator::ClientConfig::from_env().zone.unwrap_or_default();
+        let metrics = crate::autoscaler::metrics::Metrics::register(&registry)?;
+        let autoscaler = crate::autoscaler::Autoscaler::new(
+            options,
+            kube,
+            client.clone(),
+            args.cluster_id,
+            zone,
+            nodepools.clone(),
+            upgrades.clone(),
+            metrics,
+        );
+        tokio::spawn(autoscaler.run(leading_for_autoscaler));
+    }
     let clusters = Arc::new(Clusters::new(client.clone(), args.cluster_id, store_of("clusters"), upgrades.clone()));
     tokio::spawn(clusters.clone().run(args.refresh_interval));
     let kubeconfigs = Arc::new(KubeconfigRequests::new(client, args.cluster_id));

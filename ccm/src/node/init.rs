@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::cloud::Snapshot;
 use crate::context::Context;
-use crate::events::EventType;
 use crate::reconcile::Error;
+use sks_kubeclient::events::EventType;
 
 /// How long a Node of no instance of ours is not reported again.
 const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(300);
@@ -53,38 +53,17 @@ pub fn instance_for<'s>(node: &Node, cloud: &'s Snapshot) -> Option<&'s Instance
     cloud.by_name(node.metadata.name.as_deref().unwrap_or(""))
 }
 
-/// Label keys the CCM never takes from nodepool labels: Kubernetes' own.
-fn reserved(key: &str) -> bool {
-    let prefix = key.split_once('/').map_or("", |(p, _)| p);
-    prefix == "kubernetes.io" || prefix.ends_with(".kubernetes.io") || prefix == "k8s.io" || prefix.ends_with(".k8s.io")
-}
-
 /// Whether sks-ccm may write label `key` on a Node: its own and any nodepool
 /// label, never the `kubernetes.io`/`k8s.io` ones kubelet and others own.
 pub fn written_label(key: &str) -> bool {
-    !reserved(key) || OWN_LABELS.contains(&key)
+    !sks_keys::kubernetes_label(key) || OWN_LABELS.contains(&key)
 }
 
 const OWN_LABELS: &[&str] = &[label::INSTANCE_TYPE, label::REGION, label::ZONE, label::NODEPOOL_ID];
 
-/// The labels the Node must have.
+/// The labels the Node must have (the rule the autoscaler's template nodes share).
 pub fn labels(nodepool: &SksNodepool, type_name: &str, zone: &str) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = nodepool
-        .spec
-        .labels
-        .iter()
-        .flatten()
-        .filter(|(k, _)| !reserved(k))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    // Values must be valid label values; the Exoscale CCM strips the same characters.
-    let clean: String =
-        type_name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
-    out.insert(label::INSTANCE_TYPE.into(), clean.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned());
-    out.insert(label::REGION.into(), zone.to_owned());
-    out.insert(label::ZONE.into(), zone.to_owned());
-    out.insert(label::NODEPOOL_ID.into(), nodepool.id.to_string());
-    out
+    sks_keys::node_labels(nodepool.spec.labels.iter().flatten(), &nodepool.id.to_string(), type_name, zone)
 }
 
 /// The addresses the Node must report.

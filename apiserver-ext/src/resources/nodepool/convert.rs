@@ -316,7 +316,7 @@ pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, see
         ("Stable", format!("{desired} nodes"))
     };
     let degraded = phase == "Error";
-    let mut conditions = vec![
+    let conditions = vec![
         condition("Ready", ready_ok, ready_reason, ready_msg, generation, seen.previous, seen.now),
         condition("Progressing", progressing, prog_reason, prog_msg, generation, seen.previous, seen.now),
         condition(
@@ -329,14 +329,6 @@ pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, see
             seen.now,
         ),
     ];
-    if spec.autoscaling.is_some() {
-        let limited = meta.autoscaling_status.as_ref().and_then(|s| s.limited.clone());
-        let (ok, reason, message) = match limited {
-            Some(why) => (true, "MaxReplicasReached", why),
-            None => (false, "WithinLimits", String::new()),
-        };
-        conditions.push(condition("ScalingLimited", ok, reason, message, generation, seen.previous, seen.now));
-    }
     let mut metadata = json!({
         "name": np.spec.name.clone().unwrap_or_default(),
         "uid": np.id.to_string(),
@@ -356,7 +348,7 @@ pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, see
         metadata["deletionTimestamp"] = json!(ts);
         metadata["deletionGracePeriodSeconds"] = json!(0);
     }
-    json!({
+    let mut obj = json!({
         "apiVersion": format!("{GROUP}/{VERSION}"),
         "kind": "NodePool",
         "metadata": metadata,
@@ -371,9 +363,28 @@ pub fn to_object(np: &SksNodepool, meta: &ObjectMeta, types: &InstanceTypes, see
             "selector": format!("{NODEPOOL_ID_LABEL}={}", np.id),
             "observedGeneration": generation,
             "conditions": conditions,
-            "autoscaling": meta.autoscaling_status.as_ref().map(|a| json!({"lastScaleUp": a.last_scale_up, "lastScaleDown": a.last_scale_down})),
         }
-    })
+    });
+    set_autoscaling_status(&mut obj, meta, seen.previous, seen.now);
+    obj
+}
+
+/// Puts what the autoscaler last did (`status.autoscaling`) and, for an
+/// autoscaled nodepool, the `ScalingLimited` condition on a NodePool object.
+pub fn set_autoscaling_status(obj: &mut Value, meta: &ObjectMeta, previous: Option<&Value>, now: &str) {
+    let status = meta.autoscaling_status.as_ref();
+    obj["status"]["autoscaling"] =
+        status.map_or(Value::Null, |a| json!({"lastScaleUp": a.last_scale_up, "lastScaleDown": a.last_scale_down}));
+    let Some(conditions) = obj["status"]["conditions"].as_array_mut() else { return };
+    conditions.retain(|c| c["type"] != "ScalingLimited");
+    if meta.autoscaling.is_some() {
+        let (ok, reason, message) = match status.and_then(|s| s.limited.clone()) {
+            Some(why) => (true, "MaxReplicasReached", why),
+            None => (false, "WithinLimits", String::new()),
+        };
+        let generation = meta.generation.max(1);
+        conditions.push(condition("ScalingLimited", ok, reason, message, generation, previous, now));
+    }
 }
 
 /// A hash of a spec, to notice changes made behind our back.

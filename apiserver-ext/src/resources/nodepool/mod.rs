@@ -5,6 +5,7 @@
 //! (`strategy`), go to the orchestrator (`write`, `scale`, `eviction`) and
 //! refresh the cache before they answer.
 
+pub mod autoscaling;
 pub mod convert;
 pub mod def;
 mod eviction;

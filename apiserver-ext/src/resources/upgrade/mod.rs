@@ -203,6 +203,18 @@ impl Upgrades {
         self.lock().values().find(|s| !s.status.ended()).map(|s| (s.name.clone(), s.spec.version.clone()))
     }
 
+    /// The nodepools (by name) an upgrade is rolling or about to roll: their size
+    /// belongs to the roll until it is done, so the autoscaler leaves them alone.
+    pub fn rolling_nodepools(&self) -> std::collections::BTreeSet<String> {
+        self.lock()
+            .values()
+            .filter(|s| !s.status.ended() && s.spec.roll_nodepools)
+            .flat_map(|s| s.status.nodepools.iter())
+            .filter(|np| !matches!(np.phase.as_str(), "Done" | "Failed"))
+            .map(|np| np.name.clone())
+            .collect()
+    }
+
     fn unique_name(&self, base: &str) -> String {
         let taken = |n: &str| self.lock().values().any(|s| s.name == n);
         if !taken(base) {
