@@ -659,7 +659,7 @@ mod size_tests {
     }
 
     /// What a cached pod costs. Measured on x86_64: inline, Resources 24,
-    /// Labels 16, PodInfo 192, ObjectMeta 360, SlimPod 552, NodeInfo 104 and
+    /// Labels 16, PodInfo 192, ObjectMeta 360, SlimPod 552, NodeInfo 136 and
     /// SlimNode 464 bytes; on the heap, the Deployment pod above keeps 451
     /// bytes as a PodInfo (names 68, three labels 141, the two default
     /// tolerations 187, its owner 56) and 517 as a SlimPod, whose ObjectMeta
@@ -686,7 +686,7 @@ mod size_tests {
         assert_eq!(pod.requests, Resources::new(250, 256 << 20, 1));
         assert_eq!(slim.info, pod);
         assert!(size_of::<PodInfo>() <= 192, "PodInfo grew to {} bytes", size_of::<PodInfo>());
-        assert!(size_of::<NodeInfo>() <= 128, "NodeInfo grew to {} bytes", size_of::<NodeInfo>());
+        assert!(size_of::<NodeInfo>() <= 144, "NodeInfo grew to {} bytes", size_of::<NodeInfo>());
         assert!(pod_heap <= 512, "a decoded pod keeps {pod_heap} heap bytes");
     }
 }

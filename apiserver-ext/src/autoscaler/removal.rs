@@ -185,7 +185,7 @@ mod tests {
         let marked = marked_taints(&own, now);
         assert_eq!(marked.len(), 2);
         assert_eq!(marked[1].key, taint::TO_BE_DELETED);
-        assert_eq!(marked[1].value.as_deref(), Some("1764547200"));
+        assert_eq!(marked[1].value.as_deref(), Some("1796083200"));
         assert_eq!(marked_taints(&marked, now).len(), 2, "marking twice keeps one");
         assert_eq!(restored_taints(&marked), own);
     }
