@@ -1,0 +1,169 @@
+//! Scale-up: the nodes pending pods need, one orchestrator call per
+//! nodepool, the events cluster-autoscaler users know, and the nodepools
+//! whose requested nodes never came (backed off, never asked again and again).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use sks_autoscaler::{ClusterSnapshot, NodeInfo, PodInfo, ScaleUpOptions, Template, plan_scale_up};
+use sks_kubeclient::events::EventType;
+use uuid::Uuid;
+
+use super::{Autoscaler, Provisioning, REPORT_EVERY, nodepool_ref, now, pod_ref, templates};
+use crate::resources::metadata::ScaleChange;
+use crate::resources::nodepool::autoscaling::Autoscaled;
+
+impl Autoscaler {
+    /// Notices scale-ups whose nodes did not come in time: the nodepool is
+    /// backed off and the failure reported, instead of asked again and again.
+    pub(super) async fn follow_provisioning(&self, pools: &[Autoscaled], nodes: &[&NodeInfo]) {
+        let mut timed_out = Vec::new();
+        {
+            let mut state = self.state();
+            for pool in pools {
+                let waiting = templates::upcoming(pool, nodes) > 0;
+                match (waiting, state.provisioning.get(&pool.id).copied()) {
+                    (false, _) => {
+                        state.provisioning.remove(&pool.id);
+                    }
+                    (true, Some(p)) if p.since.elapsed() > self.options.max_node_provision_time => {
+                        state.provisioning.remove(&pool.id);
+                        state.backed_off.insert(pool.id, Instant::now() + self.options.backoff);
+                        timed_out.push(pool.clone());
+                    }
+                    (true, Some(_)) => {}
+                    (true, None) => {
+                        state.provisioning.insert(pool.id, Provisioning { since: Instant::now() });
+                    }
+                }
+            }
+        }
+        for pool in timed_out {
+            let note = format!(
+                "nodes requested for nodepool {} did not become Ready within {:?}: no scale-up of it for {:?}",
+                pool.name, self.options.max_node_provision_time, self.options.backoff
+            );
+            tracing::warn!(nodepool = %pool.name, "{note}");
+            self.metrics.failed_scale_ups.with_label_values(&["timeout"]).inc();
+            self.metrics.decided("backoff", "MaxNodeProvisionTime");
+            self.event(&nodepool_ref(&pool.id.to_string(), &pool.name), EventType::Warning, "ScaleUpTimedOut", &note)
+                .await;
+        }
+    }
+
+    pub(super) async fn scale_up(
+        &self,
+        pending: &[&PodInfo],
+        snapshot: &ClusterSnapshot<'_>,
+        templates: &[Template],
+        pools: &[Autoscaled],
+    ) {
+        let options = ScaleUpOptions { priorities: self.options.priorities.clone() };
+        let plan = plan_scale_up(pending.iter().copied(), snapshot, templates, &options);
+        let mut targets: BTreeMap<Uuid, (i64, i64, String)> = BTreeMap::new();
+        for inc in &plan.increases {
+            let Ok(id) = inc.template.nodepool_id.parse::<Uuid>() else { continue };
+            let reason = format!("{} pending pod(s)", inc.pods.len());
+            targets.insert(id, (i64::from(inc.from), i64::from(inc.to), reason));
+        }
+        // Below its minimum (set, or raised, after it was smaller): up to it.
+        for pool in pools {
+            if pool.size < pool.bounds.min_replicas && !targets.contains_key(&pool.id) {
+                targets.insert(
+                    pool.id,
+                    (pool.size, pool.bounds.min_replicas, "below spec.autoscaling.minReplicas".into()),
+                );
+            }
+        }
+        for (id, (from, to, reason)) in &targets {
+            let Some(pool) = pools.iter().find(|p| p.id == *id) else { continue };
+            let increase = plan.increases.iter().find(|i| i.template.nodepool_id == id.to_string());
+            match self.orchestrator.scale_sks_nodepool(self.cluster, *id, *to).await {
+                Ok(_) => {
+                    tracing::info!(nodepool = %pool.name, from, to, %reason, "scaled up");
+                    self.metrics
+                        .scaled_up_nodes
+                        .with_label_values(&[&pool.name])
+                        .inc_by(u64::try_from(to - from).unwrap_or(0));
+                    self.metrics.decided("scale_up", "PendingPods");
+                    let stamp = now();
+                    {
+                        let mut state = self.state();
+                        state.last_scale_up.insert(id.to_string(), stamp);
+                        state.provisioning.insert(*id, Provisioning { since: Instant::now() });
+                    }
+                    let change = ScaleChange { time: stamp.to_string(), from: *from, to: *to, reason: reason.clone() };
+                    if let Err(e) = self.nodepools.record_autoscaling(*id, |s| s.last_scale_up = Some(change)).await {
+                        tracing::warn!(nodepool = %pool.name, error = %e.message, "recording a scale-up failed");
+                    }
+                    let regarding = nodepool_ref(&id.to_string(), &pool.name);
+                    let note = increase.map_or_else(
+                        || {
+                            format!(
+                                "Scale-up: setting group {} size to {to} instead of {from} (max: {})",
+                                pool.name, pool.bounds.max_replicas
+                            )
+                        },
+                        sks_autoscaler::scale_up::Increase::pool_message,
+                    );
+                    self.event(&regarding, EventType::Normal, "ScaledUpGroup", &note).await;
+                    if let Some(inc) = increase {
+                        let message = inc.pod_message();
+                        for pod in &inc.pods {
+                            self.event(&pod_ref(pod), EventType::Normal, "TriggeredScaleUp", &message).await;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(nodepool = %pool.name, error = %e, "a scale-up failed; backing the nodepool off");
+                    self.metrics.failed_scale_ups.with_label_values(&["cloudProviderError"]).inc();
+                    self.state()
+                        .backed_off
+                        .insert(*id, Instant::now() + self.options.backoff.min(Duration::from_secs(30)));
+                    let note = format!("scaling nodepool {} to {to} failed: {e}", pool.name);
+                    self.event(
+                        &nodepool_ref(&id.to_string(), &pool.name),
+                        EventType::Warning,
+                        "FailedToScaleUpGroup",
+                        &note,
+                    )
+                    .await;
+                }
+            }
+        }
+        for unhelped in &plan.unhelped {
+            let message = unhelped.message();
+            let due = {
+                let mut state = self.state();
+                let key = unhelped.pod.uid.to_string();
+                let due = state.reported.get(&key).is_none_or(|(m, at)| *m != message || at.elapsed() > REPORT_EVERY);
+                if due {
+                    state.reported.insert(key, (message.clone(), Instant::now()));
+                }
+                due
+            };
+            if due {
+                self.metrics.decided("not_triggered", "NoNodepoolFits");
+                self.event(&pod_ref(unhelped.pod), EventType::Normal, "NotTriggerScaleUp", &message).await;
+            }
+        }
+        {
+            let live: BTreeSet<String> = pending.iter().map(|p| p.uid.to_string()).collect();
+            self.state().reported.retain(|uid, _| live.contains(uid));
+        }
+        // ScalingLimited: pools at their maximum with pods waiting for them.
+        let limited: BTreeSet<&str> = plan.limited.iter().map(|t| t.nodepool_id.as_str()).collect();
+        for pool in pools {
+            let id = pool.id.to_string();
+            let message = limited.contains(id.as_str()).then(|| {
+                format!(
+                    "pods wait: nodepool {} is at spec.autoscaling.maxReplicas ({})",
+                    pool.name, pool.bounds.max_replicas
+                )
+            });
+            if let Err(e) = self.nodepools.record_autoscaling(pool.id, |s| s.limited = message).await {
+                tracing::debug!(nodepool = %pool.name, error = %e.message, "recording ScalingLimited failed");
+            }
+        }
+    }
+}
