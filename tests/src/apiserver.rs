@@ -1,8 +1,9 @@
 //! A running `sks-apiserver` and `kubectl` pointed at it.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 
+use crate::kubectl::Kubectl;
 use crate::pki::TestPki;
 use crate::zone::Zone;
 use crate::{TempDir, bin};
@@ -96,11 +97,10 @@ impl ApiServer {
 
     /// Registers it with `kube` through an APIService (as `deploy/` does) and
     /// waits until the aggregator reports it Available.
-    pub async fn register(&self, kube: &crate::kubeapi::KubeApi) {
+    pub async fn register(&self, k: &Kubectl) {
         use base64::Engine as _;
         let port = self.url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
         let ca_bundle = base64::engine::general_purpose::STANDARD.encode(&self.pki.serving_ca.cert_pem);
-        let k = kube.kubectl();
         let registration = [
             serde_json::json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "sks-apiserver", "namespace": "kube-system"}, "spec": {"type": "ExternalName", "externalName": "localhost"}}),
             serde_json::json!({"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": "v1alpha1.sks.exoscale.net"},
@@ -139,7 +139,7 @@ impl ApiServer {
 
     /// `kubectl` with the admin kubeconfig.
     pub fn kubectl(&self) -> Kubectl {
-        Kubectl { kubeconfig: self.kubeconfig.clone(), cache: self.dir.path().join("kube-cache") }
+        Kubectl::new(self.kubeconfig.clone(), self.dir.path().join("kube-cache"))
     }
 
     /// A directory for the test's files.
@@ -160,79 +160,4 @@ impl Drop for ApiServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// `kubectl` with a kubeconfig and a private discovery cache.
-#[derive(Clone)]
-pub struct Kubectl {
-    /// The kubeconfig.
-    pub kubeconfig: PathBuf,
-    cache: PathBuf,
-}
-
-impl Kubectl {
-    /// A kubectl using `kubeconfig`.
-    pub fn new(kubeconfig: PathBuf, cache: PathBuf) -> Self {
-        Kubectl { kubeconfig, cache }
-    }
-
-    /// The command, ready for more arguments.
-    pub fn command(&self) -> Command {
-        let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(&self.cache).env_remove("KUBECONFIG");
-        cmd
-    }
-
-    /// Runs `kubectl args` and returns its output.
-    pub fn run(&self, args: &[&str]) -> Output {
-        self.command().args(args).output().expect("running kubectl")
-    }
-
-    /// Runs and asserts success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "kubectl {} failed:\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs and asserts failure; returns stderr.
-    pub fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            !out.status.success(),
-            "kubectl {} should have failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// Runs with `stdin` piped in.
-    pub fn with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        use std::io::Write as _;
-        let mut child = self
-            .command()
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    }
-}
-
-/// A kube-rs client from a kubeconfig file.
-pub async fn kube_client(kubeconfig: &std::path::Path) -> kube::Client {
-    orchestrator::install_crypto_provider();
-    let config = kube::config::Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(config, &Default::default()).await.expect("kube config");
-    kube::Client::try_from(config).expect("kube client")
 }

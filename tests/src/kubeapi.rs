@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::apiserver::Kubectl;
+use crate::kubectl::Kubectl;
 use crate::{TempDir, bin, wait_for};
 
 /// What kube-apiserver's Node authorizer and the `system:node` role let kubelets
@@ -142,7 +142,7 @@ impl KubeApi {
 
     /// A kube-rs client as the admin.
     pub async fn client(&self) -> kube::Client {
-        crate::apiserver::kube_client(&self.kubeconfig).await
+        crate::kubectl::kube_client(&self.kubeconfig).await
     }
 
     /// `kubectl` as the admin.

@@ -4,8 +4,10 @@
 pub mod apiserver;
 pub mod backend;
 pub mod ccm;
+pub mod env;
 pub mod image;
 pub mod kubeapi;
+pub mod kubectl;
 pub mod pki;
 pub mod proxy;
 pub mod raw;
@@ -119,13 +121,33 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + timeout;
+    let waited = wait_until(what, timeout, || {
+        let next = check();
+        async move { next.await.ok_or_else(String::new) }
+    })
+    .await;
+    waited.0
+}
+
+/// Polls `check` until it returns `Ok`, at most `timeout`, and answers its
+/// value and how long that took; panics naming `what` and the last reason
+/// `check` gave otherwise. Polls back off from 20 ms to 250 ms.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> (T, Duration)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let started = Instant::now();
     let mut delay = Duration::from_millis(20);
     loop {
-        if let Some(v) = check().await {
-            return v;
+        match check().await {
+            Ok(v) => return (v, started.elapsed()),
+            Err(why) if started.elapsed() >= timeout => {
+                let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+                panic!("timed out after {timeout:?} waiting for {what}{why}")
+            }
+            Err(_) => {}
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
     }

@@ -95,9 +95,9 @@ impl Zone {
         crate::terminate_child(&mut self.child)
     }
 
-    /// Restarts the zone with its simulated kubelets registering in `kube`.
-    pub fn attach_kubelets(&mut self, kube: &crate::kubeapi::KubeApi) {
-        self.restart_with(&["--kubeconfig".to_owned(), kube.kubeconfig.display().to_string()]);
+    /// Restarts the zone with its simulated kubelets registering in the API of `kubeconfig`.
+    pub fn attach_kubelets(&mut self, kubeconfig: &std::path::Path) {
+        self.restart_with(&["--kubeconfig".to_owned(), kubeconfig.display().to_string()]);
     }
 
     /// Starts the zone again on the same address and state with `extra` arguments

@@ -21,7 +21,7 @@ async fn nodepools_through_the_aggregator() {
     })
     .await;
     let mut sks = ApiServer::start_behind(&zone, &cluster, &["--refresh-interval", "1s"], &kube.cert_dir);
-    sks.register(&kube).await;
+    sks.register(&kube.kubectl()).await;
     let k = kube.kubectl();
 
     // kubectl against the cluster API sees nodepools as if they were built in.

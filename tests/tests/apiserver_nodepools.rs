@@ -5,35 +5,29 @@ use std::io::{BufRead as _, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use orchestrator::Client;
 use orchestrator::model::*;
-use sks_e2e::apiserver::{ApiServer, Kubectl};
+use sks_e2e::env::TestEnv;
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::pki::TestPki;
 use sks_e2e::wait_for;
-use sks_e2e::zone::{Zone, ZoneOptions};
-use uuid::Uuid;
 
+/// A seeded zone and sks-apiserver served directly (no aggregator), with kubectl as its admin.
 struct Setup {
-    zone: Zone,
-    client: Client,
-    cluster: Uuid,
-    api: ApiServer,
+    env: TestEnv,
     k: Kubectl,
 }
 
+impl std::ops::Deref for Setup {
+    type Target = TestEnv;
+    fn deref(&self) -> &TestEnv {
+        &self.env
+    }
+}
+
 async fn setup() -> Setup {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let client = zone.client().await;
-    let cluster = client.list_sks_clusters().await.unwrap()[0].id;
-    let api =
-        ApiServer::start(&zone, &cluster.to_string(), &["--refresh-interval", "500ms", "--bookmark-interval", "1s"]);
-    let k = api.kubectl();
-    wait_for("sks-apiserver to be ready", Duration::from_secs(20), || {
-        let k = k.clone();
-        async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-    })
-    .await;
-    Setup { zone, client, cluster, api, k }
+    let env = TestEnv::builder().apiserver(&["--refresh-interval", "500ms", "--bookmark-interval", "1s"]).start().await;
+    let k = env.kubectl();
+    Setup { env, k }
 }
 
 async fn nodepool(s: &Setup, name: &str) -> Option<SksNodepool> {
@@ -47,7 +41,7 @@ async fn nodepool(s: &Setup, name: &str) -> Option<SksNodepool> {
 }
 
 fn write(s: &Setup, file: &str, yaml: &str) -> String {
-    let path = s.api.dir().join(file);
+    let path = s.sks().dir().join(file);
     std::fs::write(&path, yaml).unwrap();
     path.display().to_string()
 }
@@ -270,10 +264,10 @@ fn client_with(pki: &TestPki, identity: Option<&sks_pki::IssuedCert>) -> reqwest
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_front_proxy_headers_are_refused() {
     let s = setup().await;
-    let url = format!("{}/apis/sks.exoscale.net/v1alpha1/nodepools", s.api.url);
+    let url = format!("{}/apis/sks.exoscale.net/v1alpha1/nodepools", s.sks().url);
     let forge =
         |c: reqwest::Client| c.get(&url).header("X-Remote-User", "admin").header("X-Remote-Group", "system:masters");
-    let pki = &s.api.pki;
+    let pki = &s.sks().pki;
     let stranger = sks_pki::CertificateAuthority::generate("stranger").unwrap();
     let cases = [
         ("no certificate", None),
@@ -308,8 +302,8 @@ async fn forged_front_proxy_headers_are_refused() {
         "{status}"
     );
     // Health needs no credentials; everything else does.
-    assert_eq!(client_with(pki, None).get(format!("{}/readyz", s.api.url)).send().await.unwrap().status(), 200);
-    assert_eq!(client_with(pki, None).get(format!("{}/apis", s.api.url)).send().await.unwrap().status(), 401);
+    assert_eq!(client_with(pki, None).get(format!("{}/readyz", s.sks().url)).send().await.unwrap().status(), 200);
+    assert_eq!(client_with(pki, None).get(format!("{}/apis", s.sks().url)).send().await.unwrap().status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,7 +463,7 @@ async fn autoscaling_bounds_are_checked_shown_and_kept() {
             (out.status.success() && !text.is_empty()).then_some(text)
         }
     };
-    s.api.restart(&s.zone);
+    s.env.sks.as_mut().unwrap().restart(&s.env.zone);
     let after = wait_for("sks-apiserver back after a restart", Duration::from_secs(30), bounds).await;
     assert_eq!(after, "1-10");
 }

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sks_e2e::apiserver::{ApiServer, Kubectl};
+use sks_e2e::apiserver::ApiServer;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 

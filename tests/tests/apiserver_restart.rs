@@ -7,7 +7,8 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
-use sks_e2e::apiserver::{ApiServer, kube_client};
+use sks_e2e::apiserver::ApiServer;
+use sks_e2e::kubectl::kube_client;
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 

@@ -10,25 +10,18 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use serde_json::{Value, json};
-use sks_e2e::apiserver::{ApiServer, Kubectl};
-use sks_e2e::ccm::Ccm;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
+use sks_e2e::apiserver::ApiServer;
+use sks_e2e::env::{TestEnv, ready_initialized};
+use sks_e2e::kubeapi::{KubeOptions, policy};
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
-use sks_e2e::zone::{Zone, ZoneOptions};
-
-struct Stack {
-    zone: Zone,
-    kube: KubeApi,
-    ccm: Option<Ccm>,
-    sks: ApiServer,
-    cluster: uuid::Uuid,
-}
+use sks_e2e::zone::ZoneOptions;
 
 /// Tokens: alice may create kubeconfig requests, bob may only read clusters.
 const TOKENS: &str = "alice-token,alice,10,\"admins\"\nbob-token,bob,11,\"devs\"\n";
 
 fn rules() -> Vec<Value> {
-    let mut rules = node_policy_rules();
+    let mut rules = Vec::new();
     rules.push(json!({"users": ["alice"], "verbs": ["create"], "apiGroups": ["sks.exoscale.net"], "resources": ["kubeconfigrequests"]}));
     rules.push(json!({"users": ["bob"], "verbs": ["get", "list"], "apiGroups": ["sks.exoscale.net"], "resources": ["clusters"]}));
     // What the issued kubeconfig's identity may do: carol by name, devs by group.
@@ -38,70 +31,33 @@ fn rules() -> Vec<Value> {
     rules
 }
 
-impl Stack {
-    /// The stack; each control-plane component takes `component_ms` to replace.
-    async fn start(apiserver_args: &[&str], component_ms: u64) -> Stack {
-        let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-        let client = zone.client().await;
-        let cluster = client.list_sks_clusters().await.unwrap().remove(0).id;
-        let kube = KubeApi::start(KubeOptions {
-            zone_cluster: Some((zone.endpoint(), cluster.to_string())),
-            policy: Some(policy(rules())),
-            tokens: Some(TOKENS.into()),
-            ..Default::default()
-        })
-        .await;
-        let ms = component_ms.to_string();
-        let extra =
-            ["--kubeconfig", &kube.kubeconfig.display().to_string(), "--component-upgrade-ms", &ms].map(String::from);
-        zone.restart_with(&extra);
-        let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), &["--node-sync-period-seconds", "2"]);
-        let kubeconfig = kube.kubeconfig.display().to_string();
-        let mut args = vec!["--refresh-interval", "1s", "--kubeconfig", &kubeconfig];
-        args.extend_from_slice(apiserver_args);
-        let sks = ApiServer::start_behind(&zone, &cluster.to_string(), &args, &kube.cert_dir);
-        sks.register(&kube).await;
-        let nodes: Api<Node> = Api::all(kube.client().await);
-        wait_for("3 Ready, initialized nodes", Duration::from_secs(60), || async {
-            (ready_nodes(&nodes).await == 3).then_some(())
-        })
-        .await;
-        Stack { zone, kube, ccm: Some(ccm), sks, cluster }
-    }
-
-    fn kubectl(&self) -> Kubectl {
-        self.kube.kubectl()
-    }
-
-    /// kubectl as a user of the static token file.
-    fn kubectl_as(&self, token: &str) -> Kubectl {
-        let path = self.kube.dir().join(format!("{token}.kubeconfig"));
-        let admin = std::fs::read_to_string(&self.kube.kubeconfig).unwrap();
-        let mut doc: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
-        doc["users"][0]["user"] = serde_yaml::to_value(json!({ "token": token })).unwrap();
-        std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
-        Kubectl::new(path, self.kube.dir().join(format!("cache-{token}")))
-    }
+/// The stack; each control-plane component takes `component_ms` to replace.
+async fn start(apiserver_args: &[&str], component_ms: u64) -> TestEnv {
+    let ms = component_ms.to_string();
+    let zone = ZoneOptions { seed: true, extra: vec!["--component-upgrade-ms".into(), ms], ..Default::default() };
+    let kube = KubeOptions { policy: Some(policy(rules())), tokens: Some(TOKENS.into()), ..Default::default() };
+    let mut args = vec!["--refresh-interval", "1s"];
+    args.extend_from_slice(apiserver_args);
+    TestEnv::builder()
+        .zone(zone)
+        .kube(kube)
+        .kubelets()
+        .ccm(&["--node-sync-period-seconds", "2"])
+        .apiserver(&args)
+        .ready_nodes(3)
+        .start()
+        .await
 }
 
-/// Ready Nodes initialized by sks-ccm.
-async fn ready_nodes(nodes: &Api<Node>) -> usize {
-    let list = nodes.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
-    list.iter()
-        .filter(|n| {
-            let ready = n
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
-            let spec = n.spec.as_ref();
-            let initialized = spec.and_then(|s| s.provider_id.as_ref()).is_some()
-                && !spec
-                    .and_then(|s| s.taints.as_ref())
-                    .is_some_and(|ts| ts.iter().any(|t| t.key == "node.cloudprovider.kubernetes.io/uninitialized"));
-            ready && initialized
-        })
-        .count()
+/// kubectl as a user of the static token file.
+fn kubectl_as(s: &TestEnv, token: &str) -> Kubectl {
+    let kube = s.kube();
+    let path = kube.dir().join(format!("{token}.kubeconfig"));
+    let admin = std::fs::read_to_string(&kube.kubeconfig).unwrap();
+    let mut doc: serde_yaml::Value = serde_yaml::from_str(&admin).unwrap();
+    doc["users"][0]["user"] = serde_yaml::to_value(json!({ "token": token })).unwrap();
+    std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
+    Kubectl::new(path, kube.dir().join(format!("cache-{token}")))
 }
 
 fn get(k: &Kubectl, args: &[&str]) -> Value {
@@ -129,7 +85,7 @@ async fn wait_phase(k: &Kubectl, upgrade: &str, phase: &str, timeout: Duration) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_upgrade_with_kubectl() {
     // Slow enough (3 x 2 s) that the conflicting requests below surely meet the first upgrade running.
-    let s = Stack::start(&[], 2000).await;
+    let s = start(&[], 2000).await;
     let k = s.kubectl();
 
     // 1. The cluster, its version, phase and components.
@@ -226,17 +182,17 @@ async fn clusters_upgrade_with_kubectl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replacement() {
-    let mut s = Stack::start(&["--upgrade-replacement-timeout", "12s"], 150).await;
+    let mut s = start(&["--upgrade-replacement-timeout", "12s"], 150).await;
     let k = s.kubectl();
     assert_eq!(s.zone.publish_version("1.35.0").await.0, 200);
-    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    let nodes: Api<Node> = Api::all(s.kube().client().await);
     // Sample Ready nodes for the whole roll.
     let lowest = Arc::new(AtomicUsize::new(usize::MAX));
     let sampler = {
         let (nodes, lowest) = (nodes.clone(), lowest.clone());
         tokio::spawn(async move {
             loop {
-                lowest.fetch_min(ready_nodes(&nodes).await, Ordering::SeqCst);
+                lowest.fetch_min(ready_initialized(&nodes).await, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
@@ -267,11 +223,11 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
         assert_eq!(client.get_instance(m.id).await.unwrap().template, np.template, "instance {} not rolled", m.id);
     }
     wait_for("3 Ready nodes after the roll", Duration::from_secs(30), || async {
-        (ready_nodes(&nodes).await == 3).then_some(())
+        (ready_initialized(&nodes).await == 3).then_some(())
     })
     .await;
     // The history, with this Upgrade's own name and roll progress, survives a restart.
-    s.sks.restart(&s.zone);
+    s.sks.as_mut().unwrap().restart(&s.zone);
     let again = wait_for("the upgrade after a restart", Duration::from_secs(30), || {
         let k = k.clone();
         async move { serde_json::from_slice::<Value>(&k.run(&["get", "upgrade", "to-1-35", "-o", "json"]).stdout).ok() }
@@ -333,8 +289,8 @@ fn upgrades_to(k: &Kubectl, version: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_record_and_roll_each_upgrade_once() {
     // Replica A behind the aggregator, replica B reached directly; both share the ConfigMap store.
-    let s = Stack::start(&["--upgrade-replacement-timeout", "60s"], 150).await;
-    let kubeconfig = s.kube.kubeconfig.display().to_string();
+    let s = start(&["--upgrade-replacement-timeout", "60s"], 150).await;
+    let kubeconfig = s.kube().kubeconfig.display().to_string();
     let b =
         ApiServer::start(&s.zone, &s.cluster.to_string(), &["--refresh-interval", "1s", "--kubeconfig", &kubeconfig]);
     let (ka, kb) = (s.kubectl(), b.kubectl());
@@ -391,7 +347,7 @@ async fn two_replicas_record_and_roll_each_upgrade_once() {
     // A rolling upgrade created through B is listed by A within seconds, and A refuses another meanwhile.
     kb.ok(&["patch", "cluster/demo", "--type=merge", "-p", r#"{"spec":{"autoUpgrade":false}}"#]);
     assert_eq!(s.zone.publish_version("1.35.0").await.0, 200);
-    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    let nodes: Api<Node> = Api::all(s.kube().client().await);
     let client = s.zone.client().await;
     let np = client.get_sks_cluster(s.cluster).await.unwrap().nodepools.remove(0);
     let pool = np.instance_pool.unwrap().id;
@@ -402,7 +358,7 @@ async fn two_replicas_record_and_roll_each_upgrade_once() {
         let (nodes, lowest, seen, client) = (nodes.clone(), lowest.clone(), seen.clone(), client.clone());
         tokio::spawn(async move {
             loop {
-                lowest.fetch_min(ready_nodes(&nodes).await, Ordering::SeqCst);
+                lowest.fetch_min(ready_initialized(&nodes).await, Ordering::SeqCst);
                 if let Ok(p) = client.get_instance_pool(pool).await {
                     seen.lock().unwrap().extend(p.instances.iter().map(|i| i.id));
                 }
@@ -459,7 +415,7 @@ async fn two_replicas_record_and_roll_each_upgrade_once() {
     // Only the leader rolls: each old node evicted once, one replacement each, never two nodes down.
     let done = wait_phase(&ka, "via-b", "Succeeded", Duration::from_secs(150)).await;
     wait_for("3 Ready nodes after the roll", Duration::from_secs(30), || async {
-        (ready_nodes(&nodes).await == 3).then_some(())
+        (ready_initialized(&nodes).await == 3).then_some(())
     })
     .await;
     sampler.abort();
@@ -478,8 +434,8 @@ async fn two_replicas_record_and_roll_each_upgrade_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
-    let mut s = Stack::start(&[], 150).await;
-    let alice = s.kubectl_as("alice-token");
+    let mut s = start(&[], 150).await;
+    let alice = kubectl_as(&s, "alice-token");
     let request = |name: &str, seconds: i64| {
         json!({"apiVersion": "sks.exoscale.net/v1alpha1", "kind": "KubeconfigRequest", "metadata": {"name": name},
             "spec": {"user": "carol", "groups": ["testers"], "expirationSeconds": seconds}})
@@ -494,10 +450,10 @@ async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
     assert!((3500..=3600).contains(&lifetime), "{lifetime}");
     // Pointed at this cluster's API, it authenticates as carol in group testers.
     let mut doc: serde_yaml::Value = serde_yaml::from_str(kubeconfig).unwrap();
-    doc["clusters"][0]["cluster"]["server"] = serde_yaml::Value::String(s.kube.url.clone());
-    let path = s.kube.dir().join("carol.kubeconfig");
+    doc["clusters"][0]["cluster"]["server"] = serde_yaml::Value::String(s.kube().url.clone());
+    let path = s.kube().dir().join("carol.kubeconfig");
     std::fs::write(&path, serde_yaml::to_string(&doc).unwrap()).unwrap();
-    let carol = Kubectl::new(path, s.kube.dir().join("cache-carol"));
+    let carol = Kubectl::new(path, s.kube().dir().join("cache-carol"));
     carol.ok(&["get", "namespaces"]);
     carol.ok(&["get", "configmaps", "-A"]);
     let denied = carol.fails(&["get", "secrets", "-A"]);
@@ -512,13 +468,16 @@ async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
     assert!(!out.status.success() && stderr.contains("is invalid"), "422 Invalid: {stderr}");
     assert!(stderr.contains("spec.expirationSeconds") && stderr.contains("30 days"), "{stderr}");
     // Without the right: 403.
-    let bob = s.kubectl_as("bob-token");
+    let bob = kubectl_as(&s, "bob-token");
     let out = bob.with_stdin(&["create", "-f", "-"], &request("mine", 3600));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("forbidden") && stderr.contains("User \"bob\""), "{stderr}");
     bob.ok(&["get", "clusters"]);
 
     // The cluster's API and sks-apiserver stopped together, as `hack/local-up` stops them: it exits.
-    s.kube.kill();
-    assert!(s.sks.stop().is_some_and(|st| st.success()), "SIGTERM stops sks-apiserver with its API gone");
+    s.kube.as_mut().unwrap().kill();
+    assert!(
+        s.sks.as_mut().unwrap().stop().is_some_and(|st| st.success()),
+        "SIGTERM stops sks-apiserver with its API gone"
+    );
 }

@@ -15,56 +15,54 @@ use orchestrator::model::{
     LoadBalancerServiceSpec, Protocol, Ref, SksNodepoolSpec, Strategy,
 };
 use serde_json::{Value, json};
-use sks_e2e::apiserver::Kubectl;
 use sks_e2e::backend::{self, Backend};
 use sks_e2e::ccm::Ccm;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::env::TestEnv;
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
-use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
 use sks_keys::annotation::LB_PREFIX as PREFIX;
 
 /// sks-zone with the seeded 3-node cluster and its kubelets, a Kubernetes API and sks-ccm.
 struct Stack {
-    zone: Zone,
-    kube: KubeApi,
-    ccm: Ccm,
-    client: orchestrator::Client,
-    cluster: Uuid,
+    env: TestEnv,
     instances: Vec<Instance>,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = TestEnv;
+    fn deref(&self) -> &TestEnv {
+        &self.env
+    }
 }
 
 impl Stack {
     async fn start(ccm_args: &[&str]) -> Stack {
-        let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-        let client = zone.client().await;
-        let cluster = client.list_sks_clusters().await.unwrap().remove(0);
-        let kube = KubeApi::start(KubeOptions { ..KubeOptions::for_kubelets_of(&zone, cluster.id) }).await;
-        zone.attach_kubelets(&kube);
-        let ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), ccm_args);
+        let env = TestEnv::builder().kubelets().ccm(ccm_args).start().await;
+        let cluster = env.client.get_sks_cluster(env.cluster).await.unwrap();
         let pool = cluster.nodepools[0].instance_pool.unwrap().id;
         let mut instances = Vec::new();
-        for r in client.get_instance_pool(pool).await.unwrap().instances {
-            instances.push(client.get_instance(r.id).await.unwrap());
+        for r in env.client.get_instance_pool(pool).await.unwrap().instances {
+            instances.push(env.client.get_instance(r.id).await.unwrap());
         }
         // Pool inference reads the nodepool label sks-ccm puts on initialized Nodes.
-        let nodes: Api<Node> = Api::all(kube.client().await);
+        let nodes: Api<Node> = Api::all(env.kube().client().await);
         wait_for("3 initialized nodes", Duration::from_secs(60), || async {
             let list = nodes.list(&Default::default()).await.ok()?;
             let done = list.items.iter().filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()).is_some());
             (done.count() == 3).then_some(())
         })
         .await;
-        Stack { zone, kube, ccm, client, cluster: cluster.id, instances }
+        Stack { env, instances }
     }
 
     fn kubectl(&self) -> Kubectl {
-        self.kube.kubectl()
+        self.kube().kubectl()
     }
 
     async fn services(&self) -> Api<Service> {
-        Api::namespaced(self.kube.client().await, "default")
+        Api::namespaced(self.kube().client().await, "default")
     }
 
     /// A backend per instance on its public address at `port`.
@@ -269,7 +267,7 @@ async fn load_balancers_follow_their_services() {
         &format!("{PREFIX}service-strategy=round-robin"),
     ]);
     let note = wait_for("a Warning event naming the key", Duration::from_secs(20), || async {
-        let notes = events_of(s.kube.client().await, "web-lb", "SyncLoadBalancerFailed").await;
+        let notes = events_of(s.kube().client().await, "web-lb", "SyncLoadBalancerFailed").await;
         notes.into_iter().find(|n| n.contains("service-healthcheck-retries"))
     })
     .await;
@@ -310,12 +308,12 @@ async fn load_balancers_follow_their_services() {
     k.ok(&["delete", "svc", "web-lb", "--wait=true", "--timeout=30s"]);
     assert!(api.get_opt("web-lb").await.unwrap().is_none());
     assert!(s.nlb(new_id).await.is_none(), "the NLB is deleted with its Service");
-    let notes = events_of(s.kube.client().await, "web-lb", "DeletedLoadBalancer").await;
+    let notes = events_of(s.kube().client().await, "web-lb", "DeletedLoadBalancer").await;
     assert!(!notes.is_empty(), "a DeletedLoadBalancer event");
     drop(backends);
 
     // 9. Every controller's queue drained, and says so.
-    let metrics = s.ccm.metrics().await;
+    let metrics = s.ccm.as_ref().unwrap().metrics().await;
     for controller in ["node", "csr", "service"] {
         let line = format!("ccm_queue_depth{{controller=\"{controller}\"}} 0");
         assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
@@ -379,7 +377,7 @@ async fn load_balancers_never_touch_what_is_not_theirs() {
     assert_eq!(s.nlb(shop).await.unwrap().spec.name.as_deref(), Some("shop"));
     // An id naming another cluster's NLB: refused with an event, nothing written.
     let note = wait_for("the refusal event", Duration::from_secs(20), || async {
-        events_of(s.kube.client().await, "thief", "SyncLoadBalancerFailed").await.into_iter().next()
+        events_of(s.kube().client().await, "thief", "SyncLoadBalancerFailed").await.into_iter().next()
     })
     .await;
     assert!(note.contains(&theirs.to_string()) && note.contains("belongs to") && note.contains("external"), "{note}");
@@ -521,7 +519,7 @@ async fn shared_nlbs_stale_ids_and_default_health_checks() {
     let [udp] = dns.services.as_slice() else { panic!("{:?}", dns.services) };
     assert_eq!((udp.spec.protocol.clone(), udp.spec.port), (Some(Protocol::Udp), Some(53)));
     for reason in ["EnsuringLoadBalancer", "EnsuredLoadBalancer"] {
-        let notes = events_of(s.kube.client().await, "owner", reason).await;
+        let notes = events_of(s.kube().client().await, "owner", reason).await;
         assert!(notes.iter().any(|n| n.contains("load balancer")), "a {reason} event: {notes:?}");
     }
 
@@ -542,15 +540,19 @@ async fn shared_nlbs_stale_ids_and_default_health_checks() {
     let writes = ["delete-load-balancer-service", "update-load-balancer-service", "add-service-to-load-balancer"];
     let mut before = Vec::new();
     for op in writes {
-        before.push(ccm_calls(&s.ccm, op).await);
+        before.push(ccm_calls(s.ccm.as_ref().unwrap(), op).await);
     }
-    let reconciles = service_reconciles(&s.ccm).await;
+    let reconciles = service_reconciles(s.ccm.as_ref().unwrap()).await;
     wait_for("three drift checks of every Service", Duration::from_secs(30), || async {
-        (service_reconciles(&s.ccm).await >= reconciles + 9).then_some(())
+        (service_reconciles(s.ccm.as_ref().unwrap()).await >= reconciles + 9).then_some(())
     })
     .await;
     for (op, n) in writes.iter().zip(before) {
-        assert_eq!(ccm_calls(&s.ccm, op).await, n, "{op} at steady state: the owner and the sharer must not flap");
+        assert_eq!(
+            ccm_calls(s.ccm.as_ref().unwrap(), op).await,
+            n,
+            "{op} at steady state: the owner and the sharer must not flap"
+        );
     }
     assert_eq!(ports(&s.nlb(owner_nlb).await.unwrap()), BTreeSet::from([80, 8443]));
 
@@ -565,7 +567,7 @@ async fn shared_nlbs_stale_ids_and_default_health_checks() {
         ),
     );
     let note = wait_for("the port clash event", Duration::from_secs(20), || async {
-        events_of(s.kube.client().await, "clash", "SyncLoadBalancerFailed").await.into_iter().next()
+        events_of(s.kube().client().await, "clash", "SyncLoadBalancerFailed").await.into_iter().next()
     })
     .await;
     assert!(note.contains("port 80") && note.contains("another Service"), "{note}");
@@ -600,7 +602,7 @@ async fn shared_nlbs_stale_ids_and_default_health_checks() {
     k.ok(&["delete", "svc", "owner", "dns", "--wait=true", "--timeout=30s"]);
     let left = s.client.list_load_balancers().await.unwrap();
     assert!(left.is_empty(), "no NLB left behind: {left:?}");
-    let notes = events_of(s.kube.client().await, "owner", "DeletingLoadBalancer").await;
+    let notes = events_of(s.kube().client().await, "owner", "DeletingLoadBalancer").await;
     assert!(!notes.is_empty(), "a DeletingLoadBalancer event");
 }
 
@@ -618,7 +620,7 @@ async fn a_disabled_service_controller_leaves_load_balancers_alone() {
     // had the Service controller run, it would have handled the Service by then.
     let np = s.client.get_sks_cluster(s.cluster).await.unwrap().nodepools.remove(0);
     s.client.scale_sks_nodepool(s.cluster, np.id, 4).await.unwrap();
-    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    let nodes: Api<Node> = Api::all(s.kube().client().await);
     wait_for("a 4th initialized Node", Duration::from_secs(60), || async {
         let list = nodes.list(&Default::default()).await.ok()?;
         let done = list.items.iter().filter(|n| n.spec.as_ref().and_then(|s| s.provider_id.as_ref()).is_some());
@@ -628,7 +630,7 @@ async fn a_disabled_service_controller_leaves_load_balancers_alone() {
     let svc = api.get("web").await.unwrap();
     assert_eq!((ingress_ip(&svc), svc.metadata.finalizers), (None, None));
     assert!(s.client.list_load_balancers().await.unwrap().is_empty(), "no NLB is made");
-    assert_eq!(ccm_calls(&s.ccm, "list-load-balancers").await, 0, "not even listed");
+    assert_eq!(ccm_calls(s.ccm.as_ref().unwrap(), "list-load-balancers").await, 0, "not even listed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,7 +658,7 @@ async fn a_second_nodepool_asks_for_a_choice_and_keeps_inferred_pools() {
     };
     let op = s.client.create_sks_nodepool(s.cluster, &CreateSksNodepool { spec, size: 1, addons: None }).await.unwrap();
     let gpu_np = op.reference_id().unwrap();
-    let nodes: Api<Node> = Api::all(s.kube.client().await);
+    let nodes: Api<Node> = Api::all(s.kube().client().await);
     wait_for("the gpu Node to be initialized", Duration::from_secs(60), || async {
         let list = nodes.list(&Default::default()).await.ok()?;
         let labelled = list.items.iter().filter(|n| {
@@ -669,7 +671,7 @@ async fn a_second_nodepool_asks_for_a_choice_and_keeps_inferred_pools() {
     // A new Service without a choice: a Warning naming both nodepools, no NLB guessed.
     apply(&k, lb_service("late", json!({})));
     let note = wait_for("the ambiguity event", Duration::from_secs(20), || async {
-        events_of(s.kube.client().await, "late", "SyncLoadBalancerFailed").await.into_iter().next()
+        events_of(s.kube().client().await, "late", "SyncLoadBalancerFailed").await.into_iter().next()
     })
     .await;
     assert!(note.contains("2 nodepools") && note.contains("gpu") && note.contains("workers"), "{note}");
@@ -694,5 +696,5 @@ async fn a_second_nodepool_asks_for_a_choice_and_keeps_inferred_pools() {
     })
     .await;
     assert_eq!(pool_of(s.nlb(early).await.unwrap()), Some(workers));
-    assert!(events_of(s.kube.client().await, "early", "SyncLoadBalancerFailed").await.is_empty());
+    assert!(events_of(s.kube().client().await, "early", "SyncLoadBalancerFailed").await.is_empty());
 }

@@ -17,7 +17,8 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use orchestrator::model::{CreateSksNodepool, Ref, SksNodepoolSpec};
 use serde_json::json;
-use sks_e2e::apiserver::{ApiServer, kube_client};
+use sks_e2e::apiserver::ApiServer;
+use sks_e2e::kubectl::kube_client;
 use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 

@@ -55,8 +55,8 @@ use kube::runtime::watcher::{self, Event};
 use orchestrator::model::{Instance, InstanceFilter, InstanceState, OperationState};
 use serde_json::{Value, json};
 use sks_e2e::ccm::Ccm;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions};
-use sks_e2e::zone::{Zone, ZoneOptions};
+use sks_e2e::env::TestEnv;
+use sks_e2e::zone::ZoneOptions;
 use uuid::Uuid;
 
 const ID_ANNOTATION: &str = "service.beta.kubernetes.io/exoscale-loadbalancer-id";
@@ -121,10 +121,8 @@ fn note(record: &Shared, violation: String) {
 
 /// sks-zone (seeded 3-node cluster, kubelets, no NLB data plane) and a Kubernetes API.
 struct Stack {
-    zone: Zone,
-    kube: KubeApi,
+    env: TestEnv,
     cloud: Arc<Cloud>,
-    cluster: Uuid,
     nodepool: Uuid,
 }
 
@@ -139,12 +137,13 @@ impl Stack {
     /// Starts the stack; operations stay `pending` `operation_delay_ms`.
     async fn start(operation_delay_ms: u64) -> Stack {
         let extra = ["--nlb-dataplane=false", "--kubelet-lease-interval-seconds", "2"];
-        let mut zone = Zone::start(ZoneOptions {
+        let zone = ZoneOptions {
             seed: true,
             boot_delay_ms: 200,
             operation_delay_ms,
             extra: extra.iter().map(std::string::ToString::to_string).collect(),
-        });
+        };
+        let env = TestEnv::builder().zone(zone).kubelets().start().await;
         let observer = sks_e2e::zone::client_for(orchestrator::ClientConfig {
             retry: orchestrator::RetryPolicy {
                 max_retries: 10,
@@ -152,15 +151,13 @@ impl Stack {
                 max_delay: Duration::from_millis(300),
             },
             operation_timeout: Duration::from_secs(60),
-            ..zone.client_config()
+            ..env.zone.client_config()
         })
         .await;
-        let cluster = observer.list_sks_clusters().await.unwrap().remove(0);
-        let kube = KubeApi::start(KubeOptions { ..KubeOptions::for_kubelets_of(&zone, cluster.id) }).await;
-        zone.attach_kubelets(&kube);
+        let cluster = observer.get_sks_cluster(env.cluster).await.unwrap();
         let np = &cluster.nodepools[0];
         let cloud = Arc::new(Cloud { observer, pool: np.instance_pool.unwrap().id });
-        Stack { zone, kube, cloud, cluster: cluster.id, nodepool: np.id }
+        Stack { nodepool: np.id, cloud, env }
     }
 
     fn start_ccm(&self) -> Ccm {
@@ -176,12 +173,14 @@ impl Stack {
             "--leader-elect-retry-period-seconds",
             &retry,
         ];
-        tokio::task::block_in_place(|| Ccm::start(&self.zone, &self.kube, &self.cluster.to_string(), &args))
+        tokio::task::block_in_place(|| {
+            Ccm::start(&self.env.zone, self.env.kube(), &self.env.cluster.to_string(), &args)
+        })
     }
 
     async fn scale(&self, size: usize) {
         for attempt in 0.. {
-            match self.cloud.observer.scale_sks_nodepool(self.cluster, self.nodepool, size as i64).await {
+            match self.cloud.observer.scale_sks_nodepool(self.env.cluster, self.nodepool, size as i64).await {
                 Ok(_) => return,
                 Err(e) if attempt < 20 => eprintln!("scaling to {size} failed ({e}); again"),
                 Err(e) => panic!("scaling to {size}: {e}"),
@@ -351,19 +350,12 @@ fn note_nlbs(record: &Shared, all: &[orchestrator::model::LoadBalancer]) -> BTre
 }
 
 /// Waits until `check` says done, at most `timeout`; fails with its last reason.
-async fn converge<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Duration
+async fn converge<F, Fut>(what: &str, timeout: Duration, check: F) -> Duration
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let started = Instant::now();
-    loop {
-        match check().await {
-            Ok(()) => return started.elapsed(),
-            Err(why) if started.elapsed() > timeout => panic!("{what}: not done after {timeout:?}: {why}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
+    sks_e2e::wait_until(what, timeout, check).await.1
 }
 
 /// As [`converge`], failing at once when a watcher saw a guarantee broken.
@@ -545,7 +537,7 @@ async fn run(chaos: Chaos, faults: Value) {
     let size = size();
     let started = Instant::now();
     let stack = Stack::start(0).await;
-    let client = stack.kube.client().await;
+    let client = stack.env.kube().client().await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     // Watched from the start, so a wrong decision at any time counts.
     let record: Shared = Arc::default();
@@ -569,7 +561,7 @@ async fn run(chaos: Chaos, faults: Value) {
     }
     let init = || nodes_converged(&stack, &client, 3);
     converge_watched(&record, "3 initialized nodes", Duration::from_secs(120), init).await;
-    stack.zone.set_fault_rules(faults).await;
+    stack.env.zone.set_fault_rules(faults).await;
     let setup = started.elapsed();
 
     let mut takeovers: Vec<Duration> = Vec::new();
@@ -702,8 +694,8 @@ async fn run(chaos: Chaos, faults: Value) {
         phase_times.push(t.elapsed());
     }
     // Counted without faults: what is left must be nothing.
-    let faults_seen = stack.zone.fault_counts().await;
-    stack.zone.clear_faults().await;
+    let faults_seen = stack.env.zone.fault_counts().await;
+    stack.env.zone.clear_faults().await;
     let left = stack.cloud.observer.list_load_balancers().await.unwrap();
     replicas.finish().await;
     // The watchers check each event against the zone, so they may lag: let them catch up first.
@@ -837,7 +829,7 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
     let size = size();
     // Operations stay pending 3 s, so the kill lands in the middle of them.
     let mut stack = Stack::start(3000).await;
-    let client = stack.kube.client().await;
+    let client = stack.env.kube().client().await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     // Watched from the start, so a wrong decision at any time counts.
     let record: Shared = Arc::default();
@@ -849,28 +841,29 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
 
     let acked: Arc<Mutex<Acked>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let writers: Vec<_> =
-        (0..4).map(|w| tokio::spawn(direct_writer(stack.zone.endpoint(), w, acked.clone(), stop.clone()))).collect();
+    let writers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(direct_writer(stack.env.zone.endpoint(), w, acked.clone(), stop.clone())))
+        .collect();
     futures::stream::iter(0..size.services)
         .for_each_concurrent(8, |i| {
             let services = services.clone();
             async move { services.create(&PostParams::default(), &svc(i)).await.map(drop).unwrap() }
         })
         .await;
-    let path = format!("/sks-cluster/{}/nodepool/{}:scale", stack.cluster, stack.nodepool);
+    let path = format!("/sks-cluster/{}/nodepool/{}:scale", stack.env.cluster, stack.nodepool);
     let body = json!({"size": size.peak}).to_string();
     let (code, scale) =
-        sks_e2e::zone::try_signed_request(&stack.zone.endpoint(), "PUT", &path, Some(&body)).await.unwrap();
+        sks_e2e::zone::try_signed_request(&stack.env.zone.endpoint(), "PUT", &path, Some(&body)).await.unwrap();
     assert_eq!((code, scale["state"].as_str()), (200, Some("pending")), "{scale}");
     let scale_op = scale["id"].as_str().unwrap().to_owned();
     tokio::time::sleep(random_between(Duration::from_millis(300), Duration::from_millis(1500))).await;
     let (_, op) =
-        sks_e2e::zone::try_signed_request(&stack.zone.endpoint(), "GET", &format!("/operation/{scale_op}"), None)
+        sks_e2e::zone::try_signed_request(&stack.env.zone.endpoint(), "GET", &format!("/operation/{scale_op}"), None)
             .await
             .unwrap();
     let (ready, _) = services_status(&services).await.unwrap();
     let pending_creates = acked.lock().unwrap().creates.len();
-    stack.zone.kill9();
+    stack.env.zone.kill9();
     let killed = Instant::now();
     eprintln!(
         "chaos: kill -9 sks-zone with the scale-up {} ({ready}/{} Services provisioned, {pending_creates} direct creates acknowledged)",
@@ -883,7 +876,7 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
     for w in writers {
         w.await.unwrap();
     }
-    stack.zone.restart();
+    stack.env.zone.restart();
     let back = killed.elapsed();
 
     // State intact: the cluster, every acknowledged create, and the pending operations complete.
@@ -976,7 +969,7 @@ async fn zone_killed_mid_operation_keeps_its_state_and_the_stack_converges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_operation_holds_up_no_other_service() {
     let stack = Stack::start(0).await;
-    let client = stack.kube.client().await;
+    let client = stack.env.kube().client().await;
     let services: Api<Service> = Api::namespaced(client.clone(), "default");
     let _ccm = stack.start_ccm();
     converge("3 initialized nodes", Duration::from_secs(120), || nodes_converged(&stack, &client, 3)).await;
@@ -993,22 +986,22 @@ async fn a_stuck_operation_holds_up_no_other_service() {
         async move { services.create(&PostParams::default(), &svc(i)).await.map(drop).unwrap() }
     };
     // chaos-0's create never completes.
-    stack.zone.set_fault_rules(json!({"operations": ["create-load-balancer"], "operation-state": "pending"})).await;
+    stack.env.zone.set_fault_rules(json!({"operations": ["create-load-balancer"], "operation-state": "pending"})).await;
     create(0).await;
     converge("sks-ccm to wait on a stuck create", Duration::from_secs(30), || async {
-        let counts = stack.zone.fault_counts().await;
+        let counts = stack.env.zone.fault_counts().await;
         if counts["pending-operations"].as_u64() >= Some(1) { Ok(()) } else { Err(format!("{counts}")) }
     })
     .await;
     // chaos-1's first create fails (its answer says nothing of the NLB), then creates work again.
-    stack.zone.set_fault_rules(json!({"operations": ["create-load-balancer"], "status": 500})).await;
+    stack.env.zone.set_fault_rules(json!({"operations": ["create-load-balancer"], "status": 500})).await;
     create(1).await;
     converge("sks-ccm to fail a create", Duration::from_secs(30), || async {
-        let counts = stack.zone.fault_counts().await;
+        let counts = stack.env.zone.fault_counts().await;
         if counts["status"]["500"].as_u64() >= Some(1) { Ok(()) } else { Err(format!("{counts}")) }
     })
     .await;
-    stack.zone.clear_faults().await;
+    stack.env.zone.clear_faults().await;
     create(2).await;
     let t =
         converge("a new Service provisioned beside the stuck one", Duration::from_secs(60), || provisioned("chaos-2"))

@@ -27,8 +27,8 @@ use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sks_e2e::apiserver::Kubectl;
 use sks_e2e::kubeapi::{node_policy_rules, policy};
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::zone::{TEST_KEY, TEST_SECRET, Zone, ZoneOptions};
 use sks_e2e::{TempDir, bin, kill_child, spawn_reporting, wait_for};
 

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use sks_e2e::apiserver::Kubectl;
 use sks_e2e::image::{self, Image};
 use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::pki::TestPki;
 use sks_e2e::zone::{TEST_KEY, TEST_SECRET, Zone, ZoneOptions};
 use sks_e2e::{TempDir, kill_child, spawn_reporting, wait_for};

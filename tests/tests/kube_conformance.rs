@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sks_e2e::apiserver::Kubectl;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
 
 fn obj(k: &Kubectl, args: &[&str]) -> Value {

@@ -8,8 +8,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sks_e2e::apiserver::Kubectl;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::kubectl::Kubectl;
 
 fn create(k: &Kubectl, doc: &Value) -> Value {
     let out = k.with_stdin(&["create", "-o", "json", "-f", "-"], &doc.to_string());

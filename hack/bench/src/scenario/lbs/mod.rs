@@ -272,7 +272,7 @@ impl System {
         })
         .await;
         // The simulated kubelets need the Kubernetes API, which needs the cluster's CAs: restart with it.
-        zone.attach_kubelets(&kube);
+        zone.attach_kubelets(&kube.kubeconfig);
         let ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), &ccm_args(p, &[]));
         let procs = Procs {
             ccm: Proc::find_child("sks-ccm", &kube.kubeconfig.display().to_string())?,

@@ -157,7 +157,7 @@ impl System {
         })
         .await;
         if p.via == Via::Kubelets {
-            zone.attach_kubelets(&kube);
+            zone.attach_kubelets(&kube.kubeconfig);
         }
         let ccm_args: Vec<&str> = p.ccm_args.iter().map(String::as_str).collect();
         let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), &ccm_args);
