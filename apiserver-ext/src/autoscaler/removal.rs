@@ -129,35 +129,27 @@ impl Nodes {
         Ok(())
     }
 
-    /// Evicts `pods` (namespace, name) through the Eviction API, retrying each
-    /// one a PodDisruptionBudget refuses (429) until `timeout`; answers how
-    /// many were evicted.
-    pub async fn evict(&self, pods: &[(String, String)], timeout: Duration) -> Result<u64, Stopped> {
-        let deadline = Instant::now() + timeout;
-        let mut evicted = 0;
-        for (namespace, name) in pods {
-            let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-            loop {
-                match api.evict(name, &EvictParams::default()).await {
-                    Ok(_) => {
-                        evicted += 1;
-                        break;
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 404 => break,
-                    Err(kube::Error::Api(e)) if e.code == 429 && Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    Err(kube::Error::Api(e)) if e.code == 429 => {
-                        return Err(Stopped::Drain(format!(
-                            "pod {namespace}/{name} could not be evicted within {timeout:?}: {}",
-                            e.message
-                        )));
-                    }
-                    Err(e) => return Err(e.into()),
+    /// Evicts pod `namespace/name` through the Eviction API, retrying while a
+    /// PodDisruptionBudget refuses (429) until `deadline`; answers whether it
+    /// was evicted (false: it was gone already).
+    pub async fn evict(&self, namespace: &str, name: &str, deadline: Instant) -> Result<bool, Stopped> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        loop {
+            match api.evict(name, &EvictParams::default()).await {
+                Ok(_) => return Ok(true),
+                Err(kube::Error::Api(e)) if e.code == 404 => return Ok(false),
+                Err(kube::Error::Api(e)) if e.code == 429 && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
+                Err(kube::Error::Api(e)) if e.code == 429 => {
+                    return Err(Stopped::Drain(format!(
+                        "pod {namespace}/{name} could not be evicted in time: {}",
+                        e.message
+                    )));
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        Ok(evicted)
     }
 }
 

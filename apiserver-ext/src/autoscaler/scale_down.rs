@@ -5,12 +5,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sks_autoscaler::{ClusterSnapshot, NodeInfo, Template, plan_scale_down};
+use k8s_openapi::api::core::v1::ObjectReference;
+use sks_autoscaler::{ClusterSnapshot, NodeInfo, Template, events, plan_scale_down};
 use sks_kubeclient::events::EventType;
 use uuid::Uuid;
 
 use super::removal::{self, Recovery, Stopped};
-use super::{Autoscaler, node_ref, nodepool_ref, now};
+use super::{Autoscaler, node_ref, nodepool_ref, now, pod_ref};
 use crate::resources::metadata::ScaleChange;
 use crate::resources::nodepool::autoscaling::Autoscaled;
 
@@ -49,15 +50,9 @@ impl Autoscaler {
             if !self.state().removing.insert(name.clone()) {
                 continue;
             }
-            let pods: Vec<(String, String)> = snapshot
+            let pods: Vec<ObjectReference> = snapshot
                 .node(&name)
-                .map(|n| {
-                    n.pods
-                        .iter()
-                        .filter(|p| !p.daemonset && !p.mirror)
-                        .map(|p| (p.namespace.to_string(), p.name.to_string()))
-                        .collect()
-                })
+                .map(|n| n.pods.iter().filter(|p| !p.daemonset && !p.mirror).map(|p| pod_ref(p)).collect())
                 .unwrap_or_default();
             let reason = if removal.is_empty() { "empty" } else { "underutilized" };
             let utilization = removal.utilization;
@@ -76,7 +71,7 @@ impl Autoscaler {
         name: &str,
         pool: &Autoscaled,
         instance: Uuid,
-        pods: Vec<(String, String)>,
+        pods: Vec<ObjectReference>,
         reason: &str,
         utilization: f64,
     ) {
@@ -102,8 +97,8 @@ impl Autoscaler {
                 if let Err(e) = self.nodepools.record_autoscaling(pool.id, |s| s.last_scale_down = Some(change)).await {
                     tracing::warn!(nodepool = %pool.name, error = %e.message, "recording a scale-down failed");
                 }
-                self.event(&node_ref(name), EventType::Normal, "ScaleDown", &note).await;
-                self.event(&regarding, EventType::Normal, "ScaleDown", &note).await;
+                self.event(&node_ref(name), EventType::Normal, events::SCALE_DOWN, &note).await;
+                self.event(&regarding, EventType::Normal, events::SCALE_DOWN, &note).await;
             }
             Err(why) => {
                 tracing::warn!(node = %name, nodepool = %pool.name, error = %why, "a scale-down stopped; the node is put back in service");
@@ -118,8 +113,11 @@ impl Autoscaler {
                 if let Err(e) = self.nodes.restore(name).await {
                     tracing::warn!(node = %name, error = %e, "putting the node back in service failed; retried after a restart or the next lead");
                 }
-                let note = format!("Scale-down of node {name} stopped and the node is back in service: {why}");
-                self.event(&node_ref(name), EventType::Warning, "ScaleDownFailed", &note).await;
+                let note = match &why {
+                    Stopped::Drain(_) => format!("{}: {why}; the node is back in service", events::DRAIN_FAILED),
+                    _ => format!("Scale-down of node {name} stopped and the node is back in service: {why}"),
+                };
+                self.event(&node_ref(name), EventType::Warning, events::SCALE_DOWN_FAILED, &note).await;
             }
         }
     }
@@ -130,7 +128,7 @@ impl Autoscaler {
         name: &str,
         pool: &Autoscaled,
         instance: Uuid,
-        pods: &[(String, String)],
+        pods: &[ObjectReference],
     ) -> Result<i64, Stopped> {
         let size = self.orchestrator.get_sks_nodepool(self.cluster, pool.id).await?.size;
         if size - 1 < pool.bounds.min_replicas {
@@ -140,15 +138,15 @@ impl Autoscaler {
             )));
         }
         self.nodes.mark(name, pool.id, size).await?;
-        self.event(
-            &node_ref(name),
-            EventType::Normal,
-            "ScaleDown",
-            &format!("marked the node as toBeDeleted/unschedulable; evicting {} pod(s)", pods.len()),
-        )
-        .await;
-        let evicted = self.nodes.evict(pods, self.options.max_pod_eviction_time).await?;
-        self.metrics.evicted_pods.inc_by(evicted);
+        self.event(&node_ref(name), EventType::Normal, events::SCALE_DOWN, events::MARKED_FOR_DELETION).await;
+        let deadline = Instant::now() + self.options.max_pod_eviction_time;
+        for pod in pods {
+            let (Some(namespace), Some(pod_name)) = (&pod.namespace, &pod.name) else { continue };
+            if self.nodes.evict(namespace, pod_name, deadline).await? {
+                self.metrics.evicted_pods.inc();
+                self.event(pod, EventType::Normal, events::SCALE_DOWN, events::DELETING_POD).await;
+            }
+        }
         self.wait_gone(name, self.options.max_pod_eviction_time).await?;
         // The size again, right before: a manual scale meanwhile must not take the pool below its minimum.
         let size = self.orchestrator.get_sks_nodepool(self.cluster, pool.id).await?.size;

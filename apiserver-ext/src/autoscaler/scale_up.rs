@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use sks_autoscaler::{ClusterSnapshot, NodeInfo, PodInfo, ScaleUpOptions, Template, plan_scale_up};
+use sks_autoscaler::{ClusterSnapshot, NodeInfo, PodInfo, ScaleUpOptions, Template, events, plan_scale_up};
 use sks_kubeclient::events::EventType;
 use uuid::Uuid;
 
@@ -97,20 +97,18 @@ impl Autoscaler {
                         tracing::warn!(nodepool = %pool.name, error = %e.message, "recording a scale-up failed");
                     }
                     let regarding = nodepool_ref(&id.to_string(), &pool.name);
-                    let note = increase.map_or_else(
-                        || {
-                            format!(
-                                "Scale-up: setting group {} size to {to} instead of {from} (max: {})",
-                                pool.name, pool.bounds.max_replicas
-                            )
-                        },
-                        sks_autoscaler::scale_up::Increase::pool_message,
-                    );
-                    self.event(&regarding, EventType::Normal, "ScaledUpGroup", &note).await;
+                    let size = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+                    let note = events::scaled_up_group(&events::ScaleUpInfo {
+                        group: &pool.name,
+                        current: size(*from),
+                        new: size(*to),
+                        max: size(pool.bounds.max_replicas),
+                    });
+                    self.event(&regarding, EventType::Normal, events::SCALED_UP_GROUP, &note).await;
                     if let Some(inc) = increase {
                         let message = inc.pod_message();
                         for pod in &inc.pods {
-                            self.event(&pod_ref(pod), EventType::Normal, "TriggeredScaleUp", &message).await;
+                            self.event(&pod_ref(pod), EventType::Normal, events::TRIGGERED_SCALE_UP, &message).await;
                         }
                     }
                 }
@@ -144,7 +142,7 @@ impl Autoscaler {
             };
             if due {
                 self.metrics.decided("not_triggered", "NoNodepoolFits");
-                self.event(&pod_ref(unhelped.pod), EventType::Normal, "NotTriggerScaleUp", &message).await;
+                self.event(&pod_ref(unhelped.pod), EventType::Normal, events::NOT_TRIGGER_SCALE_UP, &message).await;
             }
         }
         {
