@@ -60,9 +60,10 @@ impl NodeInfo {
         self.labels.get(label::NODEPOOL_ID)
     }
 
-    /// Tainted `ToBeDeletedByClusterAutoscaler`: a scale-down of it is under way.
+    /// A scale-down of it is under way: tainted `ToBeDeletedByClusterAutoscaler`
+    /// or carrying the autoscaler's removal record.
     pub fn being_deleted(&self) -> bool {
-        self.taints.iter().any(|t| &*t.key == taint::TO_BE_DELETED)
+        self.removing.is_some() || self.taints.iter().any(|t| &*t.key == taint::TO_BE_DELETED)
     }
 
     /// The node as the filters see it, with pods requesting `requested` on it.
@@ -244,6 +245,9 @@ mod tests {
             json!({"taints": [{"key": taint::TO_BE_DELETED, "value": "1700000000", "effect": "NoSchedule"}]});
         let n = node(deleting);
         assert!(n.being_deleted() && !n.in_service());
+        let mut recorded = base.clone();
+        recorded["metadata"]["annotations"] = json!({ annotation::SCALE_DOWN_REMOVING: "np-1:3" });
+        assert!(node(recorded).being_deleted(), "the removal record alone says a removal is under way");
         let mut disabled_false = base;
         disabled_false["metadata"]["annotations"] = json!({ annotation::SCALE_DOWN_DISABLED: "false" });
         assert!(!node(disabled_false).scale_down_disabled);

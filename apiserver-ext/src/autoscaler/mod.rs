@@ -22,12 +22,13 @@ mod scale_down;
 mod scale_up;
 pub mod templates;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use sks_autoscaler::{ClusterSnapshot, NodeInfo, PodInfo, ScaleDownOptions, Template, UnneededTracker};
+use sks_autoscaler::{ClusterSnapshot, NodeInfo, PodInfo, ScaleDownOptions, SlimNode, Template, UnneededTracker};
 use sks_kubeclient::events::{EventType, Publisher};
 use uuid::Uuid;
 
@@ -120,6 +121,9 @@ pub struct Autoscaler {
     events: Publisher,
     metrics: Metrics,
     state: Mutex<State>,
+    /// One per nodepool: removals check its size and evict from it one at a
+    /// time, so two of them never both see room above the minimum.
+    pool_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn pod_ref(p: &PodInfo) -> ObjectReference {
@@ -153,6 +157,19 @@ fn node_ref(name: &str) -> ObjectReference {
     }
 }
 
+/// The nodes as plans must see them: one this replica is removing counts as
+/// being deleted before the watch shows its mark, so a round in between
+/// neither plans it again nor counts it towards its nodepool's minimum.
+fn as_planned<'a>(nodes: &'a [Arc<SlimNode>], removing: &BTreeSet<String>) -> Vec<Cow<'a, NodeInfo>> {
+    nodes
+        .iter()
+        .map(|n| match removing.contains(&*n.info.name) && !n.info.being_deleted() {
+            true => Cow::Owned(NodeInfo { removing: Some("in progress".into()), ..n.info.clone() }),
+            false => Cow::Borrowed(&n.info),
+        })
+        .collect()
+}
+
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
@@ -183,11 +200,18 @@ impl Autoscaler {
             upgrades,
             metrics,
             state: Mutex::new(State::default()),
+            pool_locks: Mutex::default(),
         })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The lock serializing removals from nodepool `id`.
+    fn pool_lock(&self, id: Uuid) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.pool_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(locks.entry(id).or_default())
     }
 
     async fn event(&self, regarding: &ObjectReference, type_: EventType, reason: &str, note: &str) {
@@ -241,7 +265,9 @@ impl Autoscaler {
         let pools: Vec<Autoscaled> = pools.into_iter().filter(|p| !rolling.contains(&p.name)).collect();
         let slim_nodes = self.cache.nodes();
         let slim_pods = self.cache.pods();
-        let nodes: Vec<&NodeInfo> = slim_nodes.iter().map(|n| &n.info).collect();
+        let removing = self.state().removing.clone();
+        let planned = as_planned(&slim_nodes, &removing);
+        let nodes: Vec<&NodeInfo> = planned.iter().map(AsRef::as_ref).collect();
         let pods: Vec<&PodInfo> = slim_pods.iter().map(|p| &p.info).collect();
         let daemonsets = self.cache.daemonset_pods();
         self.follow_provisioning(&pools, &nodes).await;

@@ -148,7 +148,10 @@ impl Autoscaler {
             }
         }
         self.wait_gone(name, self.options.max_pod_eviction_time).await?;
-        // The size again, right before: a manual scale meanwhile must not take the pool below its minimum.
+        // The size again, right before, and one removal at a time: neither a
+        // manual scale meanwhile nor another removal may take the pool below its minimum.
+        let lock = self.pool_lock(pool.id);
+        let _one_at_a_time = lock.lock().await;
         let size = self.orchestrator.get_sks_nodepool(self.cluster, pool.id).await?.size;
         if size - 1 < pool.bounds.min_replicas {
             return Err(Stopped::Stale(format!(
