@@ -8,6 +8,7 @@ pub mod env;
 pub mod image;
 pub mod kubeapi;
 pub mod kubectl;
+pub mod metrics;
 pub mod pki;
 pub mod proxy;
 pub mod raw;
