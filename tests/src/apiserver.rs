@@ -24,16 +24,19 @@ pub struct ApiServer {
 impl ApiServer {
     /// Starts a server for `cluster_id` of `zone` with extra `args`.
     pub fn start(zone: &Zone, cluster_id: &str, args: &[&str]) -> ApiServer {
-        Self::start_with_cas(zone, cluster_id, args, None)
+        Self::start_with(zone, cluster_id, args, None)
     }
 
     /// Starts a server trusting the client and front-proxy CAs of a cluster API
     /// (`ca.crt` and `front-proxy-ca.crt` in `cluster_certs`), as it runs behind it.
     pub fn start_behind(zone: &Zone, cluster_id: &str, args: &[&str], cluster_certs: &std::path::Path) -> ApiServer {
-        Self::start_with_cas(zone, cluster_id, args, Some(cluster_certs))
+        Self::start_with(zone, cluster_id, args, Some(cluster_certs))
     }
 
-    fn start_with_cas(
+    /// Starts a server for `cluster_id` of `zone` with extra `args`. Behind a cluster
+    /// API, it trusts that API's client and front-proxy CAs (`ca.crt` and
+    /// `front-proxy-ca.crt` in `cluster_certs`).
+    pub fn start_with(
         zone: &Zone,
         cluster_id: &str,
         args: &[&str],

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::kubectl::Kubectl;
-use crate::{TempDir, bin, wait_for};
+use crate::{TempDir, bin};
 
 /// What kube-apiserver's Node authorizer and the `system:node` role let kubelets
 /// do, as a policy (JSON, so the RBAC translation for real binaries reads it too;
@@ -76,12 +76,7 @@ impl KubeApi {
         let dir = TempDir::new("kube");
         let assets = std::env::var_os("KUBE_ASSETS").filter(|a| !a.is_empty()).map(PathBuf::from);
         let api = Self::spawn(&opts, dir, assets.as_deref());
-        let k = api.kubectl();
-        wait_for("the Kubernetes API to answer", Duration::from_secs(60), || {
-            let k = k.clone();
-            async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-        })
-        .await;
+        api.kubectl().wait_ready("the Kubernetes API", Duration::from_secs(60)).await;
         api
     }
 

@@ -227,7 +227,7 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
     })
     .await;
     // The history, with this Upgrade's own name and roll progress, survives a restart.
-    s.sks.as_mut().unwrap().restart(&s.zone);
+    s.restart_apiserver();
     let again = wait_for("the upgrade after a restart", Duration::from_secs(30), || {
         let k = k.clone();
         async move { serde_json::from_slice::<Value>(&k.run(&["get", "upgrade", "to-1-35", "-o", "json"]).stdout).ok() }
@@ -475,9 +475,6 @@ async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
     bob.ok(&["get", "clusters"]);
 
     // The cluster's API and sks-apiserver stopped together, as `hack/local-up` stops them: it exits.
-    s.kube.as_mut().unwrap().kill();
-    assert!(
-        s.sks.as_mut().unwrap().stop().is_some_and(|st| st.success()),
-        "SIGTERM stops sks-apiserver with its API gone"
-    );
+    s.kube_mut().kill();
+    assert!(s.sks_mut().stop().is_some_and(|st| st.success()), "SIGTERM stops sks-apiserver with its API gone");
 }
