@@ -27,12 +27,6 @@ impl ApiServer {
         Self::start_with(zone, cluster_id, args, None)
     }
 
-    /// Starts a server trusting the client and front-proxy CAs of a cluster API
-    /// (`ca.crt` and `front-proxy-ca.crt` in `cluster_certs`), as it runs behind it.
-    pub fn start_behind(zone: &Zone, cluster_id: &str, args: &[&str], cluster_certs: &std::path::Path) -> ApiServer {
-        Self::start_with(zone, cluster_id, args, Some(cluster_certs))
-    }
-
     /// Starts a server for `cluster_id` of `zone` with extra `args`. Behind a cluster
     /// API, it trusts that API's client and front-proxy CAs (`ca.crt` and
     /// `front-proxy-ca.crt` in `cluster_certs`).

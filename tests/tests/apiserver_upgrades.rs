@@ -10,8 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use serde_json::{Value, json};
-use sks_e2e::apiserver::ApiServer;
-use sks_e2e::env::{TestEnv, ready_initialized};
+use sks_e2e::env::{ApiServerOptions, TestEnv, ready_initialized};
 use sks_e2e::kubeapi::{KubeOptions, policy};
 use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
@@ -290,15 +289,10 @@ fn upgrades_to(k: &Kubectl, version: &str) -> Vec<(String, String)> {
 async fn two_replicas_record_and_roll_each_upgrade_once() {
     // Replica A behind the aggregator, replica B reached directly; both share the ConfigMap store.
     let s = start(&["--upgrade-replacement-timeout", "60s"], 150).await;
-    let kubeconfig = s.kube().kubeconfig.display().to_string();
-    let b =
-        ApiServer::start(&s.zone, &s.cluster.to_string(), &["--refresh-interval", "1s", "--kubeconfig", &kubeconfig]);
+    let b = s
+        .start_apiserver(&ApiServerOptions { direct: true, ..ApiServerOptions::args(&["--refresh-interval", "1s"]) })
+        .await;
     let (ka, kb) = (s.kubectl(), b.kubectl());
-    wait_for("replica B to be ready", Duration::from_secs(30), || {
-        let kb = kb.clone();
-        async move { kb.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-    })
-    .await;
     let lease = wait_for("a holder of the upgrades Lease", Duration::from_secs(30), || {
         let k = s.kubectl();
         async move {
