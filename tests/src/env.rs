@@ -26,6 +26,7 @@ use crate::apiserver::ApiServer;
 use crate::ccm::Ccm;
 use crate::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
 use crate::kubectl::Kubectl;
+use crate::logs::Logs;
 use crate::wait_for;
 use crate::zone::{Zone, ZoneOptions};
 
@@ -43,6 +44,7 @@ pub struct TestEnv {
     pub ccm: Option<Ccm>,
     /// The sks-apiserver replicas asked of the builder, in its order.
     pub apiservers: Vec<ApiServer>,
+    logs: Logs,
 }
 
 /// One sks-apiserver replica.
@@ -86,6 +88,7 @@ pub struct Builder {
     ccm: Option<Vec<String>>,
     apiservers: Vec<ApiServerOptions>,
     ready_nodes: Option<usize>,
+    logs: Option<Logs>,
 }
 
 fn owned(args: &[&str]) -> Vec<String> {
@@ -131,6 +134,13 @@ impl Builder {
         self
     }
 
+    /// Where the zone, sks-ccm and sks-apiserver log (default: at `warn` to the test's
+    /// output; the Kubernetes API logs there whatever this says).
+    pub fn logs(mut self, logs: Logs) -> Self {
+        self.logs = Some(logs);
+        self
+    }
+
     /// Waits, once started, until `n` Nodes are Ready and initialized (providerID set).
     pub fn ready_nodes(mut self, n: usize) -> Self {
         self.ready_nodes = Some(n);
@@ -138,7 +148,11 @@ impl Builder {
     }
 
     /// Starts everything asked for.
-    pub async fn start(self) -> TestEnv {
+    pub async fn start(mut self) -> TestEnv {
+        if let Some(logs) = &self.logs {
+            self.zone.logs = logs.clone();
+        }
+        let logs = self.logs.unwrap_or_default();
         let mut zone = Zone::start(self.zone);
         let client = zone.client().await;
         let cluster = client.list_sks_clusters().await.expect("listing clusters").first().map(|c| c.id);
@@ -166,7 +180,7 @@ impl Builder {
         if let (true, Some(kube)) = (self.kubelets, &kube) {
             zone.attach_kubelets(&kube.kubeconfig);
         }
-        let mut env = TestEnv { zone, client, cluster, kube, ccm: None, apiservers: Vec::new() };
+        let mut env = TestEnv { zone, client, cluster, kube, ccm: None, apiservers: Vec::new(), logs };
         if let Some(args) = &self.ccm {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             env.ccm = Some(env.start_ccm(&args));
@@ -249,7 +263,7 @@ impl TestEnv {
     /// Starts another sks-ccm for the cluster against the API with extra `args`
     /// (a replica, or one started again), owned by the caller.
     pub fn start_ccm(&self, args: &[&str]) -> Ccm {
-        Ccm::start(&self.zone, self.kube(), &self.cluster.to_string(), args)
+        Ccm::start_logging(&self.zone, self.kube(), &self.cluster.to_string(), args, &self.logs)
     }
 
     /// Starts an sks-apiserver replica for the cluster as `options` say, owned by the
@@ -267,7 +281,7 @@ impl TestEnv {
         args.extend(options.args.iter().map(String::as_str));
         let behind = self.kube.as_ref().filter(|_| !options.direct);
         let certs = behind.map(|kube| kube.cert_dir.as_path());
-        let sks = ApiServer::start_with(&self.zone, &cluster, &args, certs);
+        let sks = ApiServer::start_with(&self.zone, &cluster, &args, certs, &self.logs);
         match behind {
             Some(kube) => sks.register(&kube.kubectl()).await,
             None => sks.kubectl().wait_ready("sks-apiserver", Duration::from_secs(30)).await,

@@ -142,6 +142,7 @@ impl Stack {
             boot_delay_ms: 200,
             operation_delay_ms,
             extra: extra.iter().map(std::string::ToString::to_string).collect(),
+            ..Default::default()
         };
         let env = TestEnv::builder().zone(zone).kubelets().start().await;
         let observer = sks_e2e::zone::client_for(orchestrator::ClientConfig {
