@@ -174,9 +174,7 @@ impl Stack {
             "--leader-elect-retry-period-seconds",
             &retry,
         ];
-        tokio::task::block_in_place(|| {
-            Ccm::start(&self.env.zone, self.env.kube(), &self.env.cluster.to_string(), &args)
-        })
+        tokio::task::block_in_place(|| self.env.start_ccm(&args))
     }
 
     async fn scale(&self, size: usize) {
