@@ -1,9 +1,10 @@
 //! A running `sks-apiserver` and `kubectl` pointed at it.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::kubectl::Kubectl;
+use crate::logs::Logs;
 use crate::pki::TestPki;
 use crate::zone::Zone;
 use crate::{TempDir, bin};
@@ -18,26 +19,25 @@ pub struct ApiServer {
     /// An admin (system:masters) kubeconfig.
     pub kubeconfig: PathBuf,
     args: Vec<String>,
+    logs: Logs,
     dir: TempDir,
 }
 
 impl ApiServer {
     /// Starts a server for `cluster_id` of `zone` with extra `args`.
     pub fn start(zone: &Zone, cluster_id: &str, args: &[&str]) -> ApiServer {
-        Self::start_with_cas(zone, cluster_id, args, None)
+        Self::start_with(zone, cluster_id, args, None, &Logs::default())
     }
 
-    /// Starts a server trusting the client and front-proxy CAs of a cluster API
-    /// (`ca.crt` and `front-proxy-ca.crt` in `cluster_certs`), as it runs behind it.
-    pub fn start_behind(zone: &Zone, cluster_id: &str, args: &[&str], cluster_certs: &std::path::Path) -> ApiServer {
-        Self::start_with_cas(zone, cluster_id, args, Some(cluster_certs))
-    }
-
-    fn start_with_cas(
+    /// Starts a server for `cluster_id` of `zone` with extra `args`, logging as `logs`
+    /// say. Behind a cluster API, it trusts that API's client and front-proxy CAs
+    /// (`ca.crt` and `front-proxy-ca.crt` in `cluster_certs`).
+    pub fn start_with(
         zone: &Zone,
         cluster_id: &str,
         args: &[&str],
         cluster_certs: Option<&std::path::Path>,
+        logs: &Logs,
     ) -> ApiServer {
         let dir = TempDir::new("apiserver");
         let pki = TestPki::new(dir.path());
@@ -67,10 +67,10 @@ impl ApiServer {
             dir.path().join("metadata.json").display().to_string(),
         ];
         all.extend(args.iter().map(std::string::ToString::to_string));
-        let (child, url) = spawn(zone, &all);
+        let (child, url) = spawn(zone, &all, logs);
         let admin = TestPki::client(&pki.client_ca, "admin", &["system:masters"]);
         let kubeconfig = pki.kubeconfig("admin.kubeconfig", &url, "admin", &admin);
-        ApiServer { child: Some(child), url, pki, kubeconfig, args: all, dir }
+        ApiServer { child: Some(child), url, pki, kubeconfig, args: all, logs: logs.clone(), dir }
     }
 
     /// Kills the process (SIGKILL).
@@ -90,7 +90,7 @@ impl ApiServer {
         let mut args = self.args.clone();
         let i = args.iter().position(|a| a == "--listen").unwrap();
         args[i + 1] = listen.clone();
-        let (child, url) = spawn(zone, &args);
+        let (child, url) = spawn(zone, &args, &self.logs);
         assert_eq!(url, self.url);
         self.child = Some(child);
     }
@@ -148,10 +148,10 @@ impl ApiServer {
     }
 }
 
-fn spawn(zone: &Zone, args: &[String]) -> (Child, String) {
+fn spawn(zone: &Zone, args: &[String], logs: &Logs) -> (Child, String) {
     let mut cmd = Command::new(bin("sks-apiserver"));
-    cmd.args(args).env("RUST_LOG", "warn").env_remove("KUBECONFIG").stderr(Stdio::inherit());
-    let (child, first) = crate::spawn_reporting(zone.orchestrator_env(&mut cmd), "sks-apiserver");
+    cmd.args(args).env_remove("KUBECONFIG");
+    let (child, first) = logs.spawn(zone.orchestrator_env(&mut cmd), "sks-apiserver");
     let url = first.strip_prefix("sks-apiserver listening on ").expect("address line").trim().to_owned();
     (child, url)
 }

@@ -1,9 +1,10 @@
 //! A running `sks-ccm`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::bin;
 use crate::kubeapi::KubeApi;
+use crate::logs::Logs;
 use crate::zone::Zone;
 
 /// A running `sks-ccm`, killed on drop.
@@ -16,15 +17,18 @@ pub struct Ccm {
 impl Ccm {
     /// Starts `sks-ccm` for `cluster` with extra `args`.
     pub fn start(zone: &Zone, kube: &KubeApi, cluster: &str, args: &[&str]) -> Ccm {
+        Self::start_logging(zone, kube, cluster, args, &Logs::default())
+    }
+
+    /// [`Ccm::start`], logging as `logs` say.
+    pub fn start_logging(zone: &Zone, kube: &KubeApi, cluster: &str, args: &[&str], logs: &Logs) -> Ccm {
         let mut cmd = Command::new(bin("sks-ccm"));
         cmd.arg("--kubeconfig")
             .arg(&kube.kubeconfig)
             .args(["--cluster-id", cluster, "--bind-address", "127.0.0.1:0"])
             .args(args)
-            .env("RUST_LOG", "warn")
-            .env_remove("KUBECONFIG")
-            .stderr(Stdio::inherit());
-        let (child, line) = crate::spawn_reporting(zone.orchestrator_env(&mut cmd), "sks-ccm");
+            .env_remove("KUBECONFIG");
+        let (child, line) = logs.spawn(zone.orchestrator_env(&mut cmd), "sks-ccm");
         let url = line.rsplit(' ').next().unwrap().to_owned();
         Ccm { child: Some(child), url }
     }

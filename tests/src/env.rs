@@ -2,9 +2,11 @@
 //! with cluster `demo` by default), the cluster's Kubernetes API (the
 //! stand-in, or real binaries with `KUBE_ASSETS`) trusting the zone
 //! cluster's CAs, the zone's kubelets registering in it, sks-ccm, and
-//! sks-apiserver (behind the API through an APIService when there is one,
-//! else served directly). Each part is optional; everything started is
-//! stopped when the environment is dropped.
+//! sks-apiserver replicas (behind the API through an APIService when there is
+//! one, else served directly). Each part is optional; everything started is
+//! stopped when the environment is dropped. Components whose flags depend on
+//! the running stack, or that a test starts again, come from the same
+//! environment ([`TestEnv::start_apiserver`], [`TestEnv::start_ccm`]).
 //!
 //! ```no_run
 //! # async fn t() {
@@ -13,6 +15,7 @@
 //! # }
 //! ```
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
@@ -23,6 +26,7 @@ use crate::apiserver::ApiServer;
 use crate::ccm::Ccm;
 use crate::kubeapi::{KubeApi, KubeOptions, node_policy_rules, policy};
 use crate::kubectl::Kubectl;
+use crate::logs::Logs;
 use crate::wait_for;
 use crate::zone::{Zone, ZoneOptions};
 
@@ -38,8 +42,41 @@ pub struct TestEnv {
     pub kube: Option<KubeApi>,
     /// sks-ccm, if started.
     pub ccm: Option<Ccm>,
-    /// sks-apiserver, if started.
-    pub sks: Option<ApiServer>,
+    /// The sks-apiserver replicas asked of the builder, in its order.
+    pub apiservers: Vec<ApiServer>,
+    logs: Logs,
+}
+
+/// One sks-apiserver replica.
+#[derive(Debug, Clone, Default)]
+pub struct ApiServerOptions {
+    /// Extra arguments.
+    pub args: Vec<String>,
+    /// Reached at its own URL, trusting its own CAs, even when there is a Kubernetes
+    /// API (by default it is then registered behind that API through the APIService).
+    pub direct: bool,
+    /// Its `--kubeconfig`.
+    pub kubeconfig: ApiAccess,
+}
+
+impl ApiServerOptions {
+    /// A replica with extra `args`.
+    pub fn args(args: &[&str]) -> Self {
+        ApiServerOptions { args: owned(args), ..Default::default() }
+    }
+}
+
+/// What sks-apiserver is given as `--kubeconfig`, through which it reviews tokens
+/// and access, keeps metadata in ConfigMaps (shared by replicas) and reads Nodes.
+#[derive(Debug, Clone, Default)]
+pub enum ApiAccess {
+    /// The API's admin kubeconfig when there is an API; none without one.
+    #[default]
+    Admin,
+    /// None: only system:masters may use sks-apiserver, and it keeps metadata in a file.
+    Without,
+    /// This kubeconfig (e.g. of a proxy in front of the API).
+    Kubeconfig(PathBuf),
 }
 
 /// What to start.
@@ -49,8 +86,9 @@ pub struct Builder {
     kube: Option<KubeOptions>,
     kubelets: bool,
     ccm: Option<Vec<String>>,
-    sks: Option<Vec<String>>,
+    apiservers: Vec<ApiServerOptions>,
     ready_nodes: Option<usize>,
+    logs: Option<Logs>,
 }
 
 fn owned(args: &[&str]) -> Vec<String> {
@@ -84,9 +122,22 @@ impl Builder {
         self
     }
 
-    /// sks-apiserver with extra `args`: behind the API when there is one, else served directly.
-    pub fn apiserver(mut self, args: &[&str]) -> Self {
-        self.sks = Some(owned(args));
+    /// An sks-apiserver replica with extra `args`: behind the API when there is one, else served directly.
+    pub fn apiserver(self, args: &[&str]) -> Self {
+        self.apiserver_with(ApiServerOptions::args(args))
+    }
+
+    /// An sks-apiserver replica as `options` say (call again for more replicas; the
+    /// APIService names one, so at most one replica is behind the API).
+    pub fn apiserver_with(mut self, options: ApiServerOptions) -> Self {
+        self.apiservers.push(options);
+        self
+    }
+
+    /// Where the zone, sks-ccm and sks-apiserver log (default: at `warn` to the test's
+    /// output; the Kubernetes API logs there whatever this says).
+    pub fn logs(mut self, logs: Logs) -> Self {
+        self.logs = Some(logs);
         self
     }
 
@@ -97,7 +148,11 @@ impl Builder {
     }
 
     /// Starts everything asked for.
-    pub async fn start(self) -> TestEnv {
+    pub async fn start(mut self) -> TestEnv {
+        if let Some(logs) = &self.logs {
+            self.zone.logs = logs.clone();
+        }
+        let logs = self.logs.unwrap_or_default();
         let mut zone = Zone::start(self.zone);
         let client = zone.client().await;
         let cluster = client.list_sks_clusters().await.expect("listing clusters").first().map(|c| c.id);
@@ -125,36 +180,17 @@ impl Builder {
         if let (true, Some(kube)) = (self.kubelets, &kube) {
             zone.attach_kubelets(&kube.kubeconfig);
         }
-        let ccm = match (&self.ccm, &kube) {
-            (Some(args), Some(kube)) => {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                Some(Ccm::start(&zone, kube, &cluster.to_string(), &args))
-            }
-            _ => None,
-        };
-        let sks = match (&self.sks, &kube) {
-            (Some(args), Some(kube)) => {
-                let kubeconfig = kube.kubeconfig.display().to_string();
-                let mut all = vec!["--kubeconfig", kubeconfig.as_str()];
-                all.extend(args.iter().map(String::as_str));
-                let sks = ApiServer::start_behind(&zone, &cluster.to_string(), &all, &kube.cert_dir);
-                sks.register(&kube.kubectl()).await;
-                Some(sks)
-            }
-            (Some(args), None) => {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let sks = ApiServer::start(&zone, &cluster.to_string(), &args);
-                let k = sks.kubectl();
-                wait_for("sks-apiserver to be ready", Duration::from_secs(30), || {
-                    let k = k.clone();
-                    async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-                })
-                .await;
-                Some(sks)
-            }
-            (None, _) => None,
-        };
-        let env = TestEnv { zone, client, cluster, kube, ccm, sks };
+        let mut env = TestEnv { zone, client, cluster, kube, ccm: None, apiservers: Vec::new(), logs };
+        if let Some(args) = &self.ccm {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            env.ccm = Some(env.start_ccm(&args));
+        }
+        let behind = self.apiservers.iter().filter(|o| !o.direct).count();
+        assert!(env.kube.is_none() || behind <= 1, "one APIService: at most one replica behind the API");
+        for options in &self.apiservers {
+            let sks = env.start_apiserver(options).await;
+            env.apiservers.push(sks);
+        }
         if let Some(n) = self.ready_nodes {
             env.wait_ready_nodes(n).await;
         }
@@ -194,18 +230,63 @@ impl TestEnv {
         self.kube.as_ref().expect("the environment has a Kubernetes API (TestEnv::builder().kube(..))")
     }
 
-    /// sks-apiserver.
+    /// The Kubernetes API, to stop it.
+    pub fn kube_mut(&mut self) -> &mut KubeApi {
+        self.kube.as_mut().expect("the environment has a Kubernetes API (TestEnv::builder().kube(..))")
+    }
+
+    /// sks-apiserver (the first replica).
     pub fn sks(&self) -> &ApiServer {
-        self.sks.as_ref().expect("the environment has sks-apiserver (TestEnv::builder().apiserver(..))")
+        self.apiservers.first().expect("the environment has sks-apiserver (TestEnv::builder().apiserver(..))")
+    }
+
+    /// sks-apiserver (the first replica), to stop it.
+    pub fn sks_mut(&mut self) -> &mut ApiServer {
+        self.apiservers.first_mut().expect("the environment has sks-apiserver (TestEnv::builder().apiserver(..))")
+    }
+
+    /// Starts sks-apiserver (the first replica) again on the same port with the same state.
+    pub fn restart_apiserver(&mut self) {
+        let sks = self.apiservers.first_mut().expect("the environment has sks-apiserver");
+        sks.restart(&self.zone);
     }
 
     /// `kubectl` as the admin: of the Kubernetes API, or of sks-apiserver served directly.
     pub fn kubectl(&self) -> Kubectl {
-        match (&self.kube, &self.sks) {
+        match (&self.kube, self.apiservers.first()) {
             (Some(kube), _) => kube.kubectl(),
             (None, Some(sks)) => sks.kubectl(),
             (None, None) => panic!("the environment has neither a Kubernetes API nor sks-apiserver"),
         }
+    }
+
+    /// Starts another sks-ccm for the cluster against the API with extra `args`
+    /// (a replica, or one started again), owned by the caller.
+    pub fn start_ccm(&self, args: &[&str]) -> Ccm {
+        Ccm::start_logging(&self.zone, self.kube(), &self.cluster.to_string(), args, &self.logs)
+    }
+
+    /// Starts an sks-apiserver replica for the cluster as `options` say, owned by the
+    /// caller: registered behind the API through the APIService (once Available), or
+    /// served directly (once it answers /readyz).
+    pub async fn start_apiserver(&self, options: &ApiServerOptions) -> ApiServer {
+        let cluster = self.cluster.to_string();
+        let kubeconfig = match (&options.kubeconfig, &self.kube) {
+            (ApiAccess::Admin, Some(kube)) => Some(kube.kubeconfig.clone()),
+            (ApiAccess::Kubeconfig(path), _) => Some(path.clone()),
+            (ApiAccess::Admin | ApiAccess::Without, _) => None,
+        };
+        let kubeconfig = kubeconfig.map(|p| p.display().to_string());
+        let mut args: Vec<&str> = kubeconfig.iter().flat_map(|k| ["--kubeconfig", k.as_str()]).collect();
+        args.extend(options.args.iter().map(String::as_str));
+        let behind = self.kube.as_ref().filter(|_| !options.direct);
+        let certs = behind.map(|kube| kube.cert_dir.as_path());
+        let sks = ApiServer::start_with(&self.zone, &cluster, &args, certs, &self.logs);
+        match behind {
+            Some(kube) => sks.register(&kube.kubectl()).await,
+            None => sks.kubectl().wait_ready("sks-apiserver", Duration::from_secs(30)).await,
+        }
+        sks
     }
 
     /// Nodes that are Ready and initialized by sks-ccm.

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crate::kubectl::Kubectl;
-use crate::{TempDir, bin, wait_for};
+use crate::{TempDir, bin};
 
 /// What kube-apiserver's Node authorizer and the `system:node` role let kubelets
 /// do, as a policy (JSON, so the RBAC translation for real binaries reads it too;
@@ -42,6 +42,9 @@ pub struct KubeOptions {
     pub watch_history: Option<usize>,
     /// Use this zone cluster's CAs (stand-in only): (endpoint, cluster id).
     pub zone_cluster: Option<(String, String)>,
+    /// Log each request of a user outside system:masters ([`KubeApi::audit_log`]). The
+    /// stand-in's audit log: with it the stand-in runs even when `KUBE_ASSETS` is set.
+    pub audit_log: bool,
 }
 
 impl KubeOptions {
@@ -67,6 +70,7 @@ pub struct KubeApi {
     pub cert_dir: PathBuf,
     /// Whether these are real binaries.
     pub real: bool,
+    audit_log: Option<PathBuf>,
     dir: TempDir,
 }
 
@@ -74,14 +78,9 @@ impl KubeApi {
     /// Starts the stand-in, or real binaries when `KUBE_ASSETS` is set.
     pub async fn start(opts: KubeOptions) -> KubeApi {
         let dir = TempDir::new("kube");
-        let assets = std::env::var_os("KUBE_ASSETS").filter(|a| !a.is_empty()).map(PathBuf::from);
+        let assets = std::env::var_os("KUBE_ASSETS").filter(|a| !a.is_empty() && !opts.audit_log).map(PathBuf::from);
         let api = Self::spawn(&opts, dir, assets.as_deref());
-        let k = api.kubectl();
-        wait_for("the Kubernetes API to answer", Duration::from_secs(60), || {
-            let k = k.clone();
-            async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-        })
-        .await;
+        api.kubectl().wait_ready("the Kubernetes API", Duration::from_secs(60)).await;
         api
     }
 
@@ -108,6 +107,10 @@ impl KubeApi {
             std::fs::write(&path, t).unwrap();
             cmd.arg("--token-auth-file").arg(path);
         }
+        let audit_log = opts.audit_log.then(|| dir.path().join("audit.jsonl"));
+        if let Some(path) = &audit_log {
+            cmd.arg("--audit-log").arg(path);
+        }
         if let Some(g) = opts.node_grace_seconds {
             cmd.args(["--node-monitor-grace-period-seconds", &g.to_string()]);
         }
@@ -127,6 +130,7 @@ impl KubeApi {
             kubeconfig: cert_dir.join("admin.kubeconfig"),
             cert_dir,
             real: assets.is_some(),
+            audit_log,
             dir,
         }
     }
@@ -168,6 +172,11 @@ impl KubeApi {
     /// (run by `kube-standin --kube-assets`).
     pub fn process_name(&self) -> &'static str {
         if self.real { "kube-apiserver" } else { "kube-standin" }
+    }
+
+    /// The audit log, one JSON line per request (when asked for with [`KubeOptions::audit_log`]).
+    pub fn audit_log(&self) -> Option<&Path> {
+        self.audit_log.as_deref()
     }
 
     /// A directory for the test's files.

@@ -68,6 +68,14 @@ impl Kubectl {
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     }
+
+    /// Waits until the server, `what`, answers `/readyz` (at most `timeout`).
+    pub async fn wait_ready(&self, what: &str, timeout: std::time::Duration) {
+        crate::wait_for(&format!("{what} to be ready"), timeout, || async {
+            self.run(&["get", "--raw", "/readyz"]).status.success().then_some(())
+        })
+        .await;
+    }
 }
 
 /// A kube-rs client from a kubeconfig file.

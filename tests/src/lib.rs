@@ -8,6 +8,7 @@ pub mod env;
 pub mod image;
 pub mod kubeapi;
 pub mod kubectl;
+pub mod logs;
 pub mod metrics;
 pub mod pki;
 pub mod proxy;
@@ -48,16 +49,31 @@ pub fn spawn_reporting_within(
     what: &str,
     timeout: Duration,
 ) -> (std::process::Child, String) {
-    use std::io::{BufRead as _, BufReader};
+    spawn_reporting_copying(cmd, what, timeout, None)
+}
+
+/// [`spawn_reporting_within`], writing every line of stdout to `copy` too.
+pub fn spawn_reporting_copying(
+    cmd: &mut std::process::Command,
+    what: &str,
+    timeout: Duration,
+    mut copy: Option<std::fs::File>,
+) -> (std::process::Child, String) {
+    use std::io::{BufRead as _, BufReader, Write as _};
     let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap_or_else(|e| panic!("starting {what}: {e}"));
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
+        // Drained to the end, so the process never blocks on a full pipe.
+        for (i, line) in BufReader::new(stdout).lines().enumerate() {
+            let Ok(line) = line else { continue };
+            if let Some(file) = copy.as_mut() {
+                let _ = writeln!(file, "{line}");
+            }
+            if i == 0 {
+                let _ = tx.send(line);
+            }
         }
-        for _ in lines {}
     });
     match rx.recv_timeout(timeout) {
         Ok(line) => (child, line),

@@ -1,11 +1,12 @@
 //! A running `sks-zone` process.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use orchestrator::{Client, ClientConfig, CredentialSource, Credentials, RetryPolicy};
 
+use crate::logs::Logs;
 use crate::{TempDir, bin};
 
 /// API key every test zone accepts.
@@ -33,6 +34,8 @@ pub struct ZoneOptions {
     pub seed: bool,
     /// Extra arguments.
     pub extra: Vec<String>,
+    /// Where it logs.
+    pub logs: Logs,
 }
 
 /// A running `sks-zone` with its own state directory; killed on drop.
@@ -52,13 +55,11 @@ fn spawn(state: &Path, options: &ZoneOptions, listen: &str) -> (Child, String) {
         .args(["--operation-delay-ms", &options.operation_delay_ms.to_string()])
         .args(["--instance-boot-delay-ms", &options.boot_delay_ms.to_string()])
         .args(&options.extra)
-        .env("RUST_LOG", "warn")
-        .env_remove("KUBECONFIG")
-        .stderr(Stdio::inherit());
+        .env_remove("KUBECONFIG");
     if options.seed {
         cmd.arg("--seed");
     }
-    let (child, first) = crate::spawn_reporting(&mut cmd, "sks-zone");
+    let (child, first) = options.logs.spawn(&mut cmd, "sks-zone");
     let url = first
         .strip_prefix("sks-zone listening on ")
         .and_then(|rest| rest.split_whitespace().next())

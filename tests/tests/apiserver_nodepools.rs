@@ -463,7 +463,7 @@ async fn autoscaling_bounds_are_checked_shown_and_kept() {
             (out.status.success() && !text.is_empty()).then_some(text)
         }
     };
-    s.env.sks.as_mut().unwrap().restart(&s.env.zone);
+    s.env.restart_apiserver();
     let after = wait_for("sks-apiserver back after a restart", Duration::from_secs(30), bounds).await;
     assert_eq!(after, "1-10");
 }

@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sks_e2e::apiserver::ApiServer;
-use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::env::{ApiServerOptions, TestEnv};
+use sks_e2e::kubeapi::KubeOptions;
 use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
-use sks_e2e::zone::{Zone, ZoneOptions};
 
 fn np(k: &Kubectl) -> Value {
     serde_json::from_str(&k.ok(&["get", "np", "workers", "-o", "json"])).unwrap()
@@ -16,21 +15,14 @@ fn np(k: &Kubectl) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_metadata_and_count_ready_nodes() {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let cluster = zone.client().await.list_sks_clusters().await.unwrap()[0].id.to_string();
-    let kube = KubeApi::start(KubeOptions::default()).await;
-    let kubeconfig = kube.kubeconfig.display().to_string();
-    let args = ["--refresh-interval", "300ms", "--kubeconfig", &kubeconfig];
-    let a = ApiServer::start(&zone, &cluster, &args);
-    let b = ApiServer::start(&zone, &cluster, &args);
-    let (ka, kb) = (a.kubectl(), b.kubectl());
-    for k in [&ka, &kb] {
-        wait_for("a replica to be ready", Duration::from_secs(20), || {
-            let k = k.clone();
-            async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-        })
+    let replica = ApiServerOptions { direct: true, ..ApiServerOptions::args(&["--refresh-interval", "300ms"]) };
+    let env = TestEnv::builder()
+        .kube(KubeOptions::default())
+        .apiserver_with(replica.clone())
+        .apiserver_with(replica)
+        .start()
         .await;
-    }
+    let (ka, kb) = (env.apiservers[0].kubectl(), env.apiservers[1].kubectl());
 
     // An annotation and a finalizer written through one replica are seen by the other.
     ka.ok(&["annotate", "np", "workers", "team=platform"]);
@@ -45,7 +37,7 @@ async fn replicas_share_metadata_and_count_ready_nodes() {
         }
     })
     .await;
-    let stored = kube.kubectl().ok(&[
+    let stored = env.kubectl().ok(&[
         "get",
         "cm",
         "-n",
@@ -63,7 +55,7 @@ async fn replicas_share_metadata_and_count_ready_nodes() {
         let node = json!({"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": format!("node-{i}"), "labels": {"node.exoscale.net/nodepool-id": uid}},
             "status": {"conditions": [{"type": "Ready", "status": ready, "reason": "Test", "message": ""}]}});
-        let out = kube.kubectl().with_stdin(&["apply", "-f", "-"], &node.to_string());
+        let out = env.kubectl().with_stdin(&["apply", "-f", "-"], &node.to_string());
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
     let o = wait_for("readyReplicas to follow the Nodes", Duration::from_secs(15), || {

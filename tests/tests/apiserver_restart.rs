@@ -7,10 +7,9 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
-use sks_e2e::apiserver::ApiServer;
+use sks_e2e::env::TestEnv;
 use sks_e2e::kubectl::kube_client;
 use sks_e2e::wait_for;
-use sks_e2e::zone::{Zone, ZoneOptions};
 
 fn replicas(store: &reflector::Store<DynamicObject>, name: &str) -> Option<i64> {
     store
@@ -22,12 +21,11 @@ fn replicas(store: &reflector::Store<DynamicObject>, name: &str) -> Option<i64> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_converge_across_a_restart() {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let c = zone.client().await;
-    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
-    let np = cluster.nodepools[0].id;
-    let mut api = ApiServer::start(&zone, &cluster.id.to_string(), &["--refresh-interval", "300ms"]);
-    let client = kube_client(&api.kubeconfig).await;
+    let mut env = TestEnv::builder().apiserver(&["--refresh-interval", "300ms"]).start().await;
+    let c = env.client.clone();
+    let cluster = env.cluster;
+    let np = c.get_sks_cluster(cluster).await.unwrap().nodepools[0].id;
+    let client = kube_client(&env.sks().kubeconfig).await;
     let ar = ApiResource {
         group: "sks.exoscale.net".into(),
         version: "v1alpha1".into(),
@@ -52,11 +50,11 @@ async fn watchers_converge_across_a_restart() {
     wait_for("every watcher to see 3 replicas", Duration::from_secs(20), || converged(3)).await;
 
     // Changes while the server is down, and while it comes back.
-    api.kill();
-    c.scale_sks_nodepool(cluster.id, np, 6).await.unwrap();
-    api.restart(&zone);
+    env.sks_mut().kill();
+    c.scale_sks_nodepool(cluster, np, 6).await.unwrap();
+    env.restart_apiserver();
     wait_for("every watcher to see 6 replicas after the restart", Duration::from_secs(60), || converged(6)).await;
-    c.scale_sks_nodepool(cluster.id, np, 2).await.unwrap();
+    c.scale_sks_nodepool(cluster, np, 2).await.unwrap();
     wait_for("every watcher to see 2 replicas", Duration::from_secs(30), || converged(2)).await;
-    assert!(api.stop().is_some_and(|s| s.success()), "SIGTERM stops sks-apiserver promptly, watches open");
+    assert!(env.sks_mut().stop().is_some_and(|s| s.success()), "SIGTERM stops sks-apiserver promptly, watches open");
 }

@@ -10,8 +10,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use serde_json::{Value, json};
-use sks_e2e::apiserver::ApiServer;
-use sks_e2e::env::{TestEnv, ready_initialized};
+use sks_e2e::env::{ApiServerOptions, TestEnv, ready_initialized};
 use sks_e2e::kubeapi::{KubeOptions, policy};
 use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
@@ -227,7 +226,7 @@ async fn rolling_upgrades_replace_nodes_one_at_a_time_and_stop_on_a_stuck_replac
     })
     .await;
     // The history, with this Upgrade's own name and roll progress, survives a restart.
-    s.sks.as_mut().unwrap().restart(&s.zone);
+    s.restart_apiserver();
     let again = wait_for("the upgrade after a restart", Duration::from_secs(30), || {
         let k = k.clone();
         async move { serde_json::from_slice::<Value>(&k.run(&["get", "upgrade", "to-1-35", "-o", "json"]).stdout).ok() }
@@ -290,15 +289,10 @@ fn upgrades_to(k: &Kubectl, version: &str) -> Vec<(String, String)> {
 async fn two_replicas_record_and_roll_each_upgrade_once() {
     // Replica A behind the aggregator, replica B reached directly; both share the ConfigMap store.
     let s = start(&["--upgrade-replacement-timeout", "60s"], 150).await;
-    let kubeconfig = s.kube().kubeconfig.display().to_string();
-    let b =
-        ApiServer::start(&s.zone, &s.cluster.to_string(), &["--refresh-interval", "1s", "--kubeconfig", &kubeconfig]);
+    let b = s
+        .start_apiserver(&ApiServerOptions { direct: true, ..ApiServerOptions::args(&["--refresh-interval", "1s"]) })
+        .await;
     let (ka, kb) = (s.kubectl(), b.kubectl());
-    wait_for("replica B to be ready", Duration::from_secs(30), || {
-        let kb = kb.clone();
-        async move { kb.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-    })
-    .await;
     let lease = wait_for("a holder of the upgrades Lease", Duration::from_secs(30), || {
         let k = s.kubectl();
         async move {
@@ -475,9 +469,6 @@ async fn kubeconfig_requests_issue_working_credentials_to_those_allowed() {
     bob.ok(&["get", "clusters"]);
 
     // The cluster's API and sks-apiserver stopped together, as `hack/local-up` stops them: it exits.
-    s.kube.as_mut().unwrap().kill();
-    assert!(
-        s.sks.as_mut().unwrap().stop().is_some_and(|st| st.success()),
-        "SIGTERM stops sks-apiserver with its API gone"
-    );
+    s.kube_mut().kill();
+    assert!(s.sks_mut().stop().is_some_and(|st| st.success()), "SIGTERM stops sks-apiserver with its API gone");
 }

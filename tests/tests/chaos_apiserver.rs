@@ -17,9 +17,8 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use orchestrator::model::{CreateSksNodepool, Ref, SksNodepoolSpec};
 use serde_json::json;
-use sks_e2e::apiserver::ApiServer;
+use sks_e2e::env::{ApiServerOptions, TestEnv};
 use sks_e2e::kubectl::kube_client;
-use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
 const WATCHES: usize = 100;
@@ -99,18 +98,19 @@ impl Changes {
 async fn hundred_watchers_end_with_the_final_state_across_restarts() {
     let full = std::env::var("SKS_CHAOS_FULL").is_ok_and(|v| v == "1");
     let rounds = if full { 4 } else { 1 };
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let env = TestEnv::builder().start().await;
     // The test's own reads meet the injected faults too: retried until they pass (30% fail,
     // so 3 retries alone left about one call in 120 failing the test).
-    let mut config = zone.client_config();
+    let mut config = env.zone.client_config();
     config.retry.max_retries = 30;
     let c = sks_e2e::zone::client_for(config).await;
-    let cluster = c.list_sks_clusters().await.unwrap().remove(0).id;
+    let cluster = env.cluster;
     let medium = c.list_instance_types().await.unwrap().into_iter().find(|t| t.name() == "standard.medium").unwrap();
     let mut changes = Changes { c: c.clone(), cluster, instance_type: medium.id, created: Vec::new() };
     changes.create("extra", 1).await;
 
-    let mut api = ApiServer::start(&zone, &cluster.to_string(), &["--refresh-interval", "300ms"]);
+    // Started once the cluster has a second nodepool.
+    let mut api = env.start_apiserver(&ApiServerOptions::args(&["--refresh-interval", "300ms"])).await;
     let client = kube_client(&api.kubeconfig).await;
     let ar = ApiResource {
         group: "sks.exoscale.net".into(),
@@ -133,12 +133,13 @@ async fn hundred_watchers_end_with_the_final_state_across_restarts() {
 
     // Only the server's reads fail: the test's own writes are not the point.
     let reads = ["get-sks-cluster", "list-sks-clusters", "list-instances", "get-instance"];
-    zone.set_fault_rules(json!({"rules": [
-        {"operations": reads, "ratio": 0.2, "status": 503},
-        {"operations": reads, "ratio": 0.1, "status": 429, "retry-after": 1},
-        {"operations": reads, "latency-ms": 200}
-    ]}))
-    .await;
+    env.zone
+        .set_fault_rules(json!({"rules": [
+            {"operations": reads, "ratio": 0.2, "status": 503},
+            {"operations": reads, "ratio": 0.1, "status": 429, "retry-after": 1},
+            {"operations": reads, "latency-ms": 200}
+        ]}))
+        .await;
     let mut figures = Vec::new();
     let mut n = 0;
     for round in 0..rounds {
@@ -149,22 +150,22 @@ async fn hundred_watchers_end_with_the_final_state_across_restarts() {
         if let Some((name, _)) = changes.created.first().cloned() {
             changes.delete(&name).await;
         }
-        api.restart(&zone);
+        api.restart(&env.zone);
         changes.scale(&format!("new-{round}"), 2).await;
         n += 4;
         let want = truth(&c, cluster).await;
         figures.push(("kill -9", converged(&stores, &want, "after a kill -9 and restart").await));
         // A graceful restart with every watch open, then one more change.
         assert!(api.stop().is_some_and(|s| s.success()), "SIGTERM stops sks-apiserver promptly, watches open");
-        api.restart(&zone);
+        api.restart(&env.zone);
         changes.scale("workers", 2 + round).await;
         changes.create(&format!("late-{round}"), 1).await;
         n += 2;
         let want = truth(&c, cluster).await;
         figures.push(("SIGTERM", converged(&stores, &want, "after a graceful restart").await));
     }
-    let counts = zone.fault_counts().await;
-    zone.clear_faults().await;
+    let counts = env.zone.fault_counts().await;
+    env.zone.clear_faults().await;
     // The end state, once more against the server's own list.
     let listed: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let list: BTreeMap<String, i64> = listed

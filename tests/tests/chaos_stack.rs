@@ -142,6 +142,7 @@ impl Stack {
             boot_delay_ms: 200,
             operation_delay_ms,
             extra: extra.iter().map(std::string::ToString::to_string).collect(),
+            ..Default::default()
         };
         let env = TestEnv::builder().zone(zone).kubelets().start().await;
         let observer = sks_e2e::zone::client_for(orchestrator::ClientConfig {
@@ -173,9 +174,7 @@ impl Stack {
             "--leader-elect-retry-period-seconds",
             &retry,
         ];
-        tokio::task::block_in_place(|| {
-            Ccm::start(&self.env.zone, self.env.kube(), &self.env.cluster.to_string(), &args)
-        })
+        tokio::task::block_in_place(|| self.env.start_ccm(&args))
     }
 
     async fn scale(&self, size: usize) {

@@ -27,9 +27,10 @@ use k8s_openapi::kube_aggregator::pkg::apis::apiregistration::v1::APIService;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sks_e2e::kubeapi::{node_policy_rules, policy};
+use sks_e2e::env::TestEnv;
+use sks_e2e::kubeapi::{KubeApi, KubeOptions, policy};
 use sks_e2e::kubectl::Kubectl;
-use sks_e2e::zone::{TEST_KEY, TEST_SECRET, Zone, ZoneOptions};
+use sks_e2e::zone::{TEST_KEY, TEST_SECRET};
 use sks_e2e::{TempDir, bin, kill_child, spawn_reporting, wait_for};
 
 /// Rendered rules no run can exercise, each with why it is needed:
@@ -621,75 +622,32 @@ fn req_template() -> Request {
 
 // ---- the run: both binaries as their ServiceAccounts, configured from the render ---
 
-/// kube-standin with a policy, static tokens and an audit log; killed on drop.
-struct Standin {
-    child: Option<Child>,
-    url: String,
-    cert_dir: PathBuf,
-    audit: PathBuf,
-    dir: PathBuf,
+/// A kubeconfig of `kube` authenticating with the token in `token_file`, as in a pod.
+fn token_kubeconfig(kube: &KubeApi, name: &str, token_file: &Path) -> PathBuf {
+    let path = kube.dir().join(format!("{name}.kubeconfig"));
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "c",
+        "clusters": [{"name": "c", "cluster": {"server": kube.url, "certificate-authority": kube.cert_dir.join("ca.crt")}}],
+        "users": [{"name": "u", "user": {"tokenFile": token_file}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+    });
+    std::fs::write(&path, config.to_string()).unwrap();
+    path
 }
 
-impl Standin {
-    fn start(dir: &Path, zone: &Zone, cluster: &str, policy: &str, tokens: &str) -> Standin {
-        let (policy_file, tokens_file, audit) =
-            (dir.join("policy.json"), dir.join("tokens.csv"), dir.join("audit.jsonl"));
-        std::fs::write(&policy_file, policy).unwrap();
-        std::fs::write(&tokens_file, tokens).unwrap();
-        let cert_dir = dir.join("kube-pki");
-        let mut cmd = Command::new(bin("kube-standin"));
-        cmd.args(["--listen", "127.0.0.1:0", "--zone-cluster-id", cluster, "--cert-dir"])
-            .arg(&cert_dir)
-            .arg("--policy-file")
-            .arg(&policy_file)
-            .arg("--token-auth-file")
-            .arg(&tokens_file)
-            .arg("--audit-log")
-            .arg(&audit)
-            .env("RUST_LOG", "warn")
-            .env_remove("KUBECONFIG")
-            .stderr(Stdio::inherit());
-        let (child, line) = spawn_reporting(zone.orchestrator_env(&mut cmd), "kube-standin");
-        let url = line.strip_prefix("kube-standin listening on ").expect("address line").trim().to_owned();
-        Standin { child: Some(child), url, cert_dir, audit, dir: dir.to_owned() }
-    }
-
-    fn admin(&self) -> Kubectl {
-        Kubectl::new(self.cert_dir.join("admin.kubeconfig"), self.dir.join("cache-admin"))
-    }
-
-    /// A kubeconfig authenticating with the token in `token_file`, as in a pod.
-    fn token_kubeconfig(&self, name: &str, token_file: &Path) -> PathBuf {
-        let path = self.dir.join(format!("{name}.kubeconfig"));
-        let config = json!({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "c", "cluster": {"server": self.url, "certificate-authority": self.cert_dir.join("ca.crt")}}],
-            "users": [{"name": "u", "user": {"tokenFile": token_file}}],
-            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        });
-        std::fs::write(&path, config.to_string()).unwrap();
-        path
-    }
-
-    /// A pod's ServiceAccount directory: the cluster CA and a token.
-    fn service_account_dir(&self, name: &str, token: &str) -> PathBuf {
-        let dir = self.dir.join(format!("{name}-serviceaccount"));
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(self.cert_dir.join("ca.crt"), dir.join("ca.crt")).unwrap();
-        std::fs::write(dir.join("token"), token).unwrap();
-        dir
-    }
-
-    fn audit(&self) -> Vec<Request> {
-        let text = std::fs::read_to_string(&self.audit).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l}: {e}"))).collect()
-    }
+/// A pod's ServiceAccount directory: the cluster CA of `kube` and a token.
+fn service_account_dir(kube: &KubeApi, name: &str, token: &str) -> PathBuf {
+    let dir = kube.dir().join(format!("{name}-serviceaccount"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(kube.cert_dir.join("ca.crt"), dir.join("ca.crt")).unwrap();
+    std::fs::write(dir.join("token"), token).unwrap();
+    dir
 }
 
-impl Drop for Standin {
-    fn drop(&mut self) {
-        kill_child(&mut self.child);
-    }
+/// The requests `kube`'s audit log lists.
+fn audit(kube: &KubeApi) -> Vec<Request> {
+    let text = std::fs::read_to_string(kube.audit_log().expect("an audit log")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("audit line {l}: {e}"))).collect()
 }
 
 /// A process started from a rendered Deployment; killed on drop.
@@ -819,16 +777,13 @@ async fn rbac_is_exactly_what_the_binaries_use() {
     assert!(out.status.success(), "gen-pki.sh: {}", String::from_utf8_lossy(&out.stderr));
     let m = Manifests::parse(&render(&deploy));
 
-    let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let cloud = zone.client().await;
-    let cluster = cloud.list_sks_clusters().await.unwrap().remove(0);
     let accounts = [("kube-system", "sks-ccm"), ("kube-system", "sks-apiserver")];
     let user = |(ns, name): (&str, &str)| format!("system:serviceaccount:{ns}:{name}");
 
     // The stand-in enforces the rendered roles (without resourceNames, which its
     // policy lacks; the audit check below applies them), kubelets' rights, and
     // alice's, a user of nodepools.
-    let mut rules = node_policy_rules();
+    let mut rules = Vec::new();
     let mut tokens = String::from("alice-token,alice,alice-uid,\"sks-users\"\n");
     rules.push(json!({"users": ["alice"], "verbs": ["*"], "apiGroups": ["sks.exoscale.net"], "resources": ["*"]}));
     for sa in accounts {
@@ -841,21 +796,18 @@ async fn rbac_is_exactly_what_the_binaries_use() {
             }
         }
     }
-    let kube = Standin::start(dir, &zone, &cluster.id.to_string(), &policy(rules), &tokens);
-    let admin = kube.admin();
-    wait_for("the stand-in to answer", Duration::from_secs(30), || {
-        let admin = admin.clone();
-        async move { admin.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-    })
-    .await;
-    // Simulated kubelets register the seeded cluster's Nodes and ask for serving certificates.
-    zone.restart_with(&["--kubeconfig".to_owned(), kube.cert_dir.join("admin.kubeconfig").display().to_string()]);
-    let overrides = [("SKS_CLUSTER_ID", cluster.id.to_string()), ("EXOSCALE_API_ENDPOINT", zone.endpoint())];
+    // The stand-in, keeping its audit log; simulated kubelets register the seeded
+    // cluster's Nodes in it and ask for serving certificates.
+    let kube = KubeOptions { policy: Some(policy(rules)), tokens: Some(tokens), audit_log: true, ..Default::default() };
+    let env = TestEnv::builder().kube(kube).kubelets().start().await;
+    let (cloud, kube) = (&env.client, env.kube());
+    let admin = kube.kubectl();
+    let overrides = [("SKS_CLUSTER_ID", env.cluster.to_string()), ("EXOSCALE_API_ENDPOINT", env.zone.endpoint())];
 
     // sks-ccm, in-cluster credentials written out as a kubeconfig (the one test-only
     // flag besides it: Nodes re-checked every 2 s, so a deleted instance shows quickly).
-    let ccm_sa = kube.service_account_dir("sks-ccm", "sks-ccm-token");
-    let ccm_kubeconfig = kube.token_kubeconfig("sks-ccm", &ccm_sa.join("token"));
+    let ccm_sa = service_account_dir(kube, "sks-ccm", "sks-ccm-token");
+    let ccm_kubeconfig = token_kubeconfig(kube, "sks-ccm", &ccm_sa.join("token"));
     let ccm_extra = [format!("--kubeconfig={}", ccm_kubeconfig.display()), "--node-sync-period-seconds=2".to_owned()];
     let (ccm, _) = launch(&m, m.deployment("sks-ccm"), &dir.join("sks-ccm"), Vec::new(), &overrides, &ccm_extra);
 
@@ -915,7 +867,7 @@ async fn rbac_is_exactly_what_the_binaries_use() {
     .await;
 
     // sks-apiserver behind the rendered Service and APIService (Endpoints stand in for its pods).
-    let api_sa = kube.service_account_dir("sks-apiserver", "sks-apiserver-token");
+    let api_sa = service_account_dir(kube, "sks-apiserver", "sks-apiserver-token");
     let paths = vec![
         ("/var/run/secrets/kubernetes.io/serviceaccount".to_owned(), api_sa.display().to_string()),
         ("https://kubernetes.default.svc".to_owned(), kube.url.clone()),
@@ -950,7 +902,7 @@ async fn rbac_is_exactly_what_the_binaries_use() {
     // SubjectAccessReview, annotations go to the metadata ConfigMaps.
     let alice_token = dir.join("alice-token");
     std::fs::write(&alice_token, "alice-token").unwrap();
-    let alice = Kubectl::new(kube.token_kubeconfig("alice", &alice_token), dir.join("cache-alice"));
+    let alice = Kubectl::new(token_kubeconfig(kube, "alice", &alice_token), dir.join("cache-alice"));
     assert!(alice.ok(&["get", "np"]).contains("workers"));
     alice.ok(&["apply", "-f", deploy.join("examples/nodepool.yaml").to_str().unwrap()]);
     alice.ok(&["annotate", "np", "batch", "example.com/owner=data"]);
@@ -1000,7 +952,7 @@ async fn rbac_is_exactly_what_the_binaries_use() {
     admin.ok(&["delete", "svc", "web", "-n", "default", "--timeout=60s"]);
     drop((ccm, api));
 
-    check_audit(&m, &kube.audit(), &accounts.map(|sa| (sa, user(sa))));
+    check_audit(&m, &audit(kube), &accounts.map(|sa| (sa, user(sa))));
 }
 
 /// `resource.group`, or `resource` for the core group.

@@ -10,11 +10,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use sks_e2e::env::TestEnv;
 use sks_e2e::image::{self, Image};
-use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::kubeapi::KubeOptions;
 use sks_e2e::kubectl::Kubectl;
 use sks_e2e::pki::TestPki;
-use sks_e2e::zone::{TEST_KEY, TEST_SECRET, Zone, ZoneOptions};
+use sks_e2e::zone::{TEST_KEY, TEST_SECRET, Zone};
 use sks_e2e::{TempDir, kill_child, spawn_reporting, wait_for};
 
 /// The size target of the image: both binaries and their runtime, compressed.
@@ -206,8 +207,8 @@ async fn the_binaries_run_from_the_image_as_nonroot() {
         0o644,
         0,
     );
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let cluster = zone.client().await.list_sks_clusters().await.unwrap()[0].id.to_string();
+    let env = TestEnv::builder().kube(KubeOptions::default()).start().await;
+    let (zone, cluster) = (&env.zone, env.cluster.to_string());
     let pki_dir = TempDir::new("image-pki");
     let pki = TestPki::new(pki_dir.path());
     let (cert, key) = pki.serving("serving", &[]);
@@ -219,7 +220,7 @@ async fn the_binaries_run_from_the_image_as_nonroot() {
 
     // sks-apiserver: the zone by name (NSS, /etc/hosts), the CA bundle (its
     // HTTP client refuses to start without one), TLS served until /readyz.
-    let (apiserver, url) = start_apiserver(&image, &zone, &cluster);
+    let (apiserver, url) = start_apiserver(&image, zone, &cluster);
     assert_eq!(apiserver.ids(), ("65532 65532".to_owned(), "65532 65532".to_owned()), "uid and gid");
     orchestrator::install_crypto_provider();
     let https = reqwest::Client::builder()
@@ -235,14 +236,14 @@ async fn the_binaries_run_from_the_image_as_nonroot() {
 
     // sks-ccm as deploy/ runs it: leader election through the cluster's API
     // (kube-rs over TLS), the cloud cache from the zone, until /readyz.
-    let kube = KubeApi::start(KubeOptions::default()).await;
+    let kube = env.kube();
     image.mount_file("/etc/sks-ccm/kubeconfig", &std::fs::read_to_string(&kube.kubeconfig).unwrap(), 0o440, 65532);
     mount_credentials(&image, "/etc/sks-ccm/credentials");
     let mut cmd = image.command("/usr/local/bin/sks-ccm");
     cmd.args(["--kubeconfig", "/etc/sks-ccm/kubeconfig", "--bind-address", "127.0.0.1:0", "--leader-elect=true"])
         .env("HOSTNAME", "sks-ccm-in-image")
         .stderr(Stdio::inherit());
-    orchestrator_env(&mut cmd, &zone, &cluster, "/etc/sks-ccm/credentials");
+    orchestrator_env(&mut cmd, zone, &cluster, "/etc/sks-ccm/credentials");
     let (child, line) = spawn_reporting(&mut cmd, "sks-ccm in the image");
     let ccm = InImage(Some(child));
     assert_eq!(ccm.ids(), ("65532 65532".to_owned(), "65532 65532".to_owned()), "uid and gid");
@@ -268,7 +269,7 @@ async fn the_binaries_run_from_the_image_as_nonroot() {
     let mut cmd = image.command("/usr/local/bin/sks-apiserver");
     cmd.args(["--listen", "127.0.0.1:0", "--tls-cert-file", "/etc/sks-apiserver/serving/tls.crt"])
         .args(["--tls-private-key-file", "/etc/sks-apiserver/serving/tls.key"]);
-    orchestrator_env(&mut cmd, &zone, &cluster, "/etc/sks-apiserver/credentials");
+    orchestrator_env(&mut cmd, zone, &cluster, "/etc/sks-apiserver/credentials");
     let (status, stderr) = run_to_exit(cmd);
     assert!(!status.success() && stderr.contains("No CA certificates"), "{status}: {stderr}");
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sks_e2e::apiserver::ApiServer;
+use sks_e2e::env::TestEnv;
 use sks_e2e::pki::TestPki;
 use sks_e2e::raw::{addr_of, time_to_close, tls_client, tls_connect};
 use sks_e2e::wait_for;
@@ -27,19 +28,6 @@ fn https(api: &ApiServer, identity: Option<&sks_pki::IssuedCert>) -> reqwest::Cl
     b.build().unwrap()
 }
 
-async fn apiserver(args: &[&str]) -> (Zone, ApiServer) {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let cluster = zone.client().await.list_sks_clusters().await.unwrap()[0].id.to_string();
-    let api = ApiServer::start(&zone, &cluster, args);
-    let k = api.kubectl();
-    wait_for("sks-apiserver to be ready", Duration::from_secs(20), || {
-        let k = k.clone();
-        async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-    })
-    .await;
-    (zone, api)
-}
-
 /// A JSON object of about `size` bytes.
 fn big_object(size: usize) -> String {
     format!(
@@ -50,9 +38,10 @@ fn big_object(size: usize) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_refuses_bodies_over_3_mib_and_keeps_serving() {
-    let (_zone, api) = apiserver(&[]).await;
+    let env = TestEnv::builder().apiserver(&[]).start().await;
+    let api = env.sks();
     let admin = TestPki::client(&api.pki.client_ca, "admin", &["system:masters"]);
-    let http = https(&api, Some(&admin));
+    let http = https(api, Some(&admin));
     let url = format!("{}{NODEPOOLS}", api.url);
     for (method, content_type) in [("POST", "application/json"), ("PATCH", "application/merge-patch+json")] {
         let target = if method == "POST" { url.clone() } else { format!("{url}/workers") };
@@ -83,7 +72,7 @@ async fn apiserver_refuses_bodies_over_3_mib_and_keeps_serving() {
     assert_ne!(resp.status(), 413);
     // The server keeps serving, on the same client and on new ones.
     assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
-    assert_eq!(https(&api, Some(&admin)).get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(https(api, Some(&admin)).get(&url).send().await.unwrap().status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,15 +176,17 @@ async fn zone_disconnects_slow_and_silent_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn apiserver_disconnects_slow_and_silent_clients() {
-    let (_zone, api) =
-        apiserver(&["--tls-handshake-timeout", "1s", "--header-read-timeout", "1s", "--idle-connection-timeout", "2s"])
-            .await;
+    let env = TestEnv::builder()
+        .apiserver(&["--tls-handshake-timeout", "1s", "--header-read-timeout", "1s", "--idle-connection-timeout", "2s"])
+        .start()
+        .await;
+    let api = env.sks();
     let ca = api.pki.serving_ca.cert_pem.clone();
     let versions = [&rustls::version::TLS13, &rustls::version::TLS12];
     let h1 = tls_client(&ca, &versions, &[b"http/1.1"], None);
     let h2 = tls_client(&ca, &versions, &[b"h2"], None);
     let readyz = format!("{}/readyz", api.url);
-    let client = https(&api, None);
+    let client = https(api, None);
     let (stop, asking) = keep_asking(move || {
         let (client, readyz) = (client.clone(), readyz.clone());
         async move { client.get(&readyz).send().await.is_ok_and(|r| r.status() == 200) }
@@ -269,9 +260,10 @@ async fn apiserver_disconnects_slow_and_silent_clients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_watches_are_bounded_per_user() {
-    let (_zone, api) = apiserver(&["--max-watches-per-user", "3"]).await;
+    let env = TestEnv::builder().apiserver(&["--max-watches-per-user", "3"]).start().await;
+    let api = env.sks();
     let proxy = TestPki::client(&api.pki.proxy_ca, "front-proxy-client", &[]);
-    let http = https(&api, Some(&proxy));
+    let http = https(api, Some(&proxy));
     let watch = |user: &str| {
         http.get(format!("{}{NODEPOOLS}?watch=1", api.url))
             .header("X-Remote-User", user)

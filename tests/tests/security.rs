@@ -13,21 +13,21 @@
 //!   ahead, unsigned): `zone_input.rs`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use sks_e2e::apiserver::ApiServer;
+use sks_e2e::env::{ApiAccess, ApiServerOptions, TestEnv};
 use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::logs::Logs;
 use sks_e2e::pki::TestPki;
 use sks_e2e::raw::{addr_of, tls_client, tls_connect};
 use sks_e2e::zone::{TEST_KEY, TEST_SECRET, Zone, ZoneOptions};
-use sks_e2e::{TempDir, bin, wait_for};
+use sks_e2e::{TempDir, wait_for};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const NODEPOOLS: &str = "/apis/sks.exoscale.net/v1alpha1/nodepools";
@@ -39,15 +39,6 @@ fn https(ca_pem: &str, identity: Option<&sks_pki::IssuedCert>) -> reqwest::Clien
         b = b.identity(reqwest::Identity::from_pem(format!("{}{}", id.cert_pem, id.key_pem).as_bytes()).unwrap());
     }
     b.build().unwrap()
-}
-
-async fn ready(api: &ApiServer) {
-    let k = api.kubectl();
-    wait_for("sks-apiserver to be ready", Duration::from_secs(30), || {
-        let k = k.clone();
-        async move { k.run(&["get", "--raw", "/readyz"]).status.success().then_some(()) }
-    })
-    .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -144,23 +135,16 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sar_denials_are_403_and_cached_no_longer_than_configured() {
     const TTL: Duration = Duration::from_secs(3);
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let cluster = zone.client().await.list_sks_clusters().await.unwrap()[0].id.to_string();
-    let kube = KubeApi::start(KubeOptions::default()).await;
-    let (front, kubeconfig) = start_sar_front(&kube, kube.dir()).await;
-    let api = ApiServer::start(
-        &zone,
-        &cluster,
-        &[
-            "--kubeconfig",
-            kubeconfig.to_str().unwrap(),
-            "--authorization-webhook-cache-unauthorized-ttl",
-            "3s",
-            "--authorization-webhook-cache-authorized-ttl",
-            "3s",
-        ],
-    );
-    ready(&api).await;
+    let env = TestEnv::builder().kube(KubeOptions::default()).start().await;
+    let (front, kubeconfig) = start_sar_front(env.kube(), env.kube().dir()).await;
+    let ttls =
+        ["--authorization-webhook-cache-unauthorized-ttl", "3s", "--authorization-webhook-cache-authorized-ttl", "3s"];
+    let sks = ApiServerOptions {
+        direct: true,
+        kubeconfig: ApiAccess::Kubeconfig(kubeconfig),
+        ..ApiServerOptions::args(&ttls)
+    };
+    let api = env.start_apiserver(&sks).await;
     let carol = TestPki::client(&api.pki.client_ca, "carol", &[]);
     let http = https(&api.pki.serving_ca.cert_pem, Some(&carol));
     let url = format!("{}{NODEPOOLS}", api.url);
@@ -192,53 +176,10 @@ async fn sar_denials_are_403_and_cached_no_longer_than_configured() {
     assert_eq!(now, 403);
     assert!(after <= TTL + Duration::from_millis(1500), "the grant was cached for {after:?}, beyond its {TTL:?}");
     assert_eq!(front.carol_reviews.load(Ordering::SeqCst), 3);
-    drop(kube);
 }
 
 // ---------------------------------------------------------------------------
 // Secrets in logs
-
-/// A process whose stdout and stderr are kept in `log`.
-struct Logged {
-    child: Child,
-    first_line: String,
-}
-
-fn spawn_logged(cmd: &mut Command, log: &Path, what: &str) -> Logged {
-    let stderr = std::fs::File::create(log).unwrap();
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(stderr))
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-    let stdout = child.stdout.take().unwrap();
-    let copy = log.with_extension("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::Write as _;
-        let mut out = std::fs::File::create(copy).unwrap();
-        for (i, line) in BufReader::new(stdout).lines().map_while(Result::ok).enumerate() {
-            let _ = writeln!(out, "{line}");
-            if i == 0 {
-                let _ = tx.send(line);
-            }
-        }
-    });
-    let first_line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("{what} did not start"));
-    Logged { child, first_line }
-}
-
-fn stop(p: &mut Logged) {
-    let _ = Command::new("kill").arg("-TERM").arg(p.child.id().to_string()).status();
-    for _ in 0..100 {
-        if let Ok(Some(_)) = p.child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = p.child.kill();
-    let _ = p.child.wait();
-}
 
 /// The base64 lines of a PEM block (what a leaked key would look like in a log, whole or in part).
 fn pem_body_lines(pem: &str) -> Vec<String> {
@@ -250,83 +191,35 @@ async fn secrets_never_appear_in_logs_at_trace_level() {
     orchestrator::install_crypto_provider();
     let dir = TempDir::new("secret-logs");
     let logs = dir.path().join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let api_secret = format!("zone-secret-{}", uuid::Uuid::new_v4().simple());
     let token = format!("dave-token-{}", uuid::Uuid::new_v4().simple());
     let wrong_token = format!("wrong-token-{}", uuid::Uuid::new_v4().simple());
 
-    // The zone, taking the API secret on its command line.
-    let mut zone = spawn_logged(
-        Command::new(bin("sks-zone"))
-            .args(["--listen", "127.0.0.1:0", "--state-dir"])
-            .arg(dir.path().join("zone"))
-            .args(["--api-key", "EXOsecuritytest", "--api-secret", &api_secret, "--seed", "--log", "trace"])
-            .env_remove("RUST_LOG"),
-        &logs.join("sks-zone.log"),
-        "sks-zone",
-    );
-    let zone_url =
-        zone.first_line.strip_prefix("sks-zone listening on ").unwrap().split_whitespace().next().unwrap().to_owned();
-    let endpoint = format!("{zone_url}/v2");
-    let orchestrator_env = |cmd: &mut Command| {
-        cmd.env("EXOSCALE_API_ENDPOINT", &endpoint)
-            .env("EXOSCALE_API_ZONE", "ch-gva-2")
-            .env("EXOSCALE_API_KEY", "EXOsecuritytest")
-            .env("EXOSCALE_API_SECRET", &api_secret)
-            .env("RUST_LOG", "trace")
-            .env_remove("EXOSCALE_API_CREDENTIALS_FILE")
-            .env_remove("KUBECONFIG");
-    };
-    let creds = orchestrator::CredentialSource::Static(
-        orchestrator::Credentials::new("EXOsecuritytest", api_secret.clone()).unwrap(),
-    );
-    let client = orchestrator::Client::connect(
-        orchestrator::ClientConfig { endpoint: endpoint.clone(), zone: Some("ch-gva-2".into()), ..Default::default() },
-        creds,
-        None,
-    )
-    .await
-    .unwrap();
-    let cluster = client.list_sks_clusters().await.unwrap()[0].id.to_string();
-    let dev: Value = serde_json::from_slice(&std::fs::read(dir.path().join("zone/credentials.json")).unwrap()).unwrap();
-    let dev_secret = dev["api_secret"].as_str().unwrap().to_owned();
-
     // The cluster API: dave's bearer token, and the rights to list nodepools and request kubeconfigs.
     let policy = json!({"rules": [{"users": ["dave"], "verbs": ["get", "list", "create"], "apiGroups": ["sks.exoscale.net"], "resources": ["nodepools", "kubeconfigrequests"]}]});
-    let kube = KubeApi::start(KubeOptions {
+    let kube = KubeOptions {
         policy: Some(policy.to_string()),
         tokens: Some(format!("{token},dave,4,\"devs\"\n")),
         ..Default::default()
-    })
-    .await;
-
-    // sks-apiserver: TokenReview and SubjectAccessReview through the cluster API, the orchestrator secret in env.
-    let pki = TestPki::new(dir.path());
-    let (cert, key) = pki.serving("serving", &[]);
-    let mut cmd = Command::new(bin("sks-apiserver"));
-    cmd.args(["--listen", "127.0.0.1:0", "--tls-cert-file"])
-        .arg(&cert)
-        .arg("--tls-private-key-file")
-        .arg(&key)
-        .arg("--client-ca-file")
-        .arg(pki.write("client-ca.crt", &pki.client_ca.cert_pem))
-        .arg("--requestheader-client-ca-file")
-        .arg(pki.write("proxy-ca.crt", &pki.proxy_ca.cert_pem))
-        .args(["--requestheader-allowed-names", "front-proxy-client", "--cluster-id", &cluster, "--kubeconfig"])
-        .arg(&kube.kubeconfig)
-        .args(["--refresh-interval", "1s"]);
-    orchestrator_env(&mut cmd);
-    let mut apiserver = spawn_logged(&mut cmd, &logs.join("sks-apiserver.log"), "sks-apiserver");
-    let api_url = apiserver.first_line.strip_prefix("sks-apiserver listening on ").unwrap().trim().to_owned();
-
-    // sks-ccm against the same zone and cluster API.
-    let mut cmd = Command::new(bin("sks-ccm"));
-    cmd.arg("--kubeconfig").arg(&kube.kubeconfig).args(["--cluster-id", &cluster, "--bind-address", "127.0.0.1:0"]);
-    orchestrator_env(&mut cmd);
-    let mut ccm = spawn_logged(&mut cmd, &logs.join("sks-ccm.log"), "sks-ccm");
+    };
+    // The zone (the API secret on its command line), sks-ccm, and sks-apiserver reached
+    // directly (TokenReview and SubjectAccessReview through the cluster API, the
+    // orchestrator secret in env), each logging at trace level to a file.
+    let sks = ApiServerOptions { direct: true, ..ApiServerOptions::args(&["--refresh-interval", "1s"]) };
+    let mut env = TestEnv::builder()
+        .logs(Logs::Files { dir: logs.clone(), level: "trace".into() })
+        .kube(kube)
+        .ccm(&[])
+        .apiserver_with(sks)
+        .start()
+        .await;
+    let zone_url = env.zone.url.clone();
+    let dev: Value =
+        serde_json::from_slice(&std::fs::read(env.zone.state_dir().join("credentials.json")).unwrap()).unwrap();
+    let dev_secret = dev["api_secret"].as_str().unwrap().to_owned();
+    let (api_url, serving_ca) = (env.sks().url.clone(), env.sks().pki.serving_ca.cert_pem.clone());
 
     // Bearer tokens, good and bad; a kubeconfig issued through a KubeconfigRequest.
-    let http = https(&pki.serving_ca.cert_pem, None);
+    let http = https(&serving_ca, None);
     let nodepools = format!("{api_url}{NODEPOOLS}");
     wait_for("dave to list nodepools with his token", Duration::from_secs(30), || async {
         let resp = http.get(&nodepools).bearer_auth(&token).send().await.ok()?;
@@ -354,19 +247,19 @@ async fn secrets_never_appear_in_logs_at_trace_level() {
     let kubeconfig_b64 = base64::engine::general_purpose::STANDARD.encode(&kubeconfig);
     // Let the controllers run a little at trace level.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    for p in [&mut ccm, &mut apiserver, &mut zone] {
-        stop(p);
-    }
-    drop(kube);
+    // Stopped gracefully, so every line is written.
+    env.ccm.as_mut().unwrap().stop();
+    env.sks_mut().stop();
+    env.zone.stop();
+    drop(env);
 
     let mut secrets: BTreeMap<String, String> = BTreeMap::from([
-        ("the orchestrator API secret".to_owned(), api_secret.clone()),
         ("the zone's dev API secret".to_owned(), dev_secret),
         ("a bearer token".to_owned(), token.clone()),
         ("a wrong bearer token".to_owned(), wrong_token.clone()),
         ("the kubeconfig's client-key-data".to_owned(), key_data.clone()),
         ("the kubeconfig, base64".to_owned(), kubeconfig_b64[..64].to_owned()),
-        ("the test zone secret".to_owned(), TEST_SECRET.to_owned()),
+        ("the orchestrator API secret (the test zone's)".to_owned(), TEST_SECRET.to_owned()),
     ]);
     for (i, line) in pem_body_lines(&key_pem).into_iter().enumerate() {
         secrets.insert(format!("line {i} of the kubeconfig's private key"), line);
@@ -437,10 +330,8 @@ fn legacy_client_hello(minor: u8) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_tls_1_2_and_1_3_are_offered() {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let cluster = zone.client().await.list_sks_clusters().await.unwrap()[0].id.to_string();
-    let api = ApiServer::start(&zone, &cluster, &[]);
-    ready(&api).await;
+    let env = TestEnv::builder().apiserver(&[]).start().await;
+    let api = env.sks();
     let ca = api.pki.serving_ca.cert_pem.clone();
 
     // TLS 1.0 and 1.1: the server answers the ClientHello with an alert (protocol_version), never a ServerHello.

@@ -13,9 +13,10 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use orchestrator::model::{Authority, Instance};
-use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::env::TestEnv;
+use sks_e2e::kubeapi::KubeOptions;
 use sks_e2e::wait_for;
-use sks_e2e::zone::{Zone, ZoneOptions};
+use sks_e2e::zone::ZoneOptions;
 
 const SIGNER: &str = "kubernetes.io/kubelet-serving";
 
@@ -78,21 +79,17 @@ fn check_serving_cert(cert_pem: &str, ca_pem: &str, name: &str, ip: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelets_register_heartbeat_and_request_serving_certificates() {
-    let mut zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let client = zone.client().await;
-    let cluster = client.list_sks_clusters().await.unwrap().into_iter().next().expect("the seeded cluster");
+    let zone = ZoneOptions {
+        seed: true,
+        extra: vec!["--kubelet-lease-interval-seconds".into(), "1".into()],
+        ..Default::default()
+    };
+    let kube = KubeOptions { node_grace_seconds: Some(3), ..Default::default() };
+    let mut env = TestEnv::builder().zone(zone).kube(kube).kubelets().start().await;
+    let client = env.client.clone();
+    let cluster = client.get_sks_cluster(env.cluster).await.unwrap();
     let nodepool = cluster.nodepools.first().cloned().expect("the seeded nodepool");
     let pool_id = nodepool.instance_pool.expect("nodepool instance pool").id;
-    let mut standin =
-        KubeApi::start(KubeOptions { node_grace_seconds: Some(3), ..KubeOptions::for_kubelets_of(&zone, cluster.id) })
-            .await;
-    let extra = [
-        "--kubeconfig".to_owned(),
-        standin.kubeconfig.display().to_string(),
-        "--kubelet-lease-interval-seconds".to_owned(),
-        "1".to_owned(),
-    ];
-    zone.restart_with(&extra);
 
     let mut instances: BTreeMap<String, Instance> = BTreeMap::new();
     let members = client.get_instance_pool(pool_id).await.unwrap().instances;
@@ -105,7 +102,7 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
     let kept = instances.iter().find(|(_, i)| i.id == members[0].id).map(|(n, _)| n.clone()).unwrap();
     let removed: Vec<String> = instances.keys().filter(|n| **n != kept).cloned().collect();
 
-    let kube = standin.client().await;
+    let kube = env.kube().client().await;
     let nodes: Api<Node> = Api::all(kube.clone());
     let leases: Api<Lease> = Api::namespaced(kube.clone(), "kube-node-lease");
     let csrs: Api<CertificateSigningRequest> = Api::all(kube.clone());
@@ -170,7 +167,7 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
 
     // 3. Approval gets them signed by the cluster's kubelet CA; a denied one
     // is not asked for again.
-    let k = standin.kubectl();
+    let k = env.kubectl();
     k.ok(&["certificate", "deny", &csr_of[&kept]]);
     for name in &removed {
         k.ok(&["certificate", "approve", &csr_of[name]]);
@@ -225,7 +222,7 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
     assert_eq!(serving_csrs(&csrs).await.len(), 3, "a restarted kubelet does not ask again after a denial");
 
     // 6. An unreachable Kubernetes API does not stop the zone.
-    standin.kill();
+    env.kube_mut().kill();
     let started = std::time::Instant::now();
     client.get_sks_cluster(cluster.id).await.expect("the zone keeps serving");
     assert!(started.elapsed() < Duration::from_secs(5), "the zone answered slowly: {:?}", started.elapsed());

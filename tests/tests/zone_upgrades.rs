@@ -464,24 +464,18 @@ async fn the_switches_mark_components_unhealthy_and_fail_an_upgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelets_of_new_instances_report_the_new_version() {
     use k8s_openapi::api::core::v1::Node;
-    use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+    use sks_e2e::env::TestEnv;
 
-    let mut zone = Zone::start(ZoneOptions {
+    let zone = ZoneOptions {
         seed: true,
-        extra: vec!["--component-upgrade-ms".into(), "50".into()],
+        extra: ["--component-upgrade-ms", "50", "--kubelet-lease-interval-seconds", "1"].map(String::from).to_vec(),
         ..Default::default()
-    });
-    let c = zone.client().await;
-    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
+    };
+    let env = TestEnv::builder().zone(zone).kubelets().start().await;
+    let (zone, c) = (&env.zone, &env.client);
+    let cluster = c.get_sks_cluster(env.cluster).await.unwrap();
     let np = cluster.nodepools[0].clone();
-    let standin = KubeApi::start(KubeOptions { ..KubeOptions::for_kubelets_of(&zone, cluster.id) }).await;
-    zone.restart_with(&[
-        "--kubeconfig".to_owned(),
-        standin.kubeconfig.display().to_string(),
-        "--kubelet-lease-interval-seconds".to_owned(),
-        "1".to_owned(),
-    ]);
-    let nodes: kube::Api<Node> = kube::Api::all(standin.client().await);
+    let nodes: kube::Api<Node> = kube::Api::all(env.kube().client().await);
     let versions = || async {
         let list = nodes.list(&Default::default()).await.unwrap().items;
         list.into_iter()
