@@ -40,7 +40,10 @@ mod tests {
             orchestrator_requests_total{code=\"200\",operation=\"get-sks-nodepool\"} 7\n\
             orchestrator_requests_total_other{operation=\"scale-sks-nodepool\"} 100\n";
         assert_eq!(sum(text, "orchestrator_requests_total", &[("operation", "scale-sks-nodepool")]), 3.0);
-        assert_eq!(sum(text, "orchestrator_requests_total", &[("code", "200"), ("operation", "scale-sks-nodepool")]), 2.0);
+        assert_eq!(
+            sum(text, "orchestrator_requests_total", &[("code", "200"), ("operation", "scale-sks-nodepool")]),
+            2.0
+        );
         assert_eq!(sum(text, "orchestrator_requests_total", &[]), 10.0);
         assert_eq!(sum(text, "orchestrator_requests_total", &[("operation", "nope")]), 0.0);
         assert_eq!(sum("plain_gauge 4\n", "plain_gauge", &[]), 4.0);
