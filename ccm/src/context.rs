@@ -11,7 +11,7 @@ use prometheus::Registry;
 use uuid::Uuid;
 
 use crate::cloud::Cloud;
-use crate::events::Publisher;
+use sks_kubeclient::events::Publisher;
 use crate::metrics::Metrics;
 
 /// The zone when the orchestrator configuration names none.

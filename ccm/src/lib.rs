@@ -6,7 +6,6 @@
 pub mod cloud;
 pub mod context;
 pub mod csr;
-pub mod events;
 pub mod flags;
 pub mod fresh;
 pub mod lb;

@@ -17,7 +17,7 @@ use serde_json::json;
 use super::{CsrFacts, Decision, decide};
 use crate::cloud::{MISS_REFRESH, fresh_since};
 use crate::context::Context;
-use crate::events::EventType;
+use sks_kubeclient::events::EventType;
 use crate::queue::{self, Pending};
 use crate::reconcile::{self, Error, measured};
 use crate::slim;

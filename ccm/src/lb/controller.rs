@@ -31,7 +31,7 @@ use super::plan::{self, Step};
 use super::pool;
 use crate::cloud::Cloud;
 use crate::context::Context;
-use crate::events::{EventType, Publisher};
+use sks_kubeclient::events::{EventType, Publisher};
 use crate::fresh::Fresh;
 use crate::metrics::Metrics;
 use crate::queue::{self, Pending};

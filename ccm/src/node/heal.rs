@@ -16,7 +16,7 @@ use sks_keys::{annotation, label};
 
 use super::ready;
 use crate::context::Context;
-use crate::events::EventType;
+use sks_kubeclient::events::EventType;
 use crate::reconcile::Error;
 
 /// The Node annotations auto-healing reads (the Node cache keeps these only).

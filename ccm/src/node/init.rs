@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::cloud::Snapshot;
 use crate::context::Context;
-use crate::events::EventType;
+use sks_kubeclient::events::EventType;
 use crate::reconcile::Error;
 
 /// How long a Node of no instance of ours is not reported again.

@@ -12,7 +12,7 @@ use sks_keys::taint;
 
 use super::{heal, ready};
 use crate::context::Context;
-use crate::events::EventType;
+use sks_kubeclient::events::EventType;
 use crate::reconcile::Error;
 
 /// What to do with an initialized Node.
