@@ -17,10 +17,10 @@ use serde_json::json;
 use super::{CsrFacts, Decision, decide};
 use crate::cloud::{MISS_REFRESH, fresh_since};
 use crate::context::Context;
-use sks_kubeclient::events::EventType;
 use crate::queue::{self, Pending};
 use crate::reconcile::{self, Error, measured};
 use crate::slim;
+use sks_kubeclient::events::EventType;
 
 /// How soon a CSR whose instance is still starting is looked at again.
 const CSR_WAIT: Duration = Duration::from_secs(1);

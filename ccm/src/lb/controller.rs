@@ -31,7 +31,6 @@ use super::plan::{self, Step};
 use super::pool;
 use crate::cloud::Cloud;
 use crate::context::Context;
-use sks_kubeclient::events::{EventType, Publisher};
 use crate::fresh::Fresh;
 use crate::metrics::Metrics;
 use crate::queue::{self, Pending};
@@ -40,6 +39,7 @@ use crate::slim;
 use sks_keys::annotation::lb;
 use sks_keys::finalizer::LB_CLEANUP as FINALIZER;
 use sks_keys::label::NODEPOOL_ID as NODEPOOL_ID_LABEL;
+use sks_kubeclient::events::{EventType, Publisher};
 
 /// `spec.loadBalancerClass` served here (Services without a class are served too).
 pub const CLASS: &str = "exoscale.net/nlb";

@@ -16,8 +16,8 @@ use sks_keys::{annotation, label};
 
 use super::ready;
 use crate::context::Context;
-use sks_kubeclient::events::EventType;
 use crate::reconcile::Error;
+use sks_kubeclient::events::EventType;
 
 /// The Node annotations auto-healing reads (the Node cache keeps these only).
 pub const ANNOTATIONS: [&str; 2] = [annotation::AUTO_HEAL_REBOOTED_AT, annotation::AUTO_HEAL_REPLACING];

@@ -17,8 +17,8 @@ use uuid::Uuid;
 
 use crate::cloud::Snapshot;
 use crate::context::Context;
-use sks_kubeclient::events::EventType;
 use crate::reconcile::Error;
+use sks_kubeclient::events::EventType;
 
 /// How long a Node of no instance of ours is not reported again.
 const REPORT_AGAIN_AFTER: Duration = Duration::from_secs(300);

@@ -12,8 +12,8 @@ use sks_keys::taint;
 
 use super::{heal, ready};
 use crate::context::Context;
-use sks_kubeclient::events::EventType;
 use crate::reconcile::Error;
+use sks_kubeclient::events::EventType;
 
 /// What to do with an initialized Node.
 #[derive(Debug, Clone, PartialEq)]
