@@ -17,6 +17,7 @@ use sks_keys::{annotation, label};
 use super::ready;
 use crate::context::Context;
 use crate::reconcile::Error;
+use crate::superseded::Writes;
 use sks_kubeclient::events::EventType;
 
 /// The Node annotations auto-healing reads (the Node cache keeps these only).
@@ -123,6 +124,7 @@ pub async fn heal(
     node: &Node,
     instance: &Instance,
     nodepool: &SksNodepool,
+    writes: &Writes,
 ) -> Result<(), Error> {
     if ready::is_ready(node) && !rebooted(node) {
         return Ok(());
@@ -139,7 +141,7 @@ pub async fn heal(
         Heal::Reboot => {
             ctx.cloud.client().reboot_instance(instance.id).await?;
             let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: jiff::Timestamp::now().to_string()}}});
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
             let note = format!(
                 "node {name} has been NotReady for over {:?} while instance {} runs: rebooted it",
                 cfg.reboot_after, instance.id
@@ -157,14 +159,14 @@ pub async fn heal(
                 _ => {
                     let size = client.get_sks_nodepool(ctx.cloud.cluster(), nodepool.id).await?.size;
                     let record = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: replacing(nodepool.id, size)}}});
-                    nodes.patch(&name, &PatchParams::default(), &Patch::Merge(record)).await?;
+                    writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(record)).await?);
                     size
                 }
             };
             orchestrator::nodepool::evict_then_scale(client, ctx.cloud.cluster(), nodepool.id, vec![instance.id], size)
                 .await?;
             let done = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: null}}});
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?;
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?);
             let note = format!(
                 "node {name} stayed NotReady {:?} after a reboot: replaced instance {} with a fresh one in nodepool {}",
                 cfg.replace_after, instance.id, nodepool.id
@@ -174,7 +176,7 @@ pub async fn heal(
         }
         Heal::Clear => {
             let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: null}}});
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
             let note = format!("node {name} is Ready again");
             ctx.events.about(node, EventType::Normal, "AutoHealRecovered", note).await;
         }
