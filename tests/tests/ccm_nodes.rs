@@ -498,7 +498,7 @@ async fn auto_healing_reboots_then_replaces() {
         "--auto-heal-max-share",
         "0.5",
     ];
-    let (zone, kube, _ccm, instances, cluster) = cluster_with_nodes(&args).await;
+    let (zone, kube, ccm, instances, cluster) = cluster_with_nodes(&args).await;
     let k = kube.kubectl();
     let sick = &instances[0];
     report_not_ready(&kube, &sick.name);
@@ -526,6 +526,10 @@ async fn auto_healing_reboots_then_replaces() {
         let n = get(&k, &["get", "node", &i.name]);
         assert!(n["metadata"]["annotations"]["node.exoscale.net/auto-heal-rebooted-at"].is_null());
     }
+    // Healing counted the Nodes being healed from the cache, not with a LIST
+    // per reconcile of the NotReady Node (every second here): the node
+    // controller's and load balancing's lists at start are all.
+    assert_eq!(ccm.kube_requests().await.get("list nodes 200"), Some(&2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

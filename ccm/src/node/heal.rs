@@ -5,15 +5,18 @@
 //! [`annotation::AUTO_HEAL_REPLACING`]). One node per nodepool at a time,
 //! never more than a share of the cluster.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt as _;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use orchestrator::model::{Instance, InstanceState, SksNodepool};
 use serde_json::json;
 use sks_keys::{annotation, label};
 
+use super::cached::CachedNode;
 use super::ready;
 use crate::context::Context;
 use crate::reconcile::Error;
@@ -111,9 +114,26 @@ pub fn decide(
     }
 }
 
-/// Whether `node` carries a reboot of auto-healing: it is being healed.
-fn rebooted(node: &Node) -> bool {
-    node.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(annotation::AUTO_HEAL_REBOOTED_AT))
+/// Whether a Node carries a reboot of auto-healing: it is being healed.
+fn rebooted(meta: &ObjectMeta) -> bool {
+    meta.annotations.as_ref().is_some_and(|a| a.contains_key(annotation::AUTO_HEAL_REBOOTED_AT))
+}
+
+/// The nodes being healed besides `name`, in `nodepool` and in the cluster,
+/// among the cluster's Nodes of our nodepools (as the node controller caches
+/// them: a LIST per NotReady Node would cost kube-apiserver more than the
+/// heal it guards).
+fn budget<'a>(name: &str, nodepool: uuid::Uuid, cluster: impl Iterator<Item = &'a ObjectMeta>) -> Budget {
+    let pool_id = nodepool.to_string();
+    let ours: Vec<&ObjectMeta> =
+        cluster.filter(|m| m.labels.as_ref().is_some_and(|l| l.contains_key(label::NODEPOOL_ID))).collect();
+    let others = ours.iter().filter(|m| m.name.as_deref() != Some(name) && rebooted(m));
+    let in_pool = |m: &&&ObjectMeta| m.labels.as_ref().and_then(|l| l.get(label::NODEPOOL_ID)) == Some(&pool_id);
+    Budget {
+        in_nodepool: others.clone().filter(in_pool).count(),
+        in_cluster: others.count(),
+        cluster_nodes: ours.len(),
+    }
 }
 
 /// Reboots, then replaces, the instance of an initialized Node that stays
@@ -124,18 +144,15 @@ pub async fn heal(
     node: &Node,
     instance: &Instance,
     nodepool: &SksNodepool,
+    cluster: &[Arc<CachedNode>],
     writes: &Writes,
 ) -> Result<(), Error> {
-    if ready::is_ready(node) && !rebooted(node) {
+    if ready::is_ready(node) && !rebooted(&node.metadata) {
         return Ok(());
     }
     let name = node.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let all = nodes.list(&ListParams::default().labels(label::NODEPOOL_ID)).await?;
-    let pool_id = nodepool.id.to_string();
-    let others = all.items.iter().filter(|n| n.name_any() != name && rebooted(n));
-    let in_nodepool = others.clone().filter(|n| n.labels().get(label::NODEPOOL_ID) == Some(&pool_id)).count();
-    let budget = Budget { in_nodepool, in_cluster: others.count(), cluster_nodes: all.items.len() };
+    let budget = budget(&name, nodepool.id, cluster.iter().map(|n| &n.metadata));
     match decide(node, instance, nodepool, jiff::Timestamp::now(), cfg, budget) {
         Heal::Nothing => {}
         Heal::Reboot => {
@@ -289,5 +306,25 @@ mod tests {
             Heal::Reboot,
             "10% of 30 is 3"
         );
+    }
+
+    #[test]
+    fn the_budget_counts_others_being_healed_among_our_nodes() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let meta = |name: &str, pool: Option<Uuid>, healing: bool| ObjectMeta {
+            name: Some(name.into()),
+            labels: pool.map(|p| [(label::NODEPOOL_ID.to_owned(), p.to_string())].into()),
+            annotations: healing.then(|| [(annotation::AUTO_HEAL_REBOOTED_AT.to_owned(), "t".to_owned())].into()),
+            ..Default::default()
+        };
+        let cluster = [
+            meta("me", Some(a), true),
+            meta("a2", Some(a), true),
+            meta("a3", Some(a), false),
+            meta("b1", Some(b), true),
+            meta("foreign", None, true),
+        ];
+        let got = budget("me", a, cluster.iter());
+        assert_eq!((got.in_nodepool, got.in_cluster, got.cluster_nodes), (1, 2, 4), "not me, not a foreign Node");
     }
 }

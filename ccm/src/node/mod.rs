@@ -22,6 +22,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use orchestrator::model::Instance;
 
@@ -94,9 +95,10 @@ impl Nodes {
             CachedNode::prune,
         );
         let workers = self.config.workers;
+        let term = Arc::new(Term { nodes: self, cache: store.clone() });
         Controller::for_stream(changes, store)
             .with_config(kube::runtime::controller::Config::default().concurrency(workers))
-            .run(reconcile, reconcile::retry, self)
+            .run(reconcile, reconcile::retry, term)
             .for_each(|_| async {})
             .await;
     }
@@ -131,8 +133,9 @@ impl Nodes {
         })
     }
 
-    /// Runs the enabled steps on `node`, recording its writes' answers in `writes`.
-    async fn step(&self, node: &Node, writes: &Writes) -> Result<Action, Error> {
+    /// Runs the enabled steps on `node`, recording its writes' answers in
+    /// `writes`; `cache` holds every Node (auto-healing counts those being healed).
+    async fn step(&self, node: &Node, cache: &Store<CachedNode>, writes: &Writes) -> Result<Action, Error> {
         let (ctx, steps) = (&*self.ctx, self.config.steps);
         let sync = Action::requeue(self.config.sync_period);
         if init::uninitialized(node) {
@@ -159,7 +162,7 @@ impl Nodes {
             if steps.heal
                 && let Some(nodepool) = nodepool
             {
-                heal::heal(ctx, &self.config.heal, node, instance, nodepool, writes).await?;
+                heal::heal(ctx, &self.config.heal, node, instance, nodepool, &cache.state(), writes).await?;
             }
             if steps.init {
                 init::keep_current(ctx, node, instance, nodepool, writes).await?;
@@ -169,15 +172,22 @@ impl Nodes {
     }
 }
 
+/// The controller while this replica leads: the node controller and its cache.
+struct Term {
+    nodes: Arc<Nodes>,
+    cache: Store<CachedNode>,
+}
+
 /// One reconcile of a Node, measured as the `node` controller's, unless the
 /// cached version is one its own writes replaced.
-async fn reconcile(node: Arc<CachedNode>, nodes: Arc<Nodes>) -> Result<Action, Error> {
+async fn reconcile(node: Arc<CachedNode>, term: Arc<Term>) -> Result<Action, Error> {
+    let nodes = &term.nodes;
     nodes.queue.started(node.as_ref());
     if let Some(skip) = reconcile::skip_superseded(&nodes.ctx.metrics, "node", &nodes.superseded, node.as_ref()) {
         return Ok(skip);
     }
     let writes = Writes::default();
-    let result = measured(&nodes.ctx.metrics, "node", nodes.step(&node.to_node(), &writes)).await;
+    let result = measured(&nodes.ctx.metrics, "node", nodes.step(&node.to_node(), &term.cache, &writes)).await;
     nodes.superseded.record(node.as_ref(), writes);
     result
 }
