@@ -37,7 +37,7 @@ pub struct Stack {
     /// The apiserver (dropped first: it is declared first).
     pub api: ApiServer,
     /// The Kubernetes API sks-apiserver uses, if any.
-    _kube: Option<KubeApi>,
+    kube: Option<KubeApi>,
     /// The zone, kept running as long as the stack lives.
     _zone: Zone,
     /// The apiserver process.
@@ -135,7 +135,7 @@ impl Stack {
         names.push(SEED_NODEPOOL.to_owned());
         let mut stack = Stack {
             api,
-            _kube: kube,
+            kube,
             _zone: zone,
             api_proc,
             zone_proc,
@@ -192,6 +192,16 @@ impl Stack {
     /// What sks-apiserver sent to the Kubernetes API so far (its client's counts).
     pub async fn kube_requests(&self) -> anyhow::Result<Counts> {
         Ok(Counts::sent(&self.metrics().await?))
+    }
+
+    /// What the Kubernetes API served so far, when there is one (everything it
+    /// serves here comes from sks-apiserver, besides these /metrics reads).
+    pub async fn kube_served(&self) -> anyhow::Result<Option<Counts>> {
+        let Some(kube) = &self.kube else { return Ok(None) };
+        let client = kube.client().await;
+        let req = http::Request::get("/metrics").body(Vec::new())?;
+        let text = client.request_text(req).await.context("the Kubernetes API's /metrics")?;
+        Ok(Some(Counts::served(&text)))
     }
 
     /// `orchestrator_requests_total` from the apiserver's /metrics, by operation.

@@ -109,15 +109,15 @@ struct Phase {
     concurrency: usize,
     cpu_cores: Cpu,
     orchestrator: Calls,
-    /// What sks-apiserver sent to the Kubernetes API meanwhile.
+    /// What sks-apiserver sent to the Kubernetes API meanwhile, and what it served.
     #[serde(skip)]
-    kube_requests: Counts,
+    kube_requests: (Counts, Option<Counts>),
 }
 
 /// Counts orchestrator calls and CPU over whatever `f` does.
 struct Window {
     calls: BTreeMap<String, u64>,
-    kube_requests: Counts,
+    kube_requests: (Counts, Option<Counts>),
     cpu: CpuMeter,
     started: Instant,
 }
@@ -126,18 +126,22 @@ impl Window {
     async fn open(stack: &Stack) -> anyhow::Result<Self> {
         Ok(Window {
             calls: stack.orchestrator_calls().await?,
-            kube_requests: stack.kube_requests().await?,
+            kube_requests: (stack.kube_requests().await?, stack.kube_served().await?),
             cpu: CpuMeter::start(&[stack.api_proc, stack.zone_proc, Proc::current()]),
             started: Instant::now(),
         })
     }
 
-    async fn close(self, stack: &Stack) -> anyhow::Result<(Calls, Cpu, Counts)> {
+    async fn close(self, stack: &Stack) -> anyhow::Result<(Calls, Cpu, (Counts, Option<Counts>))> {
         let seconds = self.started.elapsed().as_secs_f64();
         let cores = self.cpu.cores();
         let (by_operation, calls) = calls_between(&self.calls, &stack.orchestrator_calls().await?);
         let per_minute = (calls as f64 / seconds * 60.0 * 10.0).round() / 10.0;
-        let kube_requests = stack.kube_requests().await?.since(&self.kube_requests);
+        let (sent, served) = &self.kube_requests;
+        let kube_requests = (
+            stack.kube_requests().await?.since(sent),
+            stack.kube_served().await?.zip(served.as_ref()).map(|(now, before)| now.since(before)),
+        );
         Ok((
             Calls { seconds: (seconds * 10.0).round() / 10.0, calls, per_minute, by_operation },
             Cpu {
@@ -163,7 +167,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let p = Params::of(args);
     let stack = Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval], p.kube).await?;
     let mem_loaded = stack.api_proc.memory()?;
-    let start_requests = stack.kube_requests().await?;
+    let start_requests = (stack.kube_requests().await?, stack.kube_served().await?);
 
     let mut settle = serde_json::Map::new();
     settle.insert("idle".into(), args.common.settle("idle").await);
@@ -305,6 +309,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         kube_window("GET load", get.kube_requests.clone(), None),
         kube_window("LIST load", list.kube_requests.clone(), None),
     ];
+    let cross_check = requests::cross_check_table("sks-apiserver", &windows);
     let results = json!({
         "kube_requests": p.kube.then(|| requests::windows_json(&windows)),
         "get": get,
@@ -323,19 +328,25 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         tables: [load_table, calls_table, op_table, mem_table, setup_table]
             .into_iter()
             .chain(p.kube.then(|| requests::table("sks-apiserver", &windows)))
+            .chain(cross_check)
             .chain([targets_table(&targets)])
             .collect(),
     })
 }
 
-/// A window of sks-apiserver's requests to the Kubernetes API (not cross-checked:
-/// the bench and kube-standin's own clients are not told apart there).
-pub fn kube_window(name: &str, sent: Counts, per: Option<(usize, &str)>) -> requests::Window {
+/// A window of sks-apiserver's requests to the Kubernetes API, and what the
+/// API served meanwhile (only sks-apiserver writes there: the bench reads
+/// /metrics, which is no write).
+pub fn kube_window(
+    name: &str,
+    (sent, served): (Counts, Option<Counts>),
+    per: Option<(usize, &str)>,
+) -> requests::Window {
     requests::Window {
         name: name.to_owned(),
         sent,
         per: per.map(|(n, what)| (n, what.to_owned())),
-        served: None,
+        served,
         bench_writes: BTreeMap::new(),
         checked: vec![],
     }

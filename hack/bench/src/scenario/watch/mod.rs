@@ -98,7 +98,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let api_args = ["--refresh-interval", &p.refresh_interval, "--max-watches-per-user", &limit];
     let stack = Stack::start(p.nodepools, &api_args, p.kube).await?;
     let mem_loaded = stack.api_proc.memory()?;
-    let start_requests = stack.kube_requests().await?;
+    let start_requests = (stack.kube_requests().await?, stack.kube_served().await?);
     let (status, list) = stack.get_json(NODEPOOLS).await?;
     if status != 200 {
         bail!("LIST answered {status}: {list}");
@@ -156,7 +156,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let settle = args.common.settle("changes").await;
     eprintln!("{} changes of {} through the apiserver", p.changes, p.changed_nodepool);
     let cpu = CpuMeter::start(&[stack.api_proc, Proc::current(), stack.zone_proc]);
-    let requests_before = stack.kube_requests().await?;
+    let requests_before = (stack.kube_requests().await?, stack.kube_served().await?);
     let mut sent = Vec::with_capacity(p.changes);
     let mut answered = Vec::with_capacity(p.changes);
     let mut incomplete = 0;
@@ -192,7 +192,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             );
         }
     }
-    let change_requests = stack.kube_requests().await?.since(&requests_before);
+    let change_requests = (
+        stack.kube_requests().await?.since(&requests_before.0),
+        stack.kube_served().await?.zip(requests_before.1.as_ref()).map(|(now, before)| now.since(before)),
+    );
     let cores = cpu.cores();
     let other_cores = ((cpu.machine_cores() - cores.iter().sum::<f64>()).max(0.0) * 100.0).round() / 100.0;
     let mem_end = stack.api_proc.memory()?;
@@ -273,6 +276,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     ];
     let mut tables = vec![watch_table, facts, mem_table];
     tables.extend(p.kube.then(|| requests::table("sks-apiserver", &windows)));
+    tables.extend(requests::cross_check_table("sks-apiserver", &windows));
     tables.push(targets_table(&targets));
     if !failures.is_empty() || !watch_errors.is_empty() {
         let mut t = Table::new("Problems", &["problem"]);
