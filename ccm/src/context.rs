@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use prometheus::Registry;
 use uuid::Uuid;
 
@@ -34,8 +33,9 @@ pub struct Context {
 impl Context {
     /// Registers the metrics in `registry`, connects to the orchestrator (from
     /// the environment, waiting while it is unreachable) and to the Kubernetes
-    /// API (`kubeconfig`, else in-cluster or `$KUBECONFIG`); events report as
-    /// `instance` of sks-ccm.
+    /// API (`kubeconfig`, else in-cluster or `$KUBECONFIG`; every request
+    /// counted in `kube_client_requests_total`); events report as `instance`
+    /// of sks-ccm.
     pub async fn connect(
         kubeconfig: Option<&Path>,
         cluster: Uuid,
@@ -43,11 +43,12 @@ impl Context {
         registry: &Registry,
     ) -> anyhow::Result<Context> {
         let client_metrics = orchestrator::ClientMetrics::register(registry)?;
+        let kube_metrics = sks_kubeclient::ClientMetrics::register(registry)?;
         let metrics = Metrics::register(registry)?;
         let config = orchestrator::ClientConfig::from_env();
         let zone = config.zone.clone().unwrap_or_else(|| DEFAULT_ZONE.to_owned());
         let orchestrator = connect_orchestrator(config, client_metrics).await?;
-        let client = kube_client(kubeconfig).await?;
+        let client = sks_kubeclient::connect(kubeconfig, Some(kube_metrics)).await?;
         let cloud = Arc::new(Cloud::new(orchestrator, cluster, zone));
         let events = Arc::new(Publisher::new(client.clone(), "sks-ccm", instance));
         Ok(Context { client, cloud, events, metrics })
@@ -76,15 +77,4 @@ async fn connect_orchestrator(
             }
         }
     }
-}
-
-async fn kube_client(path: Option<&Path>) -> anyhow::Result<kube::Client> {
-    let config = match path {
-        Some(p) => {
-            let kc = kube::config::Kubeconfig::read_from(p).with_context(|| format!("reading {}", p.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &Default::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
 }

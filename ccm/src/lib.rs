@@ -16,3 +16,4 @@ pub mod queue;
 pub mod reconcile;
 pub mod serve;
 pub mod slim;
+pub mod superseded;

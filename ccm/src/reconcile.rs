@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kube::Resource;
 use kube::runtime::controller::Action;
 
 use crate::metrics::Metrics;
+use crate::superseded::{FORGET_AFTER, Superseded};
 
 /// How soon a reconcile that lost a write race (409) runs again.
 const CONFLICT_RETRY: Duration = Duration::from_millis(200);
@@ -24,11 +26,33 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+/// kube-apiserver's whole answer to a JSON patch that does not apply to the
+/// object as it now is (a `test` that fails, a path that is gone): 422 Invalid
+/// with this message and no detail. Validation errors are 422s with another.
+const PATCH_NOT_APPLICABLE: &str = "the server rejected our request due to an error in our request";
+
 impl Error {
-    /// A 409 Conflict from the Kubernetes API.
+    /// A write that lost a race: a 409 Conflict (a resourceVersion guard), or a
+    /// JSON patch whose `test` no longer holds (the guarded field changed).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409)
+        matches!(self, Error::Kube(kube::Error::Api(s)) if s.code == 409 || (s.code == 422 && s.message == PATCH_NOT_APPLICABLE))
     }
+}
+
+/// A reconcile of `obj` skipped because its cached version is one the
+/// controller's own writes replaced ([`Superseded`]): counted as
+/// `result="superseded"`, and looked at again after [`FORGET_AFTER`] unless
+/// the watch brings the newer version first (that change reconciles at once).
+pub fn skip_superseded<K: Resource>(
+    metrics: &Metrics,
+    controller: &str,
+    superseded: &Superseded,
+    obj: &K,
+) -> Option<Action> {
+    superseded.holds(obj).then(|| {
+        metrics.reconciles.with_label_values(&[controller, "superseded"]).inc();
+        Action::requeue(FORGET_AFTER)
+    })
 }
 
 /// Runs one reconcile of `controller`, recording its latency and result.

@@ -1,6 +1,7 @@
-//! Events (`events.k8s.io/v1`) on the objects the controllers act on, with
+//! Events (`events.k8s.io/v1`) on the objects a controller acts on, with
 //! repeats within six minutes folded into a series, as client-go and kube-rs'
-//! `Recorder` do. kube-rs' recorder caches every whole Event it sent (about
+//! `Recorder` do: a repeat is one merge patch of the first event's series, not
+//! a new Event. kube-rs' recorder caches every whole Event it sent (about
 //! 3.5 KiB each); one approval event per kubelet CSR made that the largest
 //! part of sks-ccm's memory, so this cache keeps a hash and the event's name.
 

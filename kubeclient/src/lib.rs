@@ -9,6 +9,8 @@
 //! default 5 QPS, or 20 in the cloud-provider framework): a burst is limited by
 //! kube-apiserver's API Priority and Fairness, which queues or answers 429, and
 //! by each controller's concurrency.
+//!
+//! [`events`] publishes `events.k8s.io/v1` Events through such a client.
 
 pub mod events;
 

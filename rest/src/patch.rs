@@ -125,6 +125,11 @@ fn strategic(doc: &mut Value, patch: &Value, keys: MergeKeys, path: &str) {
     }
 }
 
+/// kube-apiserver's answer to a JSON patch that does not apply (a `test`
+/// that fails, a path that is gone): 422 Invalid with this message and no
+/// detail, which clients take for "the object changed since I read it".
+pub const NOT_APPLICABLE: &str = "the server rejected our request due to an error in our request";
+
 /// Applies `patch` (raw body) to `doc`.
 pub fn apply(kind: PatchKind, doc: &Value, patch: &[u8]) -> ApiResult<Value> {
     let patch: Value =
@@ -150,7 +155,8 @@ pub fn apply(kind: PatchKind, doc: &Value, patch: &[u8]) -> ApiResult<Value> {
                     ),
                 ));
             }
-            // A failed `test` operation is a conflict in kube-apiserver's terms too (422 there: keep it).
+            // A failed `test` operation is no 409 in kube-apiserver either: any operation that does
+            // not apply is a 422 whose message says nothing more ([`NOT_APPLICABLE`]).
             // `out` is a copy, so a failed patch needs no undo; copies are bounded as kube-apiserver bounds
             // them, or a few dozen `copy` operations of the root into itself would need terabytes.
             let mut copied = 0usize;
@@ -173,11 +179,8 @@ pub fn apply(kind: PatchKind, doc: &Value, patch: &[u8]) -> ApiResult<Value> {
                     }
                 }
                 json_patch::patch_unsafe(&mut out, std::slice::from_ref(op)).map_err(|e| {
-                    ApiError::new(
-                        422,
-                        "Invalid",
-                        format!("the JSON patch failed: operation '/{i}' failed at path '{}': {}", e.path, e.kind),
-                    )
+                    tracing::debug!(operation = i, path = %e.path, error = %e.kind, "a JSON patch operation does not apply");
+                    ApiError::new(422, "Invalid", NOT_APPLICABLE)
                 })?;
             }
         }
@@ -228,11 +231,13 @@ mod tests {
         let e = apply(PatchKind::Json, &doc, serde_json::to_string(&ops).unwrap().as_bytes()).unwrap_err();
         assert_eq!(e.code, 422);
         assert!(e.message.contains("copies more than the limit of 6291456 bytes"), "{}", e.message);
-        // A few copies are fine, and errors name the operation.
+        // A few copies are fine; an operation that does not apply is kube-apiserver's 422.
         let ok = apply(PatchKind::Json, &doc, br#"[{"op":"copy","from":"/x","path":"/z"}]"#).unwrap();
         assert_eq!(ok["z"], doc["x"]);
         let e = apply(PatchKind::Json, &doc, br#"[{"op":"test","path":"/x","value":1}]"#).unwrap_err();
-        assert_eq!(e.message, "the JSON patch failed: operation '/0' failed at path '/x': value did not match");
+        assert_eq!((e.code, e.message.as_str()), (422, NOT_APPLICABLE), "as kube-apiserver words it");
+        let e = apply(PatchKind::Json, &doc, br#"[{"op":"remove","path":"/gone"}]"#).unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (422, NOT_APPLICABLE));
     }
 
     #[test]

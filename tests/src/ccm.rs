@@ -1,5 +1,6 @@
 //! A running `sks-ccm`.
 
+use std::collections::BTreeMap;
 use std::process::{Child, Command};
 
 use crate::bin;
@@ -36,6 +37,32 @@ impl Ccm {
     /// Its Prometheus metrics, as text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.url)).await.unwrap().text().await.unwrap()
+    }
+
+    /// Its requests to the Kubernetes API so far (its client's
+    /// `kube_client_requests_total`), by `verb resource[/subresource] code`,
+    /// e.g. `patch nodes/status 200`.
+    pub async fn kube_requests(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for line in self.metrics().await.lines() {
+            let Some(rest) = line.strip_prefix("kube_client_requests_total{") else { continue };
+            let Some((labels, value)) = rest.rsplit_once("} ") else { continue };
+            let label = |k: &str| {
+                labels.split(',').find_map(|kv| kv.strip_prefix(&format!("{k}=\"")).map(|v| v.trim_end_matches('"')))
+            };
+            let (verb, resource, sub, code) = (
+                label("verb").unwrap_or_default(),
+                label("resource").unwrap_or_default(),
+                label("subresource"),
+                label("code"),
+            );
+            let what = match sub.filter(|s| !s.is_empty()) {
+                Some(sub) => format!("{verb} {resource}/{sub} {}", code.unwrap_or_default()),
+                None => format!("{verb} {resource} {}", code.unwrap_or_default()),
+            };
+            *out.entry(what).or_insert(0) += value.trim().parse::<f64>().unwrap_or(0.0) as u64;
+        }
+        out
     }
 
     /// Kills it (SIGKILL).

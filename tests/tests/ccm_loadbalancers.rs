@@ -698,3 +698,55 @@ async fn a_second_nodepool_asks_for_a_choice_and_keeps_inferred_pools() {
     assert_eq!(pool_of(s.nlb(early).await.unwrap()), Some(workers));
     assert!(events_of(s.kube().client().await, "early", "SyncLoadBalancerFailed").await.is_empty());
 }
+
+/// What a burst of LoadBalancer Services multiplies: per Service, sks-ccm
+/// writes three times (the cleanup finalizer before the NLB exists, the `id`
+/// annotation, the ingress status) and two Events (EnsuringLoadBalancer,
+/// EnsuredLoadBalancer), reads nothing beyond the list and watch it opened at
+/// start, and never loses a write race; drift checks write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_load_balancer_service_costs_three_writes_and_no_read() {
+    let s = Stack::start(&["--lb-drift-period-seconds", "1"]).await;
+    let k = s.kubectl();
+    let api = s.services().await;
+    let before = s.ccm.as_ref().unwrap().kube_requests().await;
+    let names = ["lb-a", "lb-b", "lb-c"];
+    for name in names {
+        apply(
+            &k,
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]}}),
+        );
+    }
+    for name in names {
+        provisioned(&api, name).await;
+    }
+    wait_for("the EnsuredLoadBalancer events", Duration::from_secs(20), || async {
+        let client = s.kube().client().await;
+        let mut all = 0;
+        for name in names {
+            all += events_of(client.clone(), name, "EnsuredLoadBalancer").await.len();
+        }
+        (all == names.len()).then_some(())
+    })
+    .await;
+    // Every Service is compared with its NLB again, twice (1 s drift period): no write.
+    let target = service_reconciles(s.ccm.as_ref().unwrap()).await + 2 * names.len() as u64;
+    wait_for("two more drift checks", Duration::from_secs(30), || async {
+        (service_reconciles(s.ccm.as_ref().unwrap()).await >= target).then_some(())
+    })
+    .await;
+
+    let now = s.ccm.as_ref().unwrap().kube_requests().await;
+    let sent: BTreeMap<String, u64> = now
+        .iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0)))
+        .filter(|(k, n)| *n > 0 && !k.contains(" leases "))
+        .collect();
+    let want: BTreeMap<String, u64> =
+        [("patch services 200", 6), ("patch services/status 200", 3), ("create events 201", 6)]
+            .into_iter()
+            .map(|(k, n)| (k.to_owned(), n))
+            .collect();
+    assert_eq!(sent, want, "3 writes and 2 events per Service, no conflict, no GET, LIST or new watch");
+}

@@ -3,6 +3,7 @@
 //! approved only when every claim matches an instance, instance lifecycle
 //! reaches the Nodes, and only the leader acts.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -497,7 +498,7 @@ async fn auto_healing_reboots_then_replaces() {
         "--auto-heal-max-share",
         "0.5",
     ];
-    let (zone, kube, _ccm, instances, cluster) = cluster_with_nodes(&args).await;
+    let (zone, kube, ccm, instances, cluster) = cluster_with_nodes(&args).await;
     let k = kube.kubectl();
     let sick = &instances[0];
     report_not_ready(&kube, &sick.name);
@@ -525,6 +526,10 @@ async fn auto_healing_reboots_then_replaces() {
         let n = get(&k, &["get", "node", &i.name]);
         assert!(n["metadata"]["annotations"]["node.exoscale.net/auto-heal-rebooted-at"].is_null());
     }
+    // Healing counted the Nodes being healed from the cache, not with a LIST
+    // per reconcile of the NotReady Node (every second here): the node
+    // controller's and load balancing's lists at start are all.
+    assert_eq!(ccm.kube_requests().await.get("list nodes 200"), Some(&2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -805,4 +810,82 @@ async fn a_disabled_csr_approval_controller_decides_nothing() {
     .await;
     let csr = get(&k, &["get", "csr", "good"]);
     assert!(csr["status"]["conditions"].is_null(), "decided with node-csr-approval disabled: {csr}");
+}
+
+/// sks-ccm's requests to the Kubernetes API (by `verb resource[/subresource] code`)
+/// made after `before` was read.
+fn requests_since(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    now.iter()
+        .map(|(k, n)| (k.clone(), n - before.get(k).copied().unwrap_or(0)))
+        .filter(|(k, n)| *n > 0 && !k.contains(" leases "))
+        .collect()
+}
+
+/// What a 1,000-Node burst multiplies: per Node and its serving CSR, sks-ccm
+/// writes three times (the Node's addresses, its providerID/labels/taints, the
+/// CSR's approval), one Event (the approval), reads nothing beyond the list and
+/// watch it opened at start, and never loses a write race; re-checks of
+/// initialized Nodes write nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_and_csr_costs_three_writes_no_conflict_and_no_read() {
+    let (zone, kube, ccm, _, cluster) = cluster(&["--node-sync-period-seconds", "1"]).await;
+    let c = zone.client().await;
+    let medium = c.list_instance_types().await.unwrap().into_iter().find(|t| t.name() == "standard.medium").unwrap();
+    let spec = SksNodepoolSpec {
+        name: Some("two".into()),
+        instance_type: Some(Ref::from(medium.id)),
+        disk_size: Some(20),
+        ..Default::default()
+    };
+    c.create_sks_nodepool(cluster, &CreateSksNodepool { spec, size: 2, addons: None }).await.unwrap();
+    let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
+    assert_eq!(instances.len(), 5);
+    // Once its watches are open, sks-ccm's reads of the burst would be new ones.
+    let before = wait_for("sks-ccm's watches", Duration::from_secs(30), || async {
+        let r = ccm.kube_requests().await;
+        ["nodes", "certificatesigningrequests", "services"]
+            .iter()
+            .all(|w| r.contains_key(&format!("watch {w} 200")))
+            .then_some(r)
+    })
+    .await;
+
+    for i in &instances {
+        let ip = i.public_ip.unwrap().to_string();
+        register(&kube, &i.name, &i.id.to_string(), &ip);
+        let request = csr_request(&format!("system:node:{}", i.name), "system:nodes", &[&i.name], &[&ip]);
+        submit(&node_kubectl(&kube, &i.name), &format!("serving-{}", i.name), SERVING, USAGES, &request);
+    }
+    let k = kube.kubectl();
+    for i in &instances {
+        assert_eq!(decided(&k, &format!("serving-{}", i.name)).await.0, "Approved");
+        wait_for("initialization", Duration::from_secs(20), || {
+            let (k, name) = (k.clone(), i.name.clone());
+            async move {
+                let node = get(&k, &["get", "node", &name]);
+                (node["spec"]["providerID"].is_string() && !taint_keys(&node).iter().any(|t| t == UNINITIALIZED))
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+    // The approvals' Events come after the approvals; then every Node is
+    // re-checked twice (1 s sync period), which must write nothing.
+    wait_for("the approval events", Duration::from_secs(20), || async {
+        (ccm.kube_requests().await.get("create events 201").copied().unwrap_or(0) >= 5).then_some(())
+    })
+    .await;
+    reconciled_again(&ccm, 5, 2).await;
+
+    let sent = requests_since(&ccm.kube_requests().await, &before);
+    let want: BTreeMap<String, u64> = [
+        ("patch nodes/status 200", 5),
+        ("patch nodes 200", 5),
+        ("patch certificatesigningrequests/approval 200", 5),
+        ("create events 201", 5),
+    ]
+    .into_iter()
+    .map(|(k, n)| (k.to_owned(), n))
+    .collect();
+    assert_eq!(sent, want, "3 writes and 1 event per Node+CSR, no conflict, no GET, LIST or new watch");
 }

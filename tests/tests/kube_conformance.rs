@@ -249,6 +249,43 @@ async fn status_and_approval_subresources_touch_only_their_part() {
     assert_eq!(c["spec"]["request"], json!(request), "approval does not touch the spec");
 }
 
+/// The value of the `apiserver_request_total` sample carrying every label of `labels`.
+fn served(metrics: &str, labels: &[&str]) -> u64 {
+    let matching = metrics.lines().filter(|l| {
+        l.starts_with("apiserver_request_total{")
+            && labels.iter().all(|kv| l.contains(&format!("{kv},")) || l.contains(&format!("{kv}}}")))
+    });
+    matching.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>() as u64
+}
+
+/// Requests are counted as kube-apiserver counts them, by verb, resource,
+/// subresource and code (what `sks-bench` cross-checks clients' counts with),
+/// and a JSON patch whose `test` fails is kube-apiserver's bare 422, which
+/// sks-ccm takes for a lost race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_counted_by_subresource_and_a_failed_test_is_a_bare_422() {
+    let api = KubeApi::start(KubeOptions::default()).await;
+    let k = api.kubectl();
+    let node =
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "spec": {"podCIDR": "10.0.0.0/24"}});
+    assert!(apply(&k, node).status.success());
+    let status = r#"{"status":{"addresses":[{"type":"InternalIP","address":"127.64.0.9"}]}}"#;
+    k.ok(&["patch", "node", "n1", "--subresource=status", "--type=merge", "-p", status]);
+    let failed = k.run(&["patch", "node", "n1", "--type=json", "-p", r#"[{"op":"test","path":"/spec/podCIDR","value":"10.9.0.0/24"},{"op":"add","path":"/metadata/labels","value":{"x":"y"}}]"#]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        !failed.status.success() && stderr.contains("the server rejected our request due to an error in our request"),
+        "{stderr}"
+    );
+    assert_eq!(obj(&k, &["get", "node", "n1"])["metadata"]["labels"]["x"], Value::Null, "nothing applied");
+
+    let metrics = k.ok(&["get", "--raw", "/metrics"]);
+    let node = ["resource=\"nodes\"", "verb=\"PATCH\""];
+    // (kube-controller-manager patches Nodes too when the API is the real one: at least ours.)
+    assert!(served(&metrics, &[&node[..], &["subresource=\"status\"", "code=\"200\""]].concat()) >= 1, "{metrics}");
+    assert_eq!(served(&metrics, &[&node[..], &["subresource=\"\"", "code=\"422\""]].concat()), 1);
+}
+
 fn csr_pem(cn: &str) -> String {
     use base64::Engine as _;
     let key = rcgen::KeyPair::generate().unwrap();

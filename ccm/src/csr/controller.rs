@@ -20,6 +20,7 @@ use crate::context::Context;
 use crate::queue::{self, Pending};
 use crate::reconcile::{self, Error, measured};
 use crate::slim;
+use crate::superseded::{Superseded, Writes};
 use sks_kubeclient::events::EventType;
 
 /// How soon a CSR whose instance is still starting is looked at again.
@@ -30,13 +31,14 @@ pub struct Csrs {
     ctx: Arc<Context>,
     workers: u16,
     queue: Pending,
+    superseded: Superseded,
 }
 
 impl Csrs {
     /// A controller with `workers` concurrent reconciles.
     pub fn new(ctx: Arc<Context>, workers: u16) -> Self {
         let queue = Pending::new(ctx.metrics.queue_depth.with_label_values(&["csr"]));
-        Csrs { ctx, workers, queue }
+        Csrs { ctx, workers, queue, superseded: Superseded::default() }
     }
 
     /// Runs until the future is dropped.
@@ -51,8 +53,12 @@ impl Csrs {
             .await;
     }
 
-    /// Approves or denies one kubelet serving CSR.
-    async fn step(&self, c: &CertificateSigningRequest) -> Result<Action, Error> {
+    /// Approves or denies one kubelet serving CSR, with one write: the
+    /// decision through the approval subresource, guarded by the version read
+    /// (it appends a condition to the whole list, and another approver may
+    /// decide at the same moment). Its answer is decided, so the cache drops
+    /// it ([`slim::csr`]): it is never read or reconciled again.
+    async fn step(&self, c: &CertificateSigningRequest, writes: &Writes) -> Result<Action, Error> {
         let ctx = &*self.ctx;
         let facts = facts(c);
         if facts.signer != sks_keys::KUBELET_SERVING_SIGNER || facts.decided {
@@ -93,7 +99,8 @@ impl Csrs {
         let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
         let patch =
             json!({"metadata": {"resourceVersion": c.metadata.resource_version}, "status": {"conditions": conditions}});
-        api.patch_subresource("approval", &name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        writes
+            .answered(&api.patch_subresource("approval", &name, &PatchParams::default(), &Patch::Merge(patch)).await?);
         let severity = if type_ == "Approved" { EventType::Normal } else { EventType::Warning };
         tracing::info!(csr = %name, decision = type_, %message, "decided kubelet serving CSR");
         ctx.events.about(c, severity, reason, message).await;
@@ -115,8 +122,15 @@ fn facts(c: &CertificateSigningRequest) -> CsrFacts {
     }
 }
 
-/// One reconcile of a CSR, measured as the `csr` controller's.
+/// One reconcile of a CSR, measured as the `csr` controller's, unless the
+/// cached version is one its own approval replaced.
 async fn reconcile(c: Arc<CertificateSigningRequest>, csrs: Arc<Csrs>) -> Result<Action, Error> {
     csrs.queue.started(c.as_ref());
-    measured(&csrs.ctx.metrics, "csr", csrs.step(&c)).await
+    if let Some(skip) = reconcile::skip_superseded(&csrs.ctx.metrics, "csr", &csrs.superseded, c.as_ref()) {
+        return Ok(skip);
+    }
+    let writes = Writes::default();
+    let result = measured(&csrs.ctx.metrics, "csr", csrs.step(&c, &writes)).await;
+    csrs.superseded.record(c.as_ref(), writes);
+    result
 }

@@ -34,8 +34,9 @@ use crate::context::Context;
 use crate::fresh::Fresh;
 use crate::metrics::Metrics;
 use crate::queue::{self, Pending};
-use crate::reconcile::{Error, measured};
+use crate::reconcile::{Error, measured, skip_superseded};
 use crate::slim;
+use crate::superseded::{Superseded, Writes};
 use sks_keys::annotation::lb;
 use sks_keys::finalizer::LB_CLEANUP as FINALIZER;
 use sks_keys::label::NODEPOOL_ID as NODEPOOL_ID_LABEL;
@@ -65,6 +66,7 @@ struct Ctx {
     nodes: NodePools,
     config: Config,
     queue: Pending,
+    superseded: Superseded,
 }
 
 impl Ctx {
@@ -100,12 +102,21 @@ fn has_finalizer(svc: &Service) -> bool {
     svc.finalizers().iter().any(|f| f == FINALIZER)
 }
 
+/// One reconcile of a Service, unless the cached version is one its own
+/// writes replaced (a finalizer, `id` annotation or status the watch has not
+/// delivered yet would otherwise be written again).
 async fn reconcile(svc: Arc<Service>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     ctx.queue.started(svc.as_ref());
-    measured(&ctx.metrics, "service", step(&svc, &ctx)).await
+    if let Some(skip) = skip_superseded(&ctx.metrics, "service", &ctx.superseded, svc.as_ref()) {
+        return Ok(skip);
+    }
+    let writes = Writes::default();
+    let result = measured(&ctx.metrics, "service", step(&svc, &ctx, &writes)).await;
+    ctx.superseded.record(svc.as_ref(), writes);
+    result
 }
 
-async fn step(svc: &Service, ctx: &Ctx) -> Result<Action, Error> {
+async fn step(svc: &Service, ctx: &Ctx, writes: &Writes) -> Result<Action, Error> {
     if svc.metadata.deletion_timestamp.is_some() || !served(svc) {
         if has_finalizer(svc) {
             cleanup(svc, ctx).await?;
@@ -113,11 +124,13 @@ async fn step(svc: &Service, ctx: &Ctx) -> Result<Action, Error> {
             if svc.metadata.deletion_timestamp.is_none() {
                 // No longer a LoadBalancer of ours: it keeps no ingress of ours either.
                 let status = json!({"status": {"loadBalancer": {"ingress": null}}});
-                api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(status)).await?;
+                writes.answered(
+                    &api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(status)).await?,
+                );
             }
             let rest: Vec<&String> = svc.finalizers().iter().filter(|f| *f != FINALIZER).collect();
             let patch = json!({"metadata": {"finalizers": rest, "resourceVersion": svc.resource_version()}});
-            api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+            writes.answered(&api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?);
         }
         return Ok(Action::await_change());
     }
@@ -139,9 +152,9 @@ async fn step(svc: &Service, ctx: &Ctx) -> Result<Action, Error> {
         finalizers.push(FINALIZER.to_owned());
         let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": svc.resource_version()}});
         let api: Api<Service> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
-        api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        writes.answered(&api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?);
     }
-    ensure(svc, &cfg, ctx).await
+    ensure(svc, &cfg, ctx, writes).await
 }
 
 /// The NLB `found` says to use, confirming with one GET an `id` the cached list lacks.
@@ -173,7 +186,7 @@ async fn locate(ctx: &Ctx, cfg: &LbConfig, uid: &str) -> Result<Found, Error> {
     }
 }
 
-async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Error> {
+async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx, writes: &Writes) -> Result<Action, Error> {
     let facts = ServiceFacts::of(svc);
     let live = match locate(ctx, cfg, &facts.uid).await? {
         Found::Nlb(lb) => Some(*lb),
@@ -247,7 +260,7 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     let api: Api<Service> = Api::namespaced(ctx.client.clone(), &svc.namespace().unwrap_or_default());
     if cfg.id != Some(lb.id) {
         let patch = json!({"metadata": {"annotations": {lb::key(lb::ID): lb.id.to_string()}}});
-        api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        writes.answered(&api.patch(&svc.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?);
     }
     let Some(ip) = lb.ip else {
         // Still being created: its address comes with the next look.
@@ -258,7 +271,7 @@ async fn ensure(svc: &Service, cfg: &LbConfig, ctx: &Ctx) -> Result<Action, Erro
     let new_ingress = current.map(|i| serde_json::to_value(i).unwrap_or_default()) != Some(ingress.clone());
     if new_ingress {
         let status = json!({"status": {"loadBalancer": {"ingress": ingress}}});
-        api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(status)).await?;
+        writes.answered(&api.patch_status(&svc.name_any(), &PatchParams::default(), &Patch::Merge(status)).await?);
     }
     if changed || new_ingress {
         let note = format!("Ensured load balancer {} at {ip}", lb.id);
@@ -384,7 +397,17 @@ pub async fn run(shared: Arc<Context>, config: Config) {
     let queue = Pending::new(metrics.queue_depth.with_label_values(&["service"]));
     let (store, changes) =
         queue::watched(Api::<Service>::all(client.clone()), watcher::Config::default(), queue.clone(), slim::service);
-    let ctx = Arc::new(Ctx { client, cloud, events, metrics, nlbs: Fresh::default(), nodes, config, queue });
+    let ctx = Arc::new(Ctx {
+        client,
+        cloud,
+        events,
+        metrics,
+        nlbs: Fresh::default(),
+        nodes,
+        config,
+        queue,
+        superseded: Superseded::default(),
+    });
     let drift = {
         let ctx = ctx.clone();
         futures::stream::unfold(ctx, move |ctx| async move {

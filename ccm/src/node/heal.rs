@@ -5,18 +5,22 @@
 //! [`annotation::AUTO_HEAL_REPLACING`]). One node per nodepool at a time,
 //! never more than a share of the cluster.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt as _;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use orchestrator::model::{Instance, InstanceState, SksNodepool};
 use serde_json::json;
 use sks_keys::{annotation, label};
 
+use super::cached::CachedNode;
 use super::ready;
 use crate::context::Context;
 use crate::reconcile::Error;
+use crate::superseded::Writes;
 use sks_kubeclient::events::EventType;
 
 /// The Node annotations auto-healing reads (the Node cache keeps these only).
@@ -110,9 +114,26 @@ pub fn decide(
     }
 }
 
-/// Whether `node` carries a reboot of auto-healing: it is being healed.
-fn rebooted(node: &Node) -> bool {
-    node.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(annotation::AUTO_HEAL_REBOOTED_AT))
+/// Whether a Node carries a reboot of auto-healing: it is being healed.
+fn rebooted(meta: &ObjectMeta) -> bool {
+    meta.annotations.as_ref().is_some_and(|a| a.contains_key(annotation::AUTO_HEAL_REBOOTED_AT))
+}
+
+/// The nodes being healed besides `name`, in `nodepool` and in the cluster,
+/// among the cluster's Nodes of our nodepools (as the node controller caches
+/// them: a LIST per NotReady Node would cost kube-apiserver more than the
+/// heal it guards).
+fn budget<'a>(name: &str, nodepool: uuid::Uuid, cluster: impl Iterator<Item = &'a ObjectMeta>) -> Budget {
+    let pool_id = nodepool.to_string();
+    let ours: Vec<&ObjectMeta> =
+        cluster.filter(|m| m.labels.as_ref().is_some_and(|l| l.contains_key(label::NODEPOOL_ID))).collect();
+    let others = ours.iter().filter(|m| m.name.as_deref() != Some(name) && rebooted(m));
+    let in_pool = |m: &&&ObjectMeta| m.labels.as_ref().and_then(|l| l.get(label::NODEPOOL_ID)) == Some(&pool_id);
+    Budget {
+        in_nodepool: others.clone().filter(in_pool).count(),
+        in_cluster: others.count(),
+        cluster_nodes: ours.len(),
+    }
 }
 
 /// Reboots, then replaces, the instance of an initialized Node that stays
@@ -123,23 +144,21 @@ pub async fn heal(
     node: &Node,
     instance: &Instance,
     nodepool: &SksNodepool,
+    cluster: &[Arc<CachedNode>],
+    writes: &Writes,
 ) -> Result<(), Error> {
-    if ready::is_ready(node) && !rebooted(node) {
+    if ready::is_ready(node) && !rebooted(&node.metadata) {
         return Ok(());
     }
     let name = node.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let all = nodes.list(&ListParams::default().labels(label::NODEPOOL_ID)).await?;
-    let pool_id = nodepool.id.to_string();
-    let others = all.items.iter().filter(|n| n.name_any() != name && rebooted(n));
-    let in_nodepool = others.clone().filter(|n| n.labels().get(label::NODEPOOL_ID) == Some(&pool_id)).count();
-    let budget = Budget { in_nodepool, in_cluster: others.count(), cluster_nodes: all.items.len() };
+    let budget = budget(&name, nodepool.id, cluster.iter().map(|n| &n.metadata));
     match decide(node, instance, nodepool, jiff::Timestamp::now(), cfg, budget) {
         Heal::Nothing => {}
         Heal::Reboot => {
             ctx.cloud.client().reboot_instance(instance.id).await?;
             let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: jiff::Timestamp::now().to_string()}}});
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
             let note = format!(
                 "node {name} has been NotReady for over {:?} while instance {} runs: rebooted it",
                 cfg.reboot_after, instance.id
@@ -157,14 +176,14 @@ pub async fn heal(
                 _ => {
                     let size = client.get_sks_nodepool(ctx.cloud.cluster(), nodepool.id).await?.size;
                     let record = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: replacing(nodepool.id, size)}}});
-                    nodes.patch(&name, &PatchParams::default(), &Patch::Merge(record)).await?;
+                    writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(record)).await?);
                     size
                 }
             };
             orchestrator::nodepool::evict_then_scale(client, ctx.cloud.cluster(), nodepool.id, vec![instance.id], size)
                 .await?;
             let done = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: null}}});
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?;
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?);
             let note = format!(
                 "node {name} stayed NotReady {:?} after a reboot: replaced instance {} with a fresh one in nodepool {}",
                 cfg.replace_after, instance.id, nodepool.id
@@ -174,7 +193,7 @@ pub async fn heal(
         }
         Heal::Clear => {
             let patch = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REBOOTED_AT: null}}});
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
             let note = format!("node {name} is Ready again");
             ctx.events.about(node, EventType::Normal, "AutoHealRecovered", note).await;
         }
@@ -287,5 +306,25 @@ mod tests {
             Heal::Reboot,
             "10% of 30 is 3"
         );
+    }
+
+    #[test]
+    fn the_budget_counts_others_being_healed_among_our_nodes() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let meta = |name: &str, pool: Option<Uuid>, healing: bool| ObjectMeta {
+            name: Some(name.into()),
+            labels: pool.map(|p| [(label::NODEPOOL_ID.to_owned(), p.to_string())].into()),
+            annotations: healing.then(|| [(annotation::AUTO_HEAL_REBOOTED_AT.to_owned(), "t".to_owned())].into()),
+            ..Default::default()
+        };
+        let cluster = [
+            meta("me", Some(a), true),
+            meta("a2", Some(a), true),
+            meta("a3", Some(a), false),
+            meta("b1", Some(b), true),
+            meta("foreign", None, true),
+        ];
+        let got = budget("me", a, cluster.iter());
+        assert_eq!((got.in_nodepool, got.in_cluster, got.cluster_nodes), (1, 2, 4), "not me, not a foreign Node");
     }
 }

@@ -15,9 +15,11 @@ use serde_json::{Value, json};
 use sks_keys::{PROVIDER_ID_PREFIX, label, taint};
 use uuid::Uuid;
 
+use super::patch;
 use crate::cloud::Snapshot;
 use crate::context::Context;
 use crate::reconcile::Error;
+use crate::superseded::Writes;
 use sks_kubeclient::events::EventType;
 
 /// How long a Node of no instance of ours is not reported again.
@@ -99,43 +101,6 @@ pub fn taints(node: &Node, nodepool: &SksNodepool) -> Vec<Taint> {
     out
 }
 
-/// The metadata/spec merge patch that initializes a Node, guarded by
-/// `resource_version` (the Node's as read, or as the address patch left it).
-pub fn init_patch(
-    node: &Node,
-    resource_version: Option<&str>,
-    instance: &Instance,
-    nodepool: &SksNodepool,
-    type_name: &str,
-    zone: &str,
-) -> Value {
-    json!({
-        "metadata": {
-            "resourceVersion": resource_version,
-            "labels": labels(nodepool, type_name, zone),
-        },
-        "spec": {
-            "providerID": format!("{PROVIDER_ID_PREFIX}{}", instance.id),
-            "taints": taints(node, nodepool),
-        }
-    })
-}
-
-/// The status merge patch that sets the Node's addresses, if they differ,
-/// guarded by the resourceVersion read.
-pub fn address_patch(node: &Node, instance: &Instance) -> Option<Value> {
-    let want = addresses(instance);
-    let have: Vec<Value> = node
-        .status
-        .as_ref()
-        .and_then(|s| s.addresses.as_ref())
-        .map(|a| a.iter().map(|x| json!({"type": x.type_, "address": x.address})).collect())
-        .unwrap_or_default();
-    (want != have).then(
-        || json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "status": {"addresses": want}}),
-    )
-}
-
 /// Labels that drifted from what the Node must carry (for the periodic sync).
 pub fn label_drift(node: &Node, nodepool: &SksNodepool, type_name: &str, zone: &str) -> Option<Value> {
     let want = labels(nodepool, type_name, zone);
@@ -177,6 +142,7 @@ pub async fn initialize(
     found: Option<&Instance>,
     snapshot: &Snapshot,
     reported: &Reported,
+    writes: &Writes,
 ) -> Result<Initialized, Error> {
     let name = node.name_any();
     let Some(instance) = found else {
@@ -195,16 +161,15 @@ pub async fn initialize(
     };
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let type_name = ctx.cloud.type_name(instance.instance_type.id).unwrap_or_default();
-    // Both writes are guarded, so a concurrent change makes one a 409 and a
-    // retry; the second is guarded by the version the first produced, which
-    // still describes the Node read here.
-    let mut guard = node.metadata.resource_version.clone();
-    if let Some(status) = address_patch(node, instance) {
-        guard =
-            nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?.metadata.resource_version;
+    // Addresses first, so the Node is never schedulable without them. Neither
+    // write carries the Node's resourceVersion: see [`patch`] for why none is
+    // needed and what guards the taints instead.
+    if let Some(status) = patch::addresses_patch(node, instance) {
+        writes.answered(&nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?);
     }
-    let patch = init_patch(node, guard.as_deref(), instance, nodepool, &type_name, &ctx.cloud.zone);
-    nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    let ops = patch::init_patch(node, instance, nodepool, &type_name, &ctx.cloud.zone);
+    let ops = Patch::<()>::Json(serde_json::from_value(ops).map_err(kube::Error::SerdeError)?);
+    writes.answered(&nodes.patch(&name, &PatchParams::default(), &ops).await?);
     if let Some(created) = node.metadata.creation_timestamp.as_ref() {
         let delay = jiff::Timestamp::now().duration_since(created.0).as_secs_f64();
         ctx.metrics.init_delay.observe(delay.max(0.0));
@@ -220,16 +185,17 @@ pub async fn keep_current(
     node: &Node,
     instance: &Instance,
     nodepool: Option<&SksNodepool>,
+    writes: &Writes,
 ) -> Result<(), Error> {
     let name = node.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
-    if let Some(status) = address_patch(node, instance) {
-        nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?;
+    if let Some(status) = patch::addresses_patch(node, instance) {
+        writes.answered(&nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await?);
     }
     if let Some(nodepool) = nodepool {
         let type_name = ctx.cloud.type_name(instance.instance_type.id).unwrap_or_default();
-        if let Some(patch) = label_drift(node, nodepool, &type_name, &ctx.cloud.zone) {
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        if let Some(drift) = label_drift(node, nodepool, &type_name, &ctx.cloud.zone) {
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(drift)).await?);
         }
     }
     Ok(())
@@ -441,41 +407,11 @@ mod tests {
     }
 
     #[test]
-    fn the_init_patch_sets_provider_id_labels_and_taints_under_the_guard() {
-        let i = instance("pool-a", None);
-        let np = nodepool(&[("team", "ml")], &[]);
-        let n = node(json!({"metadata": {"name": "pool-a", "resourceVersion": "5"},
-            "spec": {"taints": [{"key": taint::UNINITIALIZED, "effect": "NoSchedule"}]}}));
-        let patch = init_patch(&n, Some("6"), &i, &np, "standard.small", ZONE);
-        assert_eq!(patch["metadata"]["resourceVersion"], "6", "the guard given, not the Node's");
-        assert_eq!(patch["metadata"]["labels"], serde_json::to_value(labels(&np, "standard.small", ZONE)).unwrap());
-        assert_eq!(patch["spec"]["providerID"], format!("exoscale://{}", i.id));
-        assert_eq!(patch["spec"]["taints"], json!([]), "an empty list clears the uninitialized taint");
-    }
-
-    #[test]
-    fn addresses_are_patched_only_when_they_differ() {
-        let v4 = instance("pool-a", None);
+    fn addresses_are_the_hostname_then_every_public_ip() {
         let both = instance("pool-a", Some("2001:db8::7"));
-        let current = json!([{"type": "Hostname", "address": "pool-a"}, {"type": "ExternalIP", "address": "192.0.2.7"},
-            {"type": "InternalIP", "address": "192.0.2.7"}]);
-        let with = |addresses: serde_json::Value| {
-            node(json!({"metadata": {"name": "pool-a", "resourceVersion": "9"}, "status": {"addresses": addresses}}))
-        };
-        assert_eq!(address_patch(&with(current.clone()), &v4), None, "unchanged: no write");
-        let cases = [
-            ("the kubelet's own", json!([{"type": "InternalIP", "address": "10.0.0.1"}]), &v4),
-            ("none yet", json!(null), &v4),
-            ("another order", json!([current[1], current[0], current[2]]), &v4),
-            ("an IPv6 address appeared", current.clone(), &both),
-        ];
-        for (why, have, instance) in cases {
-            let patch = address_patch(&with(have), instance).unwrap_or_else(|| panic!("{why}: no patch"));
-            assert_eq!(patch["metadata"]["resourceVersion"], "9", "{why}");
-            assert_eq!(patch["status"]["addresses"], json!(addresses(instance)), "{why}");
-        }
-        let six: Vec<_> = addresses(&both).iter().map(|a| a["type"].as_str().unwrap().to_owned()).collect();
-        assert_eq!(six, ["Hostname", "ExternalIP", "ExternalIP", "InternalIP"]);
+        let types: Vec<_> = addresses(&both).iter().map(|a| a["type"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(types, ["Hostname", "ExternalIP", "ExternalIP", "InternalIP"]);
+        assert_eq!(addresses(&instance("pool-a", None)).len(), 3);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use sks_keys::taint;
 use super::{heal, ready};
 use crate::context::Context;
 use crate::reconcile::Error;
+use crate::superseded::Writes;
 use sks_kubeclient::events::EventType;
 
 /// What to do with an initialized Node.
@@ -57,7 +58,12 @@ pub enum Followed {
 }
 
 /// Applies [`decide`] to an initialized Node.
-pub async fn follow(ctx: &Context, node: &Node, lookup: &Result<Option<Instance>, String>) -> Result<Followed, Error> {
+pub async fn follow(
+    ctx: &Context,
+    node: &Node,
+    lookup: &Result<Option<Instance>, String>,
+    writes: &Writes,
+) -> Result<Followed, Error> {
     let name = node.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     match decide(node, lookup) {
@@ -74,7 +80,7 @@ pub async fn follow(ctx: &Context, node: &Node, lookup: &Result<Option<Instance>
         Action::Taints(taints) => {
             let patch =
                 json!({"metadata": {"resourceVersion": node.metadata.resource_version}, "spec": {"taints": taints}});
-            nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+            writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
         }
         Action::Keep => {}
     }

@@ -12,6 +12,7 @@ mod fixtures;
 pub mod heal;
 pub mod init;
 pub mod lifecycle;
+pub mod patch;
 pub mod ready;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
 use orchestrator::model::Instance;
 
@@ -29,6 +31,7 @@ use crate::cloud::{MISS_REFRESH, Snapshot, fresh_since};
 use crate::context::Context;
 use crate::queue::{self, Pending};
 use crate::reconcile::{self, Error, measured};
+use crate::superseded::{Superseded, Writes};
 
 /// How old a cloud snapshot may be when a NotReady Node is looked at (NotReady
 /// Nodes reconciled together share one refresh).
@@ -73,13 +76,14 @@ pub struct Nodes {
     config: Config,
     queue: Pending,
     reported: init::Reported,
+    superseded: Superseded,
 }
 
 impl Nodes {
     /// A node controller running the steps of `config`.
     pub fn new(ctx: Arc<Context>, config: Config) -> Self {
         let queue = Pending::new(ctx.metrics.queue_depth.with_label_values(&["node"]));
-        Nodes { ctx, config, queue, reported: init::Reported::default() }
+        Nodes { ctx, config, queue, reported: init::Reported::default(), superseded: Superseded::default() }
     }
 
     /// Runs until the future is dropped.
@@ -91,9 +95,10 @@ impl Nodes {
             CachedNode::prune,
         );
         let workers = self.config.workers;
+        let term = Arc::new(Term { nodes: self, cache: store.clone() });
         Controller::for_stream(changes, store)
             .with_config(kube::runtime::controller::Config::default().concurrency(workers))
-            .run(reconcile, reconcile::retry, self)
+            .run(reconcile, reconcile::retry, term)
             .for_each(|_| async {})
             .await;
     }
@@ -128,8 +133,9 @@ impl Nodes {
         })
     }
 
-    /// Runs the enabled steps on `node`.
-    async fn step(&self, node: &Node) -> Result<Action, Error> {
+    /// Runs the enabled steps on `node`, recording its writes' answers in
+    /// `writes`; `cache` holds every Node (auto-healing counts those being healed).
+    async fn step(&self, node: &Node, cache: &Store<CachedNode>, writes: &Writes) -> Result<Action, Error> {
         let (ctx, steps) = (&*self.ctx, self.config.steps);
         let sync = Action::requeue(self.config.sync_period);
         if init::uninitialized(node) {
@@ -139,7 +145,7 @@ impl Nodes {
             }
             let snapshot = self.snapshot_for(node).await?;
             let found = init::instance_for(node, &snapshot);
-            return Ok(match init::initialize(ctx, node, found, &snapshot, &self.reported).await? {
+            return Ok(match init::initialize(ctx, node, found, &snapshot, &self.reported, writes).await? {
                 init::Initialized::Done => sync,
                 init::Initialized::NoMatch => Action::requeue(UNMATCHED_RETRY),
             });
@@ -148,7 +154,7 @@ impl Nodes {
         let Some(lookup) = self.lookup(node, init::instance_for(node, &snapshot)).await else {
             return Ok(sync);
         };
-        if steps.lifecycle && lifecycle::follow(ctx, node, &lookup).await? == lifecycle::Followed::Deleted {
+        if steps.lifecycle && lifecycle::follow(ctx, node, &lookup, writes).await? == lifecycle::Followed::Deleted {
             return Ok(Action::await_change());
         }
         if let Ok(Some(instance)) = &lookup {
@@ -156,18 +162,32 @@ impl Nodes {
             if steps.heal
                 && let Some(nodepool) = nodepool
             {
-                heal::heal(ctx, &self.config.heal, node, instance, nodepool).await?;
+                heal::heal(ctx, &self.config.heal, node, instance, nodepool, &cache.state(), writes).await?;
             }
             if steps.init {
-                init::keep_current(ctx, node, instance, nodepool).await?;
+                init::keep_current(ctx, node, instance, nodepool, writes).await?;
             }
         }
         Ok(sync)
     }
 }
 
-/// One reconcile of a Node, measured as the `node` controller's.
-async fn reconcile(node: Arc<CachedNode>, nodes: Arc<Nodes>) -> Result<Action, Error> {
+/// The controller while this replica leads: the node controller and its cache.
+struct Term {
+    nodes: Arc<Nodes>,
+    cache: Store<CachedNode>,
+}
+
+/// One reconcile of a Node, measured as the `node` controller's, unless the
+/// cached version is one its own writes replaced.
+async fn reconcile(node: Arc<CachedNode>, term: Arc<Term>) -> Result<Action, Error> {
+    let nodes = &term.nodes;
     nodes.queue.started(node.as_ref());
-    measured(&nodes.ctx.metrics, "node", nodes.step(&node.to_node())).await
+    if let Some(skip) = reconcile::skip_superseded(&nodes.ctx.metrics, "node", &nodes.superseded, node.as_ref()) {
+        return Ok(skip);
+    }
+    let writes = Writes::default();
+    let result = measured(&nodes.ctx.metrics, "node", nodes.step(&node.to_node(), &term.cache, &writes)).await;
+    nodes.superseded.record(node.as_ref(), writes);
+    result
 }

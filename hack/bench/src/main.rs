@@ -5,6 +5,7 @@ mod client;
 mod load;
 mod procfs;
 mod report;
+mod requests;
 mod scenario;
 mod stack;
 mod stats;

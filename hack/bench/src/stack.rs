@@ -1,5 +1,8 @@
 //! The system under test: a local zone holding a cluster with many nodepools,
-//! and an `sks-apiserver` serving that cluster, both on loopback.
+//! and an `sks-apiserver` serving that cluster, both on loopback; with a
+//! Kubernetes API (kube-standin, or the real one with `KUBE_ASSETS`) that
+//! sks-apiserver uses as deployed (`--kubeconfig`: metadata in ConfigMaps,
+//! leader election, the Node watch), unless the scenario runs without.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -9,11 +12,13 @@ use futures::StreamExt as _;
 use orchestrator::model::{CreateSksNodepool, Ref, SksNodepoolSpec};
 use serde_json::Value;
 use sks_e2e::apiserver::ApiServer;
+use sks_e2e::kubeapi::{KubeApi, KubeOptions};
 use sks_e2e::pki::TestPki;
 use sks_e2e::zone::{Zone, ZoneOptions};
 
 use crate::client::Target;
 use crate::procfs::Proc;
+use crate::requests::Counts;
 
 /// The nodepools API path.
 pub const NODEPOOLS: &str = "/apis/sks.exoscale.net/v1alpha1/nodepools";
@@ -31,6 +36,8 @@ pub fn nodepool_name(i: usize) -> String {
 pub struct Stack {
     /// The apiserver (dropped first: it is declared first).
     pub api: ApiServer,
+    /// The Kubernetes API sks-apiserver uses, if any.
+    kube: Option<KubeApi>,
     /// The zone, kept running as long as the stack lives.
     _zone: Zone,
     /// The apiserver process.
@@ -66,8 +73,9 @@ fn control_client(pki: &TestPki) -> anyhow::Result<reqwest::Client> {
 
 impl Stack {
     /// Starts a seeded zone, adds `nodepools` nodepools of one node, then starts
-    /// an apiserver with `api_args` and waits until it lists them all.
-    pub async fn start(nodepools: usize, api_args: &[&str]) -> anyhow::Result<Stack> {
+    /// an apiserver with `api_args` (and a Kubernetes API for it when `kube`)
+    /// and waits until it lists them all.
+    pub async fn start(nodepools: usize, api_args: &[&str], kube: bool) -> anyhow::Result<Stack> {
         eprintln!("starting sks-zone from {}", sks_e2e::bin_dir().display());
         let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
         let zone_proc = Proc::find_child("sks-zone", &zone.state_dir().display().to_string())?;
@@ -106,16 +114,37 @@ impl Stack {
         }
         let create_seconds = started.elapsed().as_secs_f64();
 
+        let kube = if kube {
+            eprintln!("starting the Kubernetes API sks-apiserver uses");
+            Some(KubeApi::start(KubeOptions::default()).await)
+        } else {
+            None
+        };
+        let kubeconfig = kube.as_ref().map(|k| k.kubeconfig.display().to_string());
+        let mut args = api_args.to_vec();
+        if let Some(k) = &kubeconfig {
+            args.extend(["--kubeconfig", k]);
+        }
         eprintln!("starting sks-apiserver");
         let started = Instant::now();
-        let api = ApiServer::start(&zone, &cluster.to_string(), api_args);
+        let api = ApiServer::start(&zone, &cluster.to_string(), &args);
         let api_proc = Proc::find_child("sks-apiserver", &api.dir().display().to_string())?;
         let http = control_client(&api.pki)?;
         let target = Target::new(&api.url, &api.pki.serving_ca.cert_pem, &admin(&api.pki))?;
         let mut names: Vec<String> = (0..nodepools).map(nodepool_name).collect();
         names.push(SEED_NODEPOOL.to_owned());
-        let mut stack =
-            Stack { api, _zone: zone, api_proc, zone_proc, http, target, names, create_seconds, ready_seconds: 0.0 };
+        let mut stack = Stack {
+            api,
+            kube,
+            _zone: zone,
+            api_proc,
+            zone_proc,
+            http,
+            target,
+            names,
+            create_seconds,
+            ready_seconds: 0.0,
+        };
         stack.wait_listed(nodepools + 1, Duration::from_secs(120)).await?;
         stack.ready_seconds = started.elapsed().as_secs_f64();
         Ok(stack)
@@ -158,6 +187,21 @@ impl Stack {
     pub async fn metrics(&self) -> anyhow::Result<String> {
         let resp = self.http.get(format!("{}/metrics", self.api.url)).send().await?.error_for_status()?;
         Ok(resp.text().await?)
+    }
+
+    /// What sks-apiserver sent to the Kubernetes API so far (its client's counts).
+    pub async fn kube_requests(&self) -> anyhow::Result<Counts> {
+        Ok(Counts::sent(&self.metrics().await?))
+    }
+
+    /// What the Kubernetes API served so far, when there is one (everything it
+    /// serves here comes from sks-apiserver, besides these /metrics reads).
+    pub async fn kube_served(&self) -> anyhow::Result<Option<Counts>> {
+        let Some(kube) = &self.kube else { return Ok(None) };
+        let client = kube.client().await;
+        let req = http::Request::get("/metrics").body(Vec::new())?;
+        let text = client.request_text(req).await.context("the Kubernetes API's /metrics")?;
+        Ok(Some(Counts::served(&text)))
     }
 
     /// `orchestrator_requests_total` from the apiserver's /metrics, by operation.

@@ -13,6 +13,7 @@ use super::{Common, Target, targets_json, targets_table};
 use crate::load::{self, Outcome, Plan};
 use crate::procfs::{self, CpuMeter, Proc};
 use crate::report::{Report, Table};
+use crate::requests::{self, Counts};
 use crate::stack::{NODEPOOLS, Stack, calls_between, orchestrator_mean_ms};
 use crate::stats::fmt_ms;
 
@@ -42,6 +43,11 @@ pub struct Args {
     /// The apiserver's --refresh-interval [default: 10s, quick: 1s].
     #[arg(long)]
     pub refresh_interval: Option<String>,
+    /// Run sks-apiserver as deployed, with a Kubernetes API (kube-standin, or
+    /// the real one with KUBE_ASSETS): metadata in ConfigMaps, leader election,
+    /// the Node watch. Its requests to it are reported. `false`: files, no API.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub kube: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,6 +61,7 @@ struct Params {
     idle_s: u64,
     refresh_interval: String,
     transport: &'static str,
+    kube: bool,
 }
 
 impl Params {
@@ -71,6 +78,7 @@ impl Params {
             // Quick windows are a few seconds: a short refresh still shows calls in them.
             refresh_interval: c.pick(a.refresh_interval.clone(), "10s".to_owned(), "1s".to_owned()),
             transport: "TLS 1.3, client certificate, HTTP/1.1 keep-alive, one connection per worker",
+            kube: a.kube,
         }
     }
 }
@@ -101,11 +109,15 @@ struct Phase {
     concurrency: usize,
     cpu_cores: Cpu,
     orchestrator: Calls,
+    /// What sks-apiserver sent to the Kubernetes API meanwhile, and what it served.
+    #[serde(skip)]
+    kube_requests: (Counts, Option<Counts>),
 }
 
 /// Counts orchestrator calls and CPU over whatever `f` does.
 struct Window {
     calls: BTreeMap<String, u64>,
+    kube_requests: (Counts, Option<Counts>),
     cpu: CpuMeter,
     started: Instant,
 }
@@ -114,16 +126,22 @@ impl Window {
     async fn open(stack: &Stack) -> anyhow::Result<Self> {
         Ok(Window {
             calls: stack.orchestrator_calls().await?,
+            kube_requests: (stack.kube_requests().await?, stack.kube_served().await?),
             cpu: CpuMeter::start(&[stack.api_proc, stack.zone_proc, Proc::current()]),
             started: Instant::now(),
         })
     }
 
-    async fn close(self, stack: &Stack) -> anyhow::Result<(Calls, Cpu)> {
+    async fn close(self, stack: &Stack) -> anyhow::Result<(Calls, Cpu, (Counts, Option<Counts>))> {
         let seconds = self.started.elapsed().as_secs_f64();
         let cores = self.cpu.cores();
         let (by_operation, calls) = calls_between(&self.calls, &stack.orchestrator_calls().await?);
         let per_minute = (calls as f64 / seconds * 60.0 * 10.0).round() / 10.0;
+        let (sent, served) = &self.kube_requests;
+        let kube_requests = (
+            stack.kube_requests().await?.since(sent),
+            stack.kube_served().await?.zip(served.as_ref()).map(|(now, before)| now.since(before)),
+        );
         Ok((
             Calls { seconds: (seconds * 10.0).round() / 10.0, calls, per_minute, by_operation },
             Cpu {
@@ -132,6 +150,7 @@ impl Window {
                 bench: cores[2],
                 other: ((self.cpu.machine_cores() - cores.iter().sum::<f64>()).max(0.0) * 100.0).round() / 100.0,
             },
+            kube_requests,
         ))
     }
 }
@@ -139,22 +158,23 @@ impl Window {
 async fn phase(stack: &Stack, plan: &Plan) -> anyhow::Result<Phase> {
     let window = Window::open(stack).await?;
     let load = load::run(&stack.target, plan).await?;
-    let (orchestrator, cpu_cores) = window.close(stack).await?;
-    Ok(Phase { load, concurrency: plan.concurrency, cpu_cores, orchestrator })
+    let (orchestrator, cpu_cores, kube_requests) = window.close(stack).await?;
+    Ok(Phase { load, concurrency: plan.concurrency, cpu_cores, orchestrator, kube_requests })
 }
 
 /// Runs the scenario.
 pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let p = Params::of(args);
-    let stack = Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval]).await?;
+    let stack = Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval], p.kube).await?;
     let mem_loaded = stack.api_proc.memory()?;
+    let start_requests = (stack.kube_requests().await?, stack.kube_served().await?);
 
     let mut settle = serde_json::Map::new();
     settle.insert("idle".into(), args.common.settle("idle").await);
     eprintln!("idle for {} s (orchestrator calls without clients)", p.idle_s);
     let window = Window::open(&stack).await?;
     tokio::time::sleep(Duration::from_secs(p.idle_s)).await;
-    let (idle, idle_cpu) = window.close(&stack).await?;
+    let (idle, idle_cpu, idle_requests) = window.close(&stack).await?;
 
     let warmup = Duration::from_secs_f64(p.warmup_s);
     let duration = Duration::from_secs(p.duration_s);
@@ -283,7 +303,15 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         .row(vec![format!("create {} nodepools in sks-zone", p.nodepools), format!("{:.2}", stack.create_seconds)]);
     setup_table.row(vec!["sks-apiserver start to complete LIST".to_owned(), format!("{:.2}", stack.ready_seconds)]);
 
+    let windows = [
+        kube_window("start", start_requests, Some((p.nodepools + 1, "nodepool"))),
+        kube_window("idle", idle_requests, None),
+        kube_window("GET load", get.kube_requests.clone(), None),
+        kube_window("LIST load", list.kube_requests.clone(), None),
+    ];
+    let cross_check = requests::cross_check_table("sks-apiserver", &windows);
     let results = json!({
+        "kube_requests": p.kube.then(|| requests::windows_json(&windows)),
         "get": get,
         "list": list,
         "idle": {"orchestrator": idle, "cpu_cores": idle_cpu},
@@ -297,8 +325,31 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         scenario: "api",
         parameters: serde_json::to_value(&p)?,
         results,
-        tables: vec![load_table, calls_table, op_table, mem_table, setup_table, targets_table(&targets)],
+        tables: [load_table, calls_table, op_table, mem_table, setup_table]
+            .into_iter()
+            .chain(p.kube.then(|| requests::table("sks-apiserver", &windows)))
+            .chain(cross_check)
+            .chain([targets_table(&targets)])
+            .collect(),
     })
+}
+
+/// A window of sks-apiserver's requests to the Kubernetes API, and what the
+/// API served meanwhile (only sks-apiserver writes there: the bench reads
+/// /metrics, which is no write).
+pub fn kube_window(
+    name: &str,
+    (sent, served): (Counts, Option<Counts>),
+    per: Option<(usize, &str)>,
+) -> requests::Window {
+    requests::Window {
+        name: name.to_owned(),
+        sent,
+        per: per.map(|(n, what)| (n, what.to_owned())),
+        served,
+        bench_writes: BTreeMap::new(),
+        checked: vec![],
+    }
 }
 
 /// Whether a window under load made no more calls than the periodic refresh

@@ -85,6 +85,12 @@ impl Kube {
         Ok(body)
     }
 
+    /// The API's /metrics text.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let resp = self.http.get(format!("{}/metrics", self.url)).timeout(REQUEST_TIMEOUT).send().await?;
+        Ok(resp.error_for_status()?.text().await?)
+    }
+
     /// The Services of the namespace and the list's resourceVersion. The first
     /// request also opens the HTTP/2 connection every later request shares.
     pub async fn services(&self) -> anyhow::Result<(Vec<Value>, String)> {

@@ -35,6 +35,7 @@ use self::kube::{Follow, Kube, Ready, service_name};
 use super::{Common, Target, targets_json, targets_table};
 use crate::procfs::{CpuMeter, Memory, Proc};
 use crate::report::{Report, Table};
+use crate::requests::{self, Counts, request};
 use crate::stack::{calls_between, orchestrator_mean_ms, parse_orchestrator_calls};
 use crate::stats::{Summary, fmt_ms, summarize_us};
 
@@ -145,11 +146,15 @@ struct Procs {
     zone: Proc,
 }
 
-/// One reading of sks-ccm's /metrics.
+/// One reading of sks-ccm's /metrics (and of the Kubernetes API's).
 struct Sample {
     calls: BTreeMap<String, u64>,
     service_reconciles: u64,
     text: String,
+    /// What sks-ccm sent to the Kubernetes API so far.
+    sent: Counts,
+    /// What the Kubernetes API served so far (everyone's requests).
+    served: Counts,
 }
 
 impl Sample {
@@ -289,9 +294,12 @@ impl System {
     async fn sample(&self) -> anyhow::Result<Sample> {
         let resp = reqwest::get(format!("{}/metrics", self.ccm.url)).await?.error_for_status()?;
         let text = resp.text().await?;
+        let served = Counts::served(&self.api.metrics().await?);
         Ok(Sample {
             calls: parse_orchestrator_calls(&text),
             service_reconciles: metric_where(&text, "ccm_reconciles_total", &["controller=\"service\""]),
+            sent: Counts::sent(&text),
+            served,
             text,
         })
     }
@@ -328,6 +336,8 @@ struct Burst {
     orchestrator_mean_ms: BTreeMap<String, f64>,
     service_reconciles: u64,
     cpu: Cpu,
+    #[serde(skip)]
+    requests: requests::Window,
 }
 
 async fn burst(sys: &System, p: &Params) -> anyhow::Result<(Burst, BTreeMap<String, String>)> {
@@ -405,6 +415,15 @@ async fn burst(sys: &System, p: &Params) -> anyhow::Result<(Burst, BTreeMap<Stri
         orchestrator_mean_ms: orchestrator_mean_ms(&after.text),
         service_reconciles: after.service_reconciles - before.service_reconciles,
         cpu: cpu.close(),
+        requests: requests::Window {
+            name: "burst".into(),
+            sent: after.sent.since(&before.sent),
+            per: Some((p.services, "Service".into())),
+            served: Some(after.served.since(&before.served)),
+            bench_writes: [(request("create", "services", ""), p.services as u64)].into(),
+            // The zone's kubelets renew their Leases and report status meanwhile.
+            checked: vec!["services", "events"],
+        },
     };
     Ok((burst, ips))
 }
@@ -422,6 +441,8 @@ struct Churn {
     ingress_unchanged: usize,
     orchestrator: Calls,
     cpu: Cpu,
+    #[serde(skip)]
+    requests: requests::Window,
 }
 
 async fn churn(sys: &System, p: &Params, ips: &BTreeMap<String, String>) -> anyhow::Result<Churn> {
@@ -457,6 +478,14 @@ async fn churn(sys: &System, p: &Params, ips: &BTreeMap<String, String>) -> anyh
         ingress_unchanged,
         orchestrator: Calls::between(&before, &after, started.elapsed().as_secs_f64()),
         cpu: cpu.close(),
+        requests: requests::Window {
+            name: "churn".into(),
+            sent: after.sent.since(&before.sent),
+            per: Some((2 * to.abs_diff(from), "Node added or removed".into())),
+            served: None,
+            bench_writes: BTreeMap::new(),
+            checked: vec![],
+        },
     })
 }
 
@@ -475,6 +504,10 @@ struct Steady {
     list_load_balancers_per_period: f64,
     service_reconciles: u64,
     cpu: Cpu,
+    #[serde(skip)]
+    restart_requests: requests::Window,
+    #[serde(skip)]
+    requests: requests::Window,
 }
 
 async fn steady(sys: &mut System, p: &Params) -> anyhow::Result<Steady> {
@@ -519,6 +552,22 @@ async fn steady(sys: &mut System, p: &Params) -> anyhow::Result<Steady> {
         window,
         service_reconciles: after.service_reconciles - before.service_reconciles,
         cpu: cpu.close(),
+        restart_requests: requests::Window {
+            name: "restart".into(),
+            sent: restarted.sent.clone(),
+            per: Some((p.services, "Service".into())),
+            served: None,
+            bench_writes: BTreeMap::new(),
+            checked: vec![],
+        },
+        requests: requests::Window {
+            name: "steady".into(),
+            sent: after.sent.since(&before.sent),
+            per: Some((p.periods as usize, "drift period".into())),
+            served: None,
+            bench_writes: BTreeMap::new(),
+            checked: vec![],
+        },
     })
 }
 
@@ -584,6 +633,19 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             lists <= p.periods,
         ),
     ];
+    let sent = burst.requests.sent.summary();
+    let per_service = |n: u64| n as f64 / p.services.max(1) as f64;
+    targets.push(Target::new(
+        "≤ 3 Kubernetes writes per Service in the burst (finalizer, id annotation, status; events apart), 0 conflicts",
+        format!(
+            "{:.2} writes, {:.2} conflicts, {:.2} events per Service",
+            per_service(sent.writes),
+            per_service(sent.conflicts),
+            per_service(sent.events)
+        ),
+        true,
+        per_service(sent.writes) <= 3.0 && sent.conflicts == 0,
+    ));
     if !instant {
         targets.push(Target::new(
             "TARGETS.md: same, operations take 2 s: all within 10 s",
@@ -722,7 +784,14 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         format!("{:.2}", sys.procs.ccm.cpu_seconds()?),
     ]);
 
+    let windows =
+        [burst.requests.clone(), churn.requests.clone(), steady.restart_requests.clone(), steady.requests.clone()];
+    let mut tables =
+        vec![burst_table, summary, calls_table, cpu_table, mem_table, requests::table("sks-ccm", &windows)];
+    tables.extend(requests::cross_check_table("sks-ccm", &windows));
+    tables.push(targets_table(&targets));
     let results = json!({
+        "kube_requests": requests::windows_json(&windows),
         "burst": burst,
         "churn": churn,
         "steady": steady,
@@ -730,12 +799,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
         "quiet_wait": settle,
         "targets": targets_json(&targets),
     });
-    Ok(Report {
-        scenario: "lbs",
-        parameters: serde_json::to_value(&p)?,
-        results,
-        tables: vec![burst_table, summary, calls_table, cpu_table, mem_table, targets_table(&targets)],
-    })
+    Ok(Report { scenario: "lbs", parameters: serde_json::to_value(&p)?, results, tables })
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ use self::observe::{Board, Kind, Seen};
 use super::{Common, Target, targets_json, targets_table};
 use crate::procfs::{CpuMeter, Memory, Proc};
 use crate::report::{Report, Table};
+use crate::requests::{self, Counts, request};
 use crate::stack::{metric_total, parse_orchestrator_calls};
 use crate::stats::{Summary, summarize_us};
 
@@ -173,6 +174,12 @@ impl System {
 
     async fn ccm_metrics(&self) -> anyhow::Result<String> {
         let resp = reqwest::get(format!("{}/metrics", self.ccm.url)).await?.error_for_status()?;
+        Ok(resp.text().await?)
+    }
+
+    /// The Kubernetes API's /metrics (as the admin).
+    async fn kube_metrics(&self) -> anyhow::Result<String> {
+        let resp = self.watch_client.get(format!("{}/metrics", self.api.url)).send().await?.error_for_status()?;
         Ok(resp.text().await?)
     }
 
@@ -359,6 +366,12 @@ struct Window {
     /// Mean reconcile time by controller, ms (sks-ccm's `ccm_reconcile_duration_seconds`).
     reconcile_mean_ms: BTreeMap<String, f64>,
     cpu_cores: Cpu,
+    /// What sks-ccm sent to the Kubernetes API.
+    #[serde(skip)]
+    sent: Counts,
+    /// What the Kubernetes API served (everyone's requests).
+    #[serde(skip)]
+    served: Counts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -372,6 +385,7 @@ struct Cpu {
 
 struct Meter {
     metrics: String,
+    served: Counts,
     cpu: CpuMeter,
     started: Instant,
 }
@@ -379,6 +393,7 @@ struct Meter {
 impl Meter {
     async fn start(sys: &System) -> anyhow::Result<Meter> {
         Ok(Meter {
+            served: Counts::served(&sys.kube_metrics().await?),
             metrics: sys.ccm_metrics().await?,
             cpu: CpuMeter::start(&[sys.procs.ccm, sys.procs.kube, sys.procs.zone, Proc::current()]),
             started: Instant::now(),
@@ -390,6 +405,7 @@ impl Meter {
         let c = self.cpu.cores();
         let other = ((self.cpu.machine_cores() - c.iter().sum::<f64>()).max(0.0) * 100.0).round() / 100.0;
         let after = sys.ccm_metrics().await?;
+        let served = Counts::served(&sys.kube_metrics().await?).since(&self.served);
         let (before_calls, after_calls) = (parse_orchestrator_calls(&self.metrics), parse_orchestrator_calls(&after));
         let by_op: BTreeMap<String, u64> = after_calls
             .iter()
@@ -403,6 +419,8 @@ impl Meter {
             reconciles: delta(&series(&self.metrics, "ccm_reconciles_total"), &series(&after, "ccm_reconciles_total")),
             reconcile_mean_ms: means_ms(&self.metrics, &after, "ccm_reconcile_duration_seconds"),
             cpu_cores: Cpu { ccm: c[0], kube_standin: c[1], zone: c[2], bench: c[3], other },
+            sent: Counts::sent(&after).since(&Counts::sent(&self.metrics)),
+            served,
         })
     }
 }
@@ -695,7 +713,26 @@ fn report(
 ) -> Report {
     let full = p.nodes >= 1000;
     let all_ok = b.not_done == 0 && b.registration_errors == 0 && b.csrs_denied == 0;
+    let sent = b.window.sent.summary();
+    let per_pair = |n: u64| n as f64 / b.nodes.max(1) as f64;
     let mut targets = vec![
+        Target::new(
+            "≤ 3 writes per Node+CSR pair in the burst (events apart), 0 conflicts",
+            format!(
+                "{:.2} writes, {:.2} conflicts (409), {:.2} not applicable (422) per pair",
+                per_pair(sent.writes),
+                per_pair(sent.conflicts),
+                per_pair(sent.not_applicable)
+            ),
+            true,
+            all_ok && per_pair(sent.writes) <= 3.0 && sent.conflicts == 0 && sent.not_applicable == 0,
+        ),
+        Target::new(
+            "0 reads per Node in the burst beyond list+watch",
+            format!("{} GETs, {} LISTs", sent.gets, sent.lists),
+            true,
+            sent.gets == 0 && sent.lists == 0,
+        ),
         Target::new(
             "1,000 Nodes initialized + CSRs approved within 10 s",
             format!("{} s to all ({} of {} done)", fmt_s(b.all_done_s), b.done, b.nodes),
@@ -804,6 +841,11 @@ fn report(
         tables.push(t);
     }
     tables.push(calls);
+    let windows = request_windows(p, b, cached);
+    tables.push(requests::table("sks-ccm", &windows));
+    if let Some(t) = requests::cross_check_table("sks-ccm", &windows) {
+        tables.push(t);
+    }
     tables.push(targets_table(&targets));
     let problems: Vec<String> =
         b.registration_error_samples.iter().chain(&b.denial_samples).chain(&watch_errors).cloned().collect();
@@ -815,6 +857,7 @@ fn report(
         tables.push(t);
     }
     let results = json!({
+        "kube_requests": requests::windows_json(&windows),
         "burst": b,
         "create_burst_nodepool_s": create_burst_s,
         "cached": cached,
@@ -824,6 +867,33 @@ fn report(
         "targets": targets_json(&targets),
     });
     Report { scenario: "nodes", parameters: serde_json::to_value(p).unwrap_or_default(), results, tables }
+}
+
+/// sks-ccm's Kubernetes API requests in the burst (per Node+CSR pair), the
+/// fill (per pair) and the steady state, cross-checked with what the API
+/// served minus the bench's own registrations when the bench registered them.
+fn request_windows(p: &Params, b: &Burst, cached: Option<&Cached>) -> Vec<requests::Window> {
+    let direct = p.via == Via::Direct;
+    let registrations = |n: usize| -> BTreeMap<requests::Request, u64> {
+        [(request("create", "nodes", ""), n as u64), (request("create", "certificatesigningrequests", ""), n as u64)]
+            .into()
+    };
+    let window = |name: &str, w: &Window, per: Option<(usize, &str)>, bench: BTreeMap<requests::Request, u64>| {
+        requests::Window {
+            name: name.to_owned(),
+            sent: w.sent.clone(),
+            per: per.map(|(n, what)| (n, what.to_owned())),
+            served: direct.then(|| w.served.clone()),
+            bench_writes: bench,
+            checked: vec![],
+        }
+    };
+    let mut out = vec![window("burst", &b.window, Some((b.nodes, "Node+CSR")), registrations(b.nodes))];
+    if let Some(c) = cached {
+        out.push(window("fill", &c.fill_window, Some((c.added, "Node+CSR")), registrations(c.added)));
+        out.push(window("steady", &c.steady_window, Some((c.nodes_total, "Node")), BTreeMap::new()));
+    }
+    out
 }
 
 /// Seconds with two decimals, "-" when unknown.

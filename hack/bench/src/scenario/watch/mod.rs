@@ -16,9 +16,11 @@ use serde_json::json;
 
 use self::delays::delays;
 use self::stream::{Log, Opened, Shared, open_on, watcher};
+use super::api::kube_window;
 use super::{Common, Target, targets_json, targets_table};
 use crate::procfs::{self, CpuMeter, Proc};
 use crate::report::{Report, Table};
+use crate::requests;
 use crate::stack::{NODEPOOLS, SEED_NODEPOOL, Stack, metric_total, nodepool_name};
 use crate::stats::fmt_ms;
 
@@ -48,6 +50,9 @@ pub struct Args {
     /// The apiserver's --refresh-interval [default: 10s, quick: 1s].
     #[arg(long)]
     pub refresh_interval: Option<String>,
+    /// Run sks-apiserver as deployed, with a Kubernetes API (see `api --help`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub kube: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +66,7 @@ struct Params {
     refresh_interval: String,
     changed_nodepool: String,
     transport: &'static str,
+    kube: bool,
 }
 
 impl Params {
@@ -78,6 +84,7 @@ impl Params {
             refresh_interval: c.pick(a.refresh_interval.clone(), "10s".to_owned(), "1s".to_owned()),
             changed_nodepool: if nodepools > 0 { nodepool_name(0) } else { SEED_NODEPOOL.to_owned() },
             transport: "TLS 1.3, client certificate, HTTP/2 (ALPN h2), watches multiplexed as streams",
+            kube: a.kube,
         }
     }
 }
@@ -88,10 +95,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     // Every watch is the bench's one user; sks-apiserver's per-user limit (250
     // by default) is for many users behind kube-apiserver, so it is lifted here.
     let limit = (p.watches + 10).to_string();
-    let stack =
-        Stack::start(p.nodepools, &["--refresh-interval", &p.refresh_interval, "--max-watches-per-user", &limit])
-            .await?;
+    let api_args = ["--refresh-interval", &p.refresh_interval, "--max-watches-per-user", &limit];
+    let stack = Stack::start(p.nodepools, &api_args, p.kube).await?;
     let mem_loaded = stack.api_proc.memory()?;
+    let start_requests = (stack.kube_requests().await?, stack.kube_served().await?);
     let (status, list) = stack.get_json(NODEPOOLS).await?;
     if status != 200 {
         bail!("LIST answered {status}: {list}");
@@ -149,6 +156,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     let settle = args.common.settle("changes").await;
     eprintln!("{} changes of {} through the apiserver", p.changes, p.changed_nodepool);
     let cpu = CpuMeter::start(&[stack.api_proc, Proc::current(), stack.zone_proc]);
+    let requests_before = (stack.kube_requests().await?, stack.kube_served().await?);
     let mut sent = Vec::with_capacity(p.changes);
     let mut answered = Vec::with_capacity(p.changes);
     let mut incomplete = 0;
@@ -184,6 +192,10 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
             );
         }
     }
+    let change_requests = (
+        stack.kube_requests().await?.since(&requests_before.0),
+        stack.kube_served().await?.zip(requests_before.1.as_ref()).map(|(now, before)| now.since(before)),
+    );
     let cores = cpu.cores();
     let other_cores = ((cpu.machine_cores() - cores.iter().sum::<f64>()).max(0.0) * 100.0).round() / 100.0;
     let mem_end = stack.api_proc.memory()?;
@@ -258,7 +270,14 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     ] {
         mem_table.row(vec![when, format!("{:.1}", m.rss_mib), format!("{:.1}", m.peak_rss_mib)]);
     }
-    let mut tables = vec![watch_table, facts, mem_table, targets_table(&targets)];
+    let windows = [
+        kube_window("start", start_requests, Some((p.nodepools + 1, "nodepool"))),
+        kube_window("changes", change_requests, Some((p.changes, "change"))),
+    ];
+    let mut tables = vec![watch_table, facts, mem_table];
+    tables.extend(p.kube.then(|| requests::table("sks-apiserver", &windows)));
+    tables.extend(requests::cross_check_table("sks-apiserver", &windows));
+    tables.push(targets_table(&targets));
     if !failures.is_empty() || !watch_errors.is_empty() {
         let mut t = Table::new("Problems", &["problem"]);
         for f in failures.iter().chain(&watch_errors) {
@@ -268,6 +287,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Report> {
     }
 
     let results = json!({
+        "kube_requests": p.kube.then(|| requests::windows_json(&windows)),
         "watches_open": open,
         "server_open_watches": server_watches,
         "open_seconds": open_seconds,
