@@ -15,6 +15,7 @@ mod protobuf;
 mod real;
 mod reviews;
 mod scale;
+mod scheduler;
 mod strategies;
 mod tokens;
 mod validation;
@@ -342,6 +343,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     tokio::spawn(workloads::disruption::run(cluster.clone()));
     tokio::spawn(workloads::garbage::run(cluster.clone()));
     tokio::spawn(workloads::podgc::run(cluster.clone(), args.terminated_pod_gc_threshold));
+    tokio::spawn(scheduler::run(scheduler::Stores {
+        pods: get("/pods"),
+        nodes: get("/nodes"),
+        events: get("/events"),
+    }));
     tokio::spawn(controllers::apiservice_availability(
         get("apiregistration.k8s.io/apiservices"),
         aggregator,
