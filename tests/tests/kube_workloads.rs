@@ -222,11 +222,14 @@ async fn pods_are_placed_by_the_schedulers_rules_and_wait_for_room() {
         assert!(cells[5].starts_with("10."), "a pod IP: {line}");
         assert!(nodes.contains(cells[6]), "on a zone node: {line}");
     }
-    let deploy = s.get(&["get", "deployment", "web"]);
-    assert_eq!(
-        (deploy["status"]["readyReplicas"].as_i64(), deploy["status"]["availableReplicas"].as_i64()),
-        (Some(3), Some(3))
-    );
+    let deploy = wait_for("web's status to catch up", SETTLE, || async {
+        let d = s.get(&["get", "deployment", "web"]);
+        (d["status"]["availableReplicas"] == 3 && condition(&d, "Progressing").is_some()).then_some(d)
+    })
+    .await;
+    assert_eq!(deploy["status"]["readyReplicas"], 3);
+    assert_eq!(condition(&deploy, "Available"), Some("True"));
+    s.k.ok(&["rollout", "status", "deployment/web", "--timeout=60s"]);
     let sets = s.get(&["get", "replicasets", "-l", "app=web"]);
     assert_eq!(items(&sets).len(), 1, "one ReplicaSet per template");
     let hash = items(&sets)[0]["metadata"]["labels"]["pod-template-hash"].as_str().unwrap().to_owned();

@@ -16,9 +16,9 @@ const BUILT_IN_CLASSES: &[(&str, i64)] =
 /// Seconds a pod tolerates a not-ready or unreachable node (DefaultTolerationSeconds' default).
 const DEFAULT_TOLERATION_SECONDS: i64 = 300;
 
-/// Sets `obj[key]` to `value` when absent.
+/// Sets `obj[key]` to `value` when absent (or, as Go's zero value, an empty string).
 fn or_set(obj: &mut Value, key: &str, value: Value) {
-    if obj[key].is_null() {
+    if obj[key].is_null() || obj[key] == "" {
         obj[key] = value;
     }
 }
@@ -87,7 +87,8 @@ pub fn workload(kind: &str, obj: &mut Value) {
     match kind {
         "Deployment" => {
             or_set(spec, "replicas", json!(1));
-            or_set(spec, "strategy", json!({"type": "RollingUpdate"}));
+            or_set(spec, "strategy", json!({}));
+            or_set(&mut spec["strategy"], "type", json!("RollingUpdate"));
             if spec["strategy"]["type"] == "RollingUpdate" {
                 or_set(&mut spec["strategy"], "rollingUpdate", json!({}));
                 or_set(&mut spec["strategy"]["rollingUpdate"], "maxUnavailable", json!("25%"));
@@ -98,7 +99,8 @@ pub fn workload(kind: &str, obj: &mut Value) {
         }
         "ReplicaSet" => or_set(spec, "replicas", json!(1)),
         "DaemonSet" => {
-            or_set(spec, "updateStrategy", json!({"type": "RollingUpdate"}));
+            or_set(spec, "updateStrategy", json!({}));
+            or_set(&mut spec["updateStrategy"], "type", json!("RollingUpdate"));
             if spec["updateStrategy"]["type"] == "RollingUpdate" {
                 or_set(&mut spec["updateStrategy"], "rollingUpdate", json!({}));
                 or_set(&mut spec["updateStrategy"]["rollingUpdate"], "maxUnavailable", json!(1));
@@ -272,6 +274,12 @@ mod tests {
             json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}})
         );
         assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"], "IfNotPresent");
+        let mut empty = json!({"spec": {"strategy": {}}});
+        workload("Deployment", &mut empty);
+        assert_eq!(
+            empty["spec"]["strategy"]["type"], "RollingUpdate",
+            "kubectl create deployment sends an empty strategy"
+        );
         let mut ds = json!({"spec": {}});
         workload("DaemonSet", &mut ds);
         assert_eq!(ds["spec"]["updateStrategy"]["rollingUpdate"], json!({"maxUnavailable": 1, "maxSurge": 0}));
