@@ -269,13 +269,7 @@ async fn pass(cluster: &Cluster) {
 async fn apply(cluster: &Cluster, d: &Value, plan: Plan) {
     let reference = controller_ref(d, "apps/v1", "Deployment");
     for rs in &plan.adopt {
-        let reference = reference.clone();
-        let adopted = super::update(&cluster.replicasets, rs, None, move |o| {
-            let mut refs = o["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-            refs.push(reference);
-            o["metadata"]["ownerReferences"] = json!(refs);
-        });
-        log_failure("adopting a ReplicaSet", adopted.await);
+        super::adopt(&cluster.replicasets, rs, reference.clone(), "adopting a ReplicaSet").await;
     }
     if let Some(rs) = plan.create {
         log_failure("creating a ReplicaSet", super::create(&cluster.replicasets, rs).await);

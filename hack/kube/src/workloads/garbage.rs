@@ -130,12 +130,7 @@ async fn pass(cluster: &Cluster) {
                     log_failure("collecting a dependent", super::delete(store, obj, None).await);
                 }
                 Action::RemoveReferences(gone) => {
-                    let cleaned = super::update(store, obj, None, move |o| {
-                        if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                            refs.retain(|r| !gone.iter().any(|g| r["uid"] == g.as_str()));
-                        }
-                    });
-                    log_failure("removing dangling owner references", cleaned.await);
+                    super::release(store, obj, gone, "removing dangling owner references").await;
                 }
             }
         }
@@ -148,13 +143,7 @@ async fn pass(cluster: &Cluster) {
             let dependents = referenced.get(&owner_uid).map(Vec::as_slice).unwrap_or_default();
             let release = if held.contains(&ORPHAN) {
                 for (dep_store, dep) in dependents {
-                    let owner_uid = owner_uid.clone();
-                    let orphaned = super::update(dep_store, dep, None, move |o| {
-                        if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                            refs.retain(|r| r["uid"] != owner_uid.as_str());
-                        }
-                    });
-                    log_failure("orphaning a dependent", orphaned.await);
+                    super::release(dep_store, dep, vec![owner_uid.clone()], "orphaning a dependent").await;
                 }
                 Some(ORPHAN)
             } else if held.contains(&FOREGROUND) && !blocking.contains(&owner_uid) {

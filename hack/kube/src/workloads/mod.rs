@@ -150,6 +150,26 @@ pub async fn delete(store: &MemStorage, obj: &Value, grace: Option<i64>) -> ApiR
     store.delete(&ctx, name(obj), opts).await
 }
 
+/// Adds `reference` (a controller reference) to `obj`'s owners: `what` for the log.
+pub async fn adopt(store: &MemStorage, obj: &Value, reference: Value, what: &str) {
+    let adopted = update(store, obj, None, move |o| {
+        let mut refs = o["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
+        refs.push(reference);
+        o["metadata"]["ownerReferences"] = json!(refs);
+    });
+    log_failure(what, adopted.await);
+}
+
+/// Removes from `obj` its references to the owners with these `uids`: `what` for the log.
+pub async fn release(store: &MemStorage, obj: &Value, uids: Vec<String>, what: &str) {
+    let released = update(store, obj, None, move |o| {
+        if let Some(refs) = o.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
+            refs.retain(|r| !uids.iter().any(|u| r["uid"] == u.as_str()));
+        }
+    });
+    log_failure(what, released.await);
+}
+
 /// Logs a failed write of a controller: the next pass tries again.
 pub fn log_failure<T>(what: &str, result: ApiResult<T>) -> Option<T> {
     match result {

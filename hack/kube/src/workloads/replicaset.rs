@@ -194,22 +194,10 @@ async fn pass(cluster: &Cluster) {
 async fn apply(cluster: &Cluster, rs: &Value, plan: Plan) {
     let reference = controller_ref(rs, "apps/v1", "ReplicaSet");
     for p in &plan.adopt {
-        let reference = reference.clone();
-        let adopted = super::update(&cluster.pods, p, None, move |pod| {
-            let mut refs = pod["metadata"]["ownerReferences"].as_array().cloned().unwrap_or_default();
-            refs.push(reference);
-            pod["metadata"]["ownerReferences"] = json!(refs);
-        });
-        log_failure("adopting a pod", adopted.await);
+        super::adopt(&cluster.pods, p, reference.clone(), "adopting a pod").await;
     }
     for p in &plan.release {
-        let owner = super::uid(rs).to_owned();
-        let released = super::update(&cluster.pods, p, None, move |pod| {
-            if let Some(refs) = pod.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
-                refs.retain(|r| r["uid"] != owner.as_str());
-            }
-        });
-        log_failure("releasing a pod", released.await);
+        super::release(&cluster.pods, p, vec![super::uid(rs).to_owned()], "releasing a pod").await;
     }
     for _ in 0..plan.create {
         if log_failure(
