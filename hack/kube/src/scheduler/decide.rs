@@ -54,8 +54,13 @@ impl Candidate {
 }
 
 /// The nodes (sorted by name) with the pods bound to them: every pod that
-/// has not ended counts, a terminating one too (it holds its resources until it is gone).
-pub fn candidates(nodes: &[Arc<Value>], pods: &[Arc<Value>]) -> Vec<Candidate> {
+/// has not ended counts, a terminating one too (it holds its resources until
+/// it is gone); `decode` gives a pod's slim form.
+pub fn candidates(
+    nodes: &[Arc<Value>],
+    pods: &[Arc<Value>],
+    mut decode: impl FnMut(&Value) -> Option<Arc<PodInfo>>,
+) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = nodes
         .iter()
         .filter_map(|n| NodeInfo::deserialize(n.as_ref()).ok())
@@ -65,7 +70,7 @@ pub fn candidates(nodes: &[Arc<Value>], pods: &[Arc<Value>]) -> Vec<Candidate> {
     for p in pods.iter().filter(|p| !conditions::is_terminal(p)) {
         let Some(node) = p["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) else { continue };
         let Ok(i) = out.binary_search_by(|c| (*c.info.name).cmp(node)) else { continue };
-        if let Ok(info) = PodInfo::deserialize(p.as_ref()) {
+        if let Some(info) = decode(p) {
             out[i].add(&info);
         }
     }
@@ -168,6 +173,10 @@ mod tests {
         Arc::new(p)
     }
 
+    fn decode(p: &Value) -> Option<Arc<PodInfo>> {
+        PodInfo::deserialize(p).ok().map(Arc::new)
+    }
+
     fn place(p: &Arc<Value>, cands: &[Candidate]) -> Outcome {
         schedule(&PodInfo::deserialize(p.as_ref()).unwrap(), p, cands)
     }
@@ -177,7 +186,7 @@ mod tests {
         let nodes =
             [node("b", "2", "4Gi", json!([])), node("a", "2", "4Gi", json!([])), node("c", "4", "8Gi", json!([]))];
         let bound = [pod("x", "1", "c", json!({})), pod("y", "1500m", "c", json!({}))];
-        let cands = candidates(&nodes, &bound);
+        let cands = candidates(&nodes, &bound, decode);
         assert_eq!(cands.iter().map(|c| &*c.info.name).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert_eq!(
             place(&pod("p", "500m", "", json!({})), &cands),
@@ -193,7 +202,7 @@ mod tests {
             node("b", "1", "4Gi", json!([])),
             node("c", "8", "4Gi", json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}])),
         ];
-        let cands = candidates(&nodes, &[]);
+        let cands = candidates(&nodes, &[], decode);
         assert_eq!(
             place(&pod("p", "2", "", json!({})), &cands),
             Outcome::Unschedulable(

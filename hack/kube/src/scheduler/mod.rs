@@ -105,8 +105,9 @@ pub async fn run(stores: Stores) {
     watch(stores.pods.cache(), pod_moves, changes.clone(), notify.clone());
     let instance = format!("{}-{}", decide::DEFAULT_SCHEDULER, hostname());
     let mut failures: HashMap<String, Failure> = HashMap::new();
+    let mut decoded = Decoded::default();
     loop {
-        pass(&stores, &instance, changes.load(Ordering::SeqCst), &mut failures).await;
+        pass(&stores, &instance, changes.load(Ordering::SeqCst), &mut failures, &mut decoded).await;
         let flush = failures.values().map(queue::next_flush).min().unwrap_or_else(|| Instant::now() + queue::FLUSH);
         tokio::select! {
             () = notify.notified() => {}
@@ -115,20 +116,57 @@ pub async fn run(stores: Stores) {
     }
 }
 
+/// The slim form of every pod, decoded once per version (the scheduler reads all of them each pass).
+#[derive(Default)]
+struct Decoded {
+    pods: HashMap<String, (String, Arc<PodInfo>)>,
+}
+
+impl Decoded {
+    /// The slim form of `pod`, decoding it only when its version is new.
+    fn get(&mut self, pod: &Value) -> Option<Arc<PodInfo>> {
+        let uid = pod["metadata"]["uid"].as_str().unwrap_or("");
+        let version = pod["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        if let Some((seen, info)) = self.pods.get(uid)
+            && seen == version
+        {
+            return Some(info.clone());
+        }
+        let info = Arc::new(PodInfo::deserialize(pod).ok()?);
+        self.pods.insert(uid.to_owned(), (version.to_owned(), info.clone()));
+        Some(info)
+    }
+
+    /// Forgets the pods not in `pods`.
+    fn keep_only(&mut self, pods: &[Arc<Value>]) {
+        let live: std::collections::HashSet<&str> = pods.iter().filter_map(|p| p["metadata"]["uid"].as_str()).collect();
+        self.pods.retain(|uid, _| live.contains(uid.as_str()));
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map_or_else(|_| "localhost".to_owned(), |h| h.trim().to_owned())
 }
 
-async fn pass(stores: &Stores, instance: &str, cluster: u64, failures: &mut HashMap<String, Failure>) {
+async fn pass(
+    stores: &Stores,
+    instance: &str,
+    cluster: u64,
+    failures: &mut HashMap<String, Failure>,
+    decoded: &mut Decoded,
+) {
     let pods = stores.pods.all();
+    decoded.keep_only(&pods);
     let waiting = decide::queue(&pods);
     if waiting.is_empty() {
         failures.clear();
         return;
     }
-    failures.retain(|uid, _| waiting.iter().any(|p| p["metadata"]["uid"] == uid.as_str()));
-    let mut candidates = decide::candidates(&stores.nodes.all(), &pods);
+    let waiting_uids: std::collections::HashSet<&str> =
+        waiting.iter().filter_map(|p| p["metadata"]["uid"].as_str()).collect();
+    failures.retain(|uid, _| waiting_uids.contains(uid.as_str()));
+    let mut candidates = decide::candidates(&stores.nodes.all(), &pods, |p| decoded.get(p));
     let now = Instant::now();
     for pod in waiting {
         let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_owned();
@@ -136,7 +174,7 @@ async fn pass(stores: &Stores, instance: &str, cluster: u64, failures: &mut Hash
         if failures.get(&uid).is_some_and(|f| !queue::due(f, now, cluster, version)) {
             continue;
         }
-        let Ok(info) = PodInfo::deserialize(pod.as_ref()) else { continue };
+        let Some(info) = decoded.get(&pod) else { continue };
         let (ns, name) = (info.namespace.to_string(), info.name.to_string());
         match decide::schedule(&info, &pod, &candidates) {
             Outcome::Bind(i, node) => {

@@ -107,10 +107,10 @@ fn new_replica_set(d: &Value, hash: &str, revision: i64, replicas: i64) -> Value
 /// Decides a pass for `d` given the ReplicaSets and pods of its namespace, at `now`.
 pub fn plan(d: &Value, sets: &[Arc<Value>], pods: &[Arc<Value>], now: jiff::Timestamp) -> Plan {
     let mut plan = Plan::default();
-    let sel = &d["spec"]["selector"];
+    let sel = selector::Selector::new(&d["spec"]["selector"]);
     let mut owned: Vec<Arc<Value>> = Vec::new();
     for rs in sets {
-        let matches = selector::matches(sel, &rs["metadata"]["labels"]);
+        let matches = sel.selects(&rs["metadata"]["labels"]);
         if controlled_by(rs, d) {
             owned.push(rs.clone());
         } else if controller_of(rs).is_none() && matches && !deleting(d) && !deleting(rs) {

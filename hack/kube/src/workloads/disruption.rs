@@ -124,9 +124,9 @@ fn set_condition(pdb: &mut Value, status: &str, reason: &str, message: &str) {
 
 /// The status `pdb` should have, given the pods of its namespace, at `now`.
 pub fn status(pdb: &Value, pods: &[Arc<Value>], scales: &Scales, now: jiff::Timestamp) -> Value {
-    let sel = &pdb["spec"]["selector"];
+    let sel = selector::Selector::new(&pdb["spec"]["selector"]);
     let selected: Vec<&Value> =
-        pods.iter().map(AsRef::as_ref).filter(|p| selector::matches(sel, &p["metadata"]["labels"])).collect();
+        pods.iter().map(AsRef::as_ref).filter(|p| sel.selects(&p["metadata"]["labels"])).collect();
     let mut out = pdb.clone();
     let generation = int(pdb, "/metadata/generation");
     let (expected, desired) = match expected_and_desired(pdb, &selected, scales) {

@@ -38,10 +38,10 @@ pub struct Plan {
 /// Decides a pass for `rs` given the pods of its namespace, at `now`.
 pub fn plan(rs: &Value, pods: &[Arc<Value>], now: jiff::Timestamp) -> Plan {
     let mut plan = Plan::default();
-    let selector = &rs["spec"]["selector"];
+    let selector = selector::Selector::new(&rs["spec"]["selector"]);
     let mut owned: Vec<Arc<Value>> = Vec::new();
     for p in pods {
-        let matches = selector::matches(selector, &p["metadata"]["labels"]);
+        let matches = selector.selects(&p["metadata"]["labels"]);
         if controlled_by(p, rs) {
             if matches {
                 owned.push(p.clone());

@@ -24,7 +24,22 @@ pub fn parse(selector: &Value) -> Option<LabelSelector> {
 /// Whether `selector` (JSON) selects an object labelled `labels` (JSON);
 /// an empty selector selects everything, a null one nothing.
 pub fn matches(selector: &Value, labels_of: &Value) -> bool {
-    parse(selector).is_some_and(|s| pdb_covers(&s, &labels(labels_of)))
+    Selector::new(selector).selects(labels_of)
+}
+
+/// A selector read once, to match many objects.
+pub struct Selector(Option<LabelSelector>);
+
+impl Selector {
+    /// Reads `spec.selector` (null or malformed selects nothing).
+    pub fn new(selector: &Value) -> Self {
+        Selector(parse(selector))
+    }
+
+    /// Whether it selects an object labelled `labels_of` (JSON).
+    pub fn selects(&self, labels_of: &Value) -> bool {
+        self.0.as_ref().is_some_and(|s| pdb_covers(s, &labels(labels_of)))
+    }
 }
 
 /// `metav1.FormatLabelSelector` without its `<none>`: requirements sorted by
