@@ -807,6 +807,12 @@ fn refused_with((code, status): (u16, Value), expected: (u16, &str, &str)) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_are_refused_as_kube_apiserver_refuses_them() {
     let api = Api::start().await;
+    // kube-apiserver's ServiceAccount admission refuses pods before their validation until the
+    // namespace's `default` account exists (kube-controller-manager makes it; the stand-in has none).
+    let account =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "default"}});
+    let (code, _) = api.post("/api/v1/namespaces/default/serviceaccounts", account).await;
+    assert!(code == 201 || code == 409, "{code}");
     let create = |name: &str, spec: Value| api.post(PODS, pod(name, spec));
 
     refused(create("p", json!({})).await, "Pod", "p", &[("spec.containers", "FieldValueRequired", "Required value")]);
@@ -938,9 +944,11 @@ async fn pods_are_refused_as_kube_apiserver_refuses_them() {
         json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}]);
     let stored = api.accepted(api.post(PODS, full).await).await;
     let spec = &stored["spec"];
-    for field in ["nodeName", "priorityClassName", "nodeSelector", "affinity", "volumes"] {
+    for field in ["nodeName", "priorityClassName", "nodeSelector", "affinity"] {
         assert_eq!(spec[field], sent[field], "{field}");
     }
+    // kube-apiserver's ServiceAccount admission adds the token volume.
+    assert!(spec["volumes"].as_array().unwrap().contains(&sent["volumes"][0]), "{spec}");
     assert_eq!(spec["containers"][0]["resources"], sent["containers"][0]["resources"]);
     assert_eq!(spec["priority"], 2_000_000_000, "from the class");
     assert_eq!(spec["tolerations"][0], sent["tolerations"][0]);

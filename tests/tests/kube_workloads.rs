@@ -51,6 +51,10 @@ impl Stack {
         ]);
         let ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), &["--node-sync-period-seconds", "1"]);
         let k = kube.kubectl();
+        // Pods need their namespace's `default` account (kube-controller-manager makes it; the stand-in has none).
+        let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "default"}});
+        let out = k.with_stdin(&["apply", "-f", "-"], &account.to_string());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let stack = Stack { zone, kube, _ccm: ccm, k, client, cluster: cluster.id, nodepool };
         stack.schedulable_nodes(3).await;
         stack
