@@ -61,8 +61,10 @@ use crate::strategies::KindStrategy;
 /// kube-controller-manager (Deployments, ReplicaSets, DaemonSets, disruption
 /// budgets, garbage collection, pod GC, node heartbeats, CSR signing) and of
 /// kube-scheduler (its filters, least-allocated placement, its
-/// FailedScheduling messages) that workloads need; no kubelet: nodes and pods
-/// run as sks-zone's simulated kubelets report them. No admission plugins but
+/// FailedScheduling messages) that workloads need, with the simplifications
+/// README.md lists (Recreate-like rollouts, no preemption, ties to the first
+/// node by name); no kubelet: nodes and pods run as sks-zone's simulated
+/// kubelets report them. No admission plugins but
 /// the defaults of Priority, DefaultTolerationSeconds and ServiceAccount's
 /// account name; no RBAC objects (a policy file stands in for RBAC). Use real
 /// etcd, kube-apiserver, kube-controller-manager and kube-scheduler binaries
