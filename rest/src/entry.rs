@@ -75,6 +75,8 @@ pub struct Row {
     rendered_for: (&'static str, &'static str, &'static str),
     /// `{"cells":[NAME,COLUMN...,`: the row up to its AGE cell.
     pub(super) head: Box<[u8]>,
+    /// `,COLUMN...`: the cells after AGE (empty when AGE is last).
+    pub(super) tail: Box<[u8]>,
     /// `metadata.creationTimestamp`, in seconds since the epoch, when it parses.
     pub(super) created: Option<i64>,
 }
@@ -82,19 +84,28 @@ pub struct Row {
 impl Row {
     pub(super) fn render(def: &ResourceDef, obj: &Value) -> Row {
         let mut head = b"{\"cells\":[".to_vec();
+        let mut tail = Vec::new();
         let write = |head: &mut Vec<u8>, cell: &Value| {
             serde_json::to_writer(&mut *head, cell).expect("cells serialise");
             head.push(b',');
         };
         write(&mut head, &obj["metadata"]["name"]);
+        let mut after_age = false;
         for c in &def.columns {
-            write(&mut head, &(c.cell)(obj));
+            if c.is_age() {
+                after_age = true;
+            } else if after_age {
+                tail.push(b',');
+                serde_json::to_writer(&mut tail, &(c.cell)(obj)).expect("cells serialise");
+            } else {
+                write(&mut head, &(c.cell)(obj));
+            }
         }
         let created = obj["metadata"]["creationTimestamp"]
             .as_str()
             .and_then(|t| t.parse::<jiff::Timestamp>().ok())
             .map(jiff::Timestamp::as_second);
-        Row { rendered_for: (def.group, def.version, def.kind), head: head.into(), created }
+        Row { rendered_for: (def.group, def.version, def.kind), head: head.into(), tail: tail.into(), created }
     }
 
     pub(super) fn is_for(&self, def: &ResourceDef) -> bool {

@@ -12,6 +12,7 @@ pub mod authz;
 pub mod body;
 pub mod cache;
 pub mod context;
+pub mod deletion;
 pub mod discovery;
 pub mod entry;
 pub mod handler;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use super::cache::{Key, ObjectCache, key_of, rv_of};
+use super::deletion::{self, Deletion};
 use super::resource::ResourceDef;
 use super::status::{ApiError, ApiResult, GroupResource};
 use super::storage::{BoxFuture, Context, Creater, DeleteOptions, Deleter, Storage, Transform, Updater};
@@ -56,10 +57,6 @@ pub struct MemStorage {
 
 fn now() -> String {
     jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).expect("now").to_string()
-}
-
-fn finalizers(obj: &Value) -> bool {
-    obj["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
 }
 
 impl MemStorage {
@@ -122,9 +119,9 @@ impl MemStorage {
         (*stored).clone()
     }
 
-    /// Stores `new` in place of `current` (rv-checked), or removes it when its finalizers are gone.
+    /// Stores `new` in place of `current` (rv-checked), or removes it when its last finalizer is gone.
     fn commit(&self, name: &str, current: &Value, new: Value) -> ApiResult<Value> {
-        if !new["metadata"]["deletionTimestamp"].is_null() && !finalizers(&new) {
+        if deletion::deletes_on_update(current, &new) {
             let removed = self.cache.remove(&key_of(&new)).ok_or_else(|| ApiError::not_found(self.gr(), name))?;
             return Ok(self.announce(removed, true));
         }
@@ -159,26 +156,22 @@ impl MemStorage {
         let key = self.key(ctx, name);
         let current = self.cache.get(&key).ok_or_else(|| ApiError::not_found(self.gr(), name))?;
         opts.check(&self.def, &current)?;
-        if finalizers(&current) {
-            if !current["metadata"]["deletionTimestamp"].is_null() {
-                return Ok((*current).clone());
-            }
-            let mut marked = (*current).clone();
-            marked["metadata"]["deletionTimestamp"] = json!(now());
-            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
-            if ctx.dry_run {
-                return Ok(marked);
-            }
-            return self
+        let graceful = self.strategy.check_graceful_delete(&current, opts.grace_period_seconds);
+        match deletion::plan(&current, &opts, graceful, jiff::Timestamp::now()) {
+            Deletion::Pending => Ok((*current).clone()),
+            Deletion::Mark(marked) if ctx.dry_run => Ok(marked),
+            Deletion::Mark(marked) => self
                 .cache
                 .upsert_if(marked, Some(rv_of(&current)))
                 .map(|o| self.announce(o, false))
-                .map_err(|_| ApiError::conflict(self.gr(), name));
+                .map_err(|_| ApiError::conflict(self.gr(), name)),
+            Deletion::Remove if ctx.dry_run => Ok((*current).clone()),
+            Deletion::Remove => self
+                .cache
+                .remove(&key)
+                .map(|o| self.announce(o, true))
+                .ok_or_else(|| ApiError::not_found(self.gr(), name)),
         }
-        if ctx.dry_run {
-            return Ok((*current).clone());
-        }
-        self.cache.remove(&key).map(|o| self.announce(o, true)).ok_or_else(|| ApiError::not_found(self.gr(), name))
     }
 }
 

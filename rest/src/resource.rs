@@ -22,6 +22,30 @@ pub struct Column {
     pub cell: CellFn,
 }
 
+/// The name of the AGE column, which the table renders for every kind.
+pub const AGE: &str = "Age";
+
+impl Column {
+    /// Where AGE goes among a kind's columns, when not last (kubectl prints
+    /// `NAME READY STATUS RESTARTS AGE IP NODE` for Pods): the table renders
+    /// its cell, and adds no AGE column at the end.
+    pub fn age() -> Column {
+        Column {
+            name: AGE,
+            type_: "string",
+            format: "",
+            priority: 0,
+            description: "CreationTimestamp is a timestamp representing the server time when this object was created.",
+            cell: |_| Value::Null,
+        }
+    }
+
+    /// Whether this is the AGE placeholder of [`Column::age`].
+    pub fn is_age(&self) -> bool {
+        self.name == AGE
+    }
+}
+
 impl std::fmt::Debug for Column {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Column").field("name", &self.name).finish_non_exhaustive()
@@ -67,7 +91,8 @@ pub struct ResourceDef {
     pub verbs: Vec<&'static str>,
     /// Subresources.
     pub subresources: Vec<Subresource>,
-    /// `kubectl get` columns after NAME (NAME and AGE are added around them).
+    /// `kubectl get` columns after NAME (NAME is added before them, AGE after
+    /// them unless [`Column::age`] places it).
     pub columns: Vec<Column>,
     /// OpenAPI v3 schema of the object, without `apiVersion`, `kind` and `metadata`
     /// (added generically), with descriptions for `kubectl explain`.

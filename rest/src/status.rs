@@ -244,8 +244,18 @@ impl ApiError {
             }
         }
         if !d.causes.is_empty() {
-            let causes: Vec<Value> =
-                d.causes.iter().map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field})).collect();
+            // `field` is left out when empty, as Go's `omitempty` does (a DisruptionBudget cause has none).
+            let causes: Vec<Value> = d
+                .causes
+                .iter()
+                .map(|c| {
+                    let mut cause = json!({"reason": c.reason, "message": c.message});
+                    if !c.field.is_empty() {
+                        cause["field"] = json!(c.field);
+                    }
+                    cause
+                })
+                .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
         if let Some(r) = d.retry_after {
@@ -346,5 +356,14 @@ mod tests {
         assert_eq!(core.message, "Event \"e\" is invalid: [reason: Required value, action: Required value]");
         assert_eq!(core.to_status()["details"].get("group"), None, "the core group is left out");
         assert_eq!(core.to_status()["details"]["causes"].as_array().map(Vec::len), Some(3), "causes keep repeats");
+        let mut budget = ApiError::new(429, "TooManyRequests", "Cannot evict pod");
+        budget.details = Some(Box::new(Details {
+            causes: vec![Cause { reason: "DisruptionBudget", message: "needs 2".into(), field: String::new() }],
+            ..Details::default()
+        }));
+        assert_eq!(
+            budget.to_status()["details"]["causes"],
+            json!([{"reason": "DisruptionBudget", "message": "needs 2"}])
+        );
     }
 }

@@ -26,6 +26,58 @@ pub struct DeleteOptions {
     pub uid: Option<String>,
     /// `preconditions.resourceVersion`.
     pub resource_version: Option<String>,
+    /// `gracePeriodSeconds`, for kinds deleted gracefully (Pods).
+    pub grace_period_seconds: Option<i64>,
+    /// `propagationPolicy`: what becomes of the object's dependents.
+    pub propagation: Option<Propagation>,
+}
+
+impl DeleteOptions {
+    /// Takes the fields of a `DeleteOptions` body the storages honour over the current ones.
+    pub fn apply_json(&mut self, v: &Value) -> ApiResult<()> {
+        if let Some(uid) = v["preconditions"]["uid"].as_str() {
+            self.uid = Some(uid.to_owned());
+        }
+        if let Some(rv) = v["preconditions"]["resourceVersion"].as_str() {
+            self.resource_version = Some(rv.to_owned());
+        }
+        match &v["gracePeriodSeconds"] {
+            Value::Null => {}
+            g => {
+                let bad = || super::status::ApiError::bad_request(format!("gracePeriodSeconds: not an integer: {g}"));
+                self.grace_period_seconds = Some(g.as_i64().ok_or_else(bad)?);
+            }
+        }
+        if let Some(p) = v["propagationPolicy"].as_str() {
+            self.propagation = Some(Propagation::parse(p)?);
+        }
+        Ok(())
+    }
+}
+
+/// `propagationPolicy`: how the garbage collector treats an object's dependents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    /// Dependents are deleted after the object, in the background (the default).
+    Background,
+    /// Dependents are deleted first; the object waits (`foregroundDeletion` finalizer).
+    Foreground,
+    /// Dependents are kept, their reference to the object removed (`orphan` finalizer).
+    Orphan,
+}
+
+impl Propagation {
+    /// Reads a `propagationPolicy` value.
+    pub fn parse(s: &str) -> Result<Self, super::status::ApiError> {
+        match s {
+            "Background" => Ok(Propagation::Background),
+            "Foreground" => Ok(Propagation::Foreground),
+            "Orphan" => Ok(Propagation::Orphan),
+            other => Err(super::status::ApiError::bad_request(format!(
+                "propagationPolicy: Unsupported value: {other:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ))),
+        }
+    }
 }
 
 /// Makes the new version of an object (or subresource) from its current one:

@@ -43,6 +43,15 @@ pub trait Strategy: Send + Sync {
         Ok(())
     }
 
+    /// The grace period of a DELETE of `obj` asking for `requested` seconds
+    /// (`RESTGracefulDeleteStrategy.CheckGracefulDelete`): `None` for kinds
+    /// deleted at once (the default), else the seconds the object stays with
+    /// a `deletionTimestamp` before it goes (0: at once).
+    fn check_graceful_delete(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        let _ = (obj, requested);
+        None
+    }
+
     /// Field errors of an update, beyond the generic metadata rules; by
     /// default those of a new object, for the object itself.
     fn validate_update(&self, ctx: &Context, sub: Option<&str>, new: &Value, old: &Value) -> Vec<Cause> {

@@ -126,7 +126,7 @@ fn name_column() -> Value {
 }
 
 fn age_column() -> Value {
-    json!({"name": "Age", "type": "string", "format": "", "description": "CreationTimestamp is a timestamp representing the server time when this object was created.", "priority": 0})
+    column_def(&Column::age())
 }
 
 fn column_def(c: &Column) -> Value {
@@ -167,6 +167,7 @@ fn write_row(out: &mut Vec<u8>, def: &ResourceDef, entry: &Entry, include: Inclu
     };
     out.extend_from_slice(&row.head);
     ages.write(out, row.created);
+    out.extend_from_slice(&row.tail);
     out.push(b']');
     match include {
         IncludeObject::None => {}
@@ -204,7 +205,7 @@ fn table_at(
     now: i64,
 ) -> Vec<u8> {
     let per_row = |e: &&Entry| {
-        let row = e.memo.row.get().map_or(128, |r| r.head.len() + 16);
+        let row = e.memo.row.get().map_or(128, |r| r.head.len() + r.tail.len() + 16);
         row + match include {
             IncludeObject::None => 0,
             IncludeObject::Metadata => e.memo.metadata_len().unwrap_or(256) + 10,
@@ -214,9 +215,10 @@ fn table_at(
     let mut out = Vec::with_capacity(512 + entries.iter().map(per_row).sum::<usize>());
     out.extend_from_slice(b"{\"apiVersion\":\"meta.k8s.io/v1\",\"columnDefinitions\":");
     let columns: Vec<Value> = if headers {
+        let placed = def.columns.iter().any(Column::is_age);
         std::iter::once(name_column())
-            .chain(def.columns.iter().map(column_def))
-            .chain(std::iter::once(age_column()))
+            .chain(def.columns.iter().map(|c| if c.is_age() { age_column() } else { column_def(c) }))
+            .chain((!placed).then(age_column))
             .collect()
     } else {
         Vec::new()
@@ -316,6 +318,19 @@ mod tests {
         let t: Value = serde_json::from_slice(&table_at(&def(), &[], "7", IncludeObject::Metadata, false, T0)).unwrap();
         assert_eq!(t["columnDefinitions"], json!([]));
         assert_eq!(t["rows"], json!([]));
+    }
+
+    #[test]
+    fn age_goes_where_the_kind_places_it() {
+        let mut d = def();
+        d.columns.insert(0, Column::age());
+        d.columns.push(Column { name: "Wide", priority: 1, cell: |_| json!("w"), ..d.columns[1].clone() });
+        let e = Entry::new(std::sync::Arc::new(thing("a", 3)));
+        let t: Value = serde_json::from_slice(&table_at(&d, &[&e], "1", IncludeObject::None, true, T0 + 5)).unwrap();
+        let names: Vec<&str> =
+            t["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["Name", "Age", "Size", "Wide"]);
+        assert_eq!(t["rows"][0]["cells"], json!(["a", "5s", 3, "w"]));
     }
 
     #[test]

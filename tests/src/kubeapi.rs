@@ -21,6 +21,10 @@ pub fn node_policy_rules() -> Vec<serde_json::Value> {
         serde_json::json!({"groups": ["system:nodes"], "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"], "apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "namespaces": ["kube-node-lease"]}),
         serde_json::json!({"groups": ["system:nodes"], "verbs": ["get", "list", "watch", "create"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"]}),
         serde_json::json!({"groups": ["system:nodes"], "verbs": ["create", "patch", "update"], "apiGroups": ["", "events.k8s.io"], "resources": ["events"]}),
+        // The system:node role's pod rules (the Node authorizer limits them to the node's own pods).
+        serde_json::json!({"groups": ["system:nodes"], "verbs": ["get", "list", "watch", "create", "delete"], "apiGroups": [""], "resources": ["pods"]}),
+        serde_json::json!({"groups": ["system:nodes"], "verbs": ["update", "patch"], "apiGroups": [""], "resources": ["pods/status"]}),
+        serde_json::json!({"groups": ["system:nodes"], "verbs": ["create"], "apiGroups": [""], "resources": ["pods/eviction"]}),
     ]
 }
 

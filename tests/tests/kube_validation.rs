@@ -779,3 +779,280 @@ async fn metadata_is_refused_as_kube_apiserver_refuses_it() {
         )],
     );
 }
+
+const PODS: &str = "/api/v1/namespaces/default/pods";
+
+fn pod(name: &str, spec: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec})
+}
+
+fn container(extra: Value) -> Value {
+    let mut c = json!({"name": "web", "image": "registry.example/web:1"});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        c[k] = v.clone();
+    }
+    c
+}
+
+/// Asserts a refusal that is not a 422: code, reason and message.
+#[track_caller]
+fn refused_with((code, status): (u16, Value), expected: (u16, &str, &str)) {
+    assert_eq!(
+        (code, status["reason"].as_str(), status["message"].as_str()),
+        (expected.0, Some(expected.1), Some(expected.2)),
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_are_refused_as_kube_apiserver_refuses_them() {
+    let api = Api::start().await;
+    // kube-apiserver's ServiceAccount admission refuses pods before their validation until the
+    // namespace's `default` account exists (kube-controller-manager makes it; the stand-in has none).
+    let account =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": "default"}});
+    let (code, _) = api.post("/api/v1/namespaces/default/serviceaccounts", account).await;
+    assert!(code == 201 || code == 409, "{code}");
+    let create = |name: &str, spec: Value| api.post(PODS, pod(name, spec));
+
+    refused(create("p", json!({})).await, "Pod", "p", &[("spec.containers", "FieldValueRequired", "Required value")]);
+    refused(
+        create("p", json!({"containers": [{}]})).await,
+        "Pod",
+        "p",
+        &[
+            ("spec.containers[0].name", "FieldValueRequired", "Required value"),
+            ("spec.containers[0].image", "FieldValueRequired", "Required value"),
+        ],
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({})), container(json!({}))]})).await,
+        "Pod",
+        "p",
+        &[("spec.containers[1].name", "FieldValueDuplicate", "Duplicate value: \"web\"")],
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({"name": "Web"}))]})).await,
+        "Pod",
+        "p",
+        &[("spec.containers[0].name", "FieldValueInvalid", &format!("Invalid value: \"Web\": {LABEL_ERR}"))],
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({"resources": {"requests": {"cpu": "-1"}}}))]})).await,
+        "Pod",
+        "p",
+        &[(
+            "spec.containers[0].resources.requests[cpu]",
+            "FieldValueInvalid",
+            "Invalid value: \"-1\": must be greater than or equal to 0",
+        )],
+    );
+    refused_with(
+        create("p", json!({"containers": [container(json!({"resources": {"limits": {"memory": "1Gb"}}}))]})).await,
+        (
+            400,
+            "BadRequest",
+            "Pod in version \"v1\" cannot be handled as a Pod: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
+        ),
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({}))], "restartPolicy": "Sometimes"})).await,
+        "Pod",
+        "p",
+        &[(
+            "spec.restartPolicy",
+            "FieldValueNotSupported",
+            "Unsupported value: \"Sometimes\": supported values: \"Always\", \"OnFailure\", \"Never\"",
+        )],
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({}))], "nodeSelector": {"disk": "-ssd"}})).await,
+        "Pod",
+        "p",
+        &[(
+            "spec.nodeSelector",
+            "FieldValueInvalid",
+            "Invalid value: \"-ssd\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
+        )],
+    );
+    let term = |requirement: Value| json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [requirement]}]}}});
+    let terms = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0]";
+    refused(
+        create(
+            "p",
+            json!({"containers": [container(json!({}))], "affinity": term(json!({"key": "zone", "operator": "In"}))}),
+        )
+        .await,
+        "Pod",
+        "p",
+        &[(
+            &format!("{terms}.values"),
+            "FieldValueRequired",
+            "Required value: must be specified when `operator` is 'In' or 'NotIn'",
+        )],
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({}))], "affinity": term(json!({"key": "zone", "operator": "Near", "values": ["a"]}))}))
+            .await,
+        "Pod",
+        "p",
+        &[(&format!("{terms}.operator"), "FieldValueInvalid", "Invalid value: \"Near\": not a valid selector operator")],
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({}))], "tolerations": [{"key": "dedicated", "operator": "Exists", "value": "gpu"}]}))
+            .await,
+        "Pod",
+        "p",
+        &[(
+            "spec.tolerations[0].operator",
+            "FieldValueInvalid",
+            "Invalid value: {\"Key\":\"dedicated\",\"Operator\":\"Exists\",\"Value\":\"gpu\",\"Effect\":\"\",\"TolerationSeconds\":null}: value must be empty when `operator` is 'Exists'",
+        )],
+    );
+    refused(
+        create("p", json!({"containers": [container(json!({}))], "tolerations": [{"key": "dedicated", "value": "gpu", "effect": "Sometimes"}]}))
+            .await,
+        "Pod",
+        "p",
+        &[(
+            "spec.tolerations[0].effect",
+            "FieldValueNotSupported",
+            "Unsupported value: \"Sometimes\": supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\"",
+        )],
+    );
+    refused_with(
+        create("p", json!({"containers": [container(json!({}))], "priority": 1000})).await,
+        (
+            403,
+            "Forbidden",
+            "pods \"p\" is forbidden: the integer value of priority (1000) must not be provided in pod spec; priority admission controller computed 0 from the given PriorityClass name",
+        ),
+    );
+
+    // What the autoscaler reads comes back as sent, with kube-apiserver's defaults.
+    let sent = json!({"containers": [container(json!({"resources": {"requests": {"cpu": "250m", "memory": "64Mi"}}}))],
+        "nodeName": "n1", "priorityClassName": "system-cluster-critical", "nodeSelector": {"disk": "ssd"},
+        "affinity": term(json!({"key": "zone", "operator": "In", "values": ["a"]})),
+        "tolerations": [{"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "volumes": [{"name": "scratch", "emptyDir": {}}]});
+    let mut full = pod("p", sent.clone());
+    full["metadata"]["annotations"] = json!({"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"});
+    // An owner that exists, or the garbage collector would take the pod.
+    let owner = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owner", "namespace": "default"}});
+    let owner = api.accepted(api.post("/api/v1/namespaces/default/configmaps", owner).await).await;
+    full["metadata"]["ownerReferences"] =
+        json!([{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner["metadata"]["uid"]}]);
+    let stored = api.accepted(api.post(PODS, full).await).await;
+    let spec = &stored["spec"];
+    for field in ["nodeName", "priorityClassName", "nodeSelector", "affinity"] {
+        assert_eq!(spec[field], sent[field], "{field}");
+    }
+    // kube-apiserver's ServiceAccount admission adds the token volume.
+    assert!(spec["volumes"].as_array().unwrap().contains(&sent["volumes"][0]), "{spec}");
+    assert_eq!(spec["containers"][0]["resources"], sent["containers"][0]["resources"]);
+    assert_eq!(spec["priority"], 2_000_000_000, "from the class");
+    assert_eq!(spec["tolerations"][0], sent["tolerations"][0]);
+    assert_eq!(stored["metadata"]["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"], "false");
+    assert_eq!(stored["metadata"]["ownerReferences"][0]["name"], "owner");
+    assert_eq!(
+        (spec["schedulerName"].as_str(), spec["restartPolicy"].as_str()),
+        (Some("default-scheduler"), Some("Always"))
+    );
+    assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+    assert_eq!(stored["status"]["phase"], "Pending");
+
+    // The node a pod is bound to is fixed, by an update or a second binding.
+    let mut moved = stored.clone();
+    moved["spec"]["nodeName"] = json!("n2");
+    let (code, status) = api.put(&format!("{PODS}/p"), moved).await;
+    assert_eq!((code, status["reason"].as_str()), (422, Some("Invalid")), "{status}");
+    let cause = &status["details"]["causes"][0];
+    assert_eq!((cause["field"].as_str(), cause["reason"].as_str()), (Some("spec"), Some("FieldValueForbidden")));
+    assert!(
+        cause["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Forbidden: pod updates may not change fields other than `spec.containers[*].image`"),
+        "{status}"
+    );
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "namespace": "default"}, "target": {"kind": "Node", "name": "n2"}});
+    let (code, status) = api.post(&format!("{PODS}/p/binding"), binding).await;
+    assert_eq!((code, status["reason"].as_str()), (409, Some("Conflict")), "{status}");
+    assert_eq!(
+        status["message"],
+        "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"n1\""
+    );
+    let eviction =
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "other", "namespace": "default"}});
+    refused_with(
+        api.post(&format!("{PODS}/p/eviction"), eviction).await,
+        (400, "BadRequest", "name in URL does not match name in Eviction object"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_and_budgets_are_refused_as_kube_apiserver_refuses_them() {
+    let api = Api::start().await;
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let template = |labels: Value| json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "web", "image": "registry.example/web:1"}]}});
+    let deployment = |name: &str, spec: Value| json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "default"}, "spec": spec});
+    refused(
+        api.post(deployments, deployment("web", json!({"replicas": -1, "selector": {"matchLabels": {"app": "web"}}, "template": template(json!({"app": "db"}))}))).await,
+        "Deployment.apps",
+        "web",
+        &[
+            ("spec.replicas", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0"),
+            ("spec.template.metadata.labels", "FieldValueInvalid", "Invalid value: {\"app\":\"db\"}: `selector` does not match template `labels`"),
+        ],
+    );
+    refused(
+        api.post(deployments, deployment("web", json!({"template": template(json!({"app": "web"}))}))).await,
+        "Deployment.apps",
+        "web",
+        &[("spec.selector", "FieldValueRequired", "Required value")],
+    );
+    let replicasets = "/apis/apps/v1/namespaces/default/replicasets";
+    let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"selector": {}, "template": template(json!({"app": "web"}))}});
+    refused(
+        api.post(replicasets, rs).await,
+        "ReplicaSet.apps",
+        "web",
+        &[("spec.selector", "FieldValueInvalid", "Invalid value: {}: empty selector is invalid for deployment")],
+    );
+
+    let budgets = "/apis/policy/v1/namespaces/default/poddisruptionbudgets";
+    let pdb = |spec: Value| json!({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web", "namespace": "default"}, "spec": spec});
+    refused(
+        api.post(budgets, pdb(json!({"minAvailable": "50", "selector": {"matchLabels": {"app": "web"}}}))).await,
+        "PodDisruptionBudget.policy",
+        "web",
+        &[(
+            "spec.minAvailable",
+            "FieldValueInvalid",
+            "Invalid value: \"50\": a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+        )],
+    );
+    refused(
+        api.post(budgets, pdb(json!({"maxUnavailable": "150%"}))).await,
+        "PodDisruptionBudget.policy",
+        "web",
+        &[("spec.maxUnavailable", "FieldValueInvalid", "Invalid value: \"150%\": must not be greater than 100%")],
+    );
+    refused(
+        api.post(budgets, pdb(json!({"minAvailable": -1}))).await,
+        "PodDisruptionBudget.policy",
+        "web",
+        &[("spec.minAvailable", "FieldValueInvalid", "Invalid value: -1: must be greater than or equal to 0")],
+    );
+
+    // Scaling through the scale subresource changes the object, and is checked as an update of it.
+    api.accepted(api.post(deployments, deployment("web", json!({"replicas": 1, "selector": {"matchLabels": {"app": "web"}}, "template": template(json!({"app": "web"}))}))).await).await;
+    let scale =
+        api.accepted(api.merge(&format!("{deployments}/web/scale"), json!({"spec": {"replicas": 3}})).await).await;
+    assert_eq!((scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()), (Some("Scale"), Some(3)));
+    assert_eq!(scale["status"]["selector"], "app=web");
+    assert_eq!(api.get(&format!("{deployments}/web")).await["spec"]["replicas"], 3);
+    let (code, _) = api.merge(&format!("{deployments}/web/scale"), json!({"spec": {"replicas": -2}})).await;
+    assert_eq!(code, 422);
+}

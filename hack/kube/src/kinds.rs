@@ -3,6 +3,7 @@
 use serde_json::{Value, json};
 use sks_rest::resource::{Column, ResourceDef, Subresource};
 
+use crate::printers;
 use crate::strategies::KindOptions;
 
 fn open_schema(description: &str) -> Value {
@@ -123,6 +124,18 @@ fn def(
 /// List merge keys of the served kinds' strategic merge patches (their Go types' `patchMergeKey`s).
 const MERGE_KEYS: sks_rest::patch::MergeKeys = &[
     ("spec.ports", "port"),
+    ("spec.containers", "name"),
+    ("spec.containers.ports", "containerPort"),
+    ("spec.containers.env", "name"),
+    ("spec.containers.volumeMounts", "mountPath"),
+    ("spec.initContainers", "name"),
+    ("spec.volumes", "name"),
+    ("spec.template.spec.containers", "name"),
+    ("spec.template.spec.containers.ports", "containerPort"),
+    ("spec.template.spec.containers.env", "name"),
+    ("spec.template.spec.containers.volumeMounts", "mountPath"),
+    ("spec.template.spec.initContainers", "name"),
+    ("spec.template.spec.volumes", "name"),
     ("status.conditions", "type"),
     ("status.addresses", "type"),
     ("status.loadBalancer.ingress", "ip"),
@@ -165,6 +178,26 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
         col("Port(s)", 0, service_ports),
     ];
     out.push((svc, status));
+
+    let mut pods = def("", "v1", "pods", "pod", "Pod", true, &["po"]);
+    pods.categories = &["all"];
+    pods.subresources = vec![
+        status_sub("", "v1", "Pod"),
+        Subresource { name: "binding", group: "", version: "v1", kind: "Binding", verbs: &["create"] },
+        Subresource { name: "eviction", group: "policy", version: "v1", kind: "Eviction", verbs: &["create"] },
+    ];
+    pods.columns = printers::pods();
+    // kube-apiserver's pod field selectors (pkg/registry/core/pod.PodToSelectableFields), the ones with string values.
+    pods.extra_field_selectors = &[
+        "spec.nodeName",
+        "spec.restartPolicy",
+        "spec.schedulerName",
+        "spec.serviceAccountName",
+        "status.phase",
+        "status.podIP",
+        "status.nominatedNodeName",
+    ];
+    out.push((pods, status));
 
     out.push((def("", "v1", "endpoints", "endpoints", "Endpoints", true, &["ep"]), plain));
     let mut events = def("", "v1", "events", "event", "Event", true, &["ev"]);
@@ -243,6 +276,39 @@ pub fn stored() -> Vec<(ResourceDef, KindOptions)> {
     csr.extra_field_selectors = &["spec.signerName"];
     out.push((csr, status));
 
+    let scale = |kind: &'static str| -> Vec<Subresource> {
+        vec![
+            status_sub("apps", "v1", kind),
+            Subresource {
+                name: "scale",
+                group: "autoscaling",
+                version: "v1",
+                kind: "Scale",
+                verbs: &["get", "patch", "update"],
+            },
+        ]
+    };
+    let mut deployments = def("apps", "v1", "deployments", "deployment", "Deployment", true, &["deploy"]);
+    deployments.categories = &["all"];
+    deployments.subresources = scale("Deployment");
+    deployments.columns = printers::deployments();
+    out.push((deployments, status));
+    let mut replicasets = def("apps", "v1", "replicasets", "replicaset", "ReplicaSet", true, &["rs"]);
+    replicasets.categories = &["all"];
+    replicasets.subresources = scale("ReplicaSet");
+    replicasets.columns = printers::replicasets();
+    out.push((replicasets, status));
+    let mut daemonsets = def("apps", "v1", "daemonsets", "daemonset", "DaemonSet", true, &["ds"]);
+    daemonsets.categories = &["all"];
+    daemonsets.subresources = vec![status_sub("apps", "v1", "DaemonSet")];
+    daemonsets.columns = printers::daemonsets();
+    out.push((daemonsets, status));
+    let mut pdbs =
+        def("policy", "v1", "poddisruptionbudgets", "poddisruptionbudget", "PodDisruptionBudget", true, &["pdb"]);
+    pdbs.subresources = vec![status_sub("policy", "v1", "PodDisruptionBudget")];
+    pdbs.columns = printers::pod_disruption_budgets();
+    out.push((pdbs, status));
+
     let mut lease = def("coordination.k8s.io", "v1", "leases", "lease", "Lease", true, &[]);
     lease.columns.push(col("Holder", 0, |o| cell(o, "/spec/holderIdentity")));
     out.push((lease, plain));
@@ -273,4 +339,29 @@ pub fn reviews() -> Vec<ResourceDef> {
         &[],
     );
     vec![tr, sar]
+}
+
+/// The schemas of what the subresources of the served kinds take that are
+/// not kinds themselves: Binding (core/v1) and Eviction (policy/v1).
+pub fn subresource_schemas() -> sks_rest::openapi::ExtraSchemas {
+    let schema = |group: &str, kind: &str, description: &str| {
+        let version = "v1";
+        (
+            sks_rest::openapi::definition_name(group, version, kind),
+            json!({"description": description, "type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                "x-kubernetes-group-version-kind": [{"group": group, "version": version, "kind": kind}]}),
+        )
+    };
+    vec![
+        schema(
+            "",
+            "Binding",
+            "Binding ties one object to another; for example, a pod is bound to a node by a scheduler.",
+        ),
+        schema(
+            "policy",
+            "Eviction",
+            "Eviction evicts a pod from its node subject to certain policies and safety constraints.",
+        ),
+    ]
 }

@@ -3,17 +3,23 @@
 mod aggregator;
 mod audit;
 mod controllers;
+mod defaults;
 mod events;
 mod hooks;
 mod kinds;
 mod pki;
+mod pods;
 mod policy;
+mod printers;
 mod protobuf;
 mod real;
 mod reviews;
+mod scale;
+mod scheduler;
 mod strategies;
 mod tokens;
 mod validation;
+mod workloads;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,21 +45,31 @@ use crate::strategies::KindStrategy;
 
 /// A small in-memory Kubernetes API for tests and local runs.
 ///
-/// This is a STAND-IN, not kube-apiserver: it keeps everything in memory, serves
-/// only core/v1 namespaces, nodes, services, endpoints, events, configmaps,
-/// secrets and serviceaccounts, events.k8s.io/v1 events (the same objects as
-/// core/v1's, as in kube-apiserver), CSRs (with approval and kubelet-serving
-/// signing), leases, APIServices (with aggregation), TokenReviews and
-/// SubjectAccessReviews; it has no pods, no scheduler, no admission plugins and
-/// no RBAC objects (a policy file stands in for RBAC). It behaves like
-/// kube-apiserver for what it serves: one global resourceVersion sequence, 409 on
-/// stale writes, watch with bookmarks and 410 after compaction, finalizers,
-/// merge and JSON patches, status and approval subresources, and its defaults and
-/// validation (422 Invalid with its messages) for the metadata of every kind and
-/// the fields of Services, Nodes, CSRs, Leases and Events the project writes. Use real etcd and
-/// kube-apiserver binaries whenever you can: with --kube-assets DIR (or
-/// KUBE_ASSETS) it runs them instead of serving, with the same certificates,
-/// tokens and policy.
+/// This is a STAND-IN, not kube-apiserver: it keeps everything in memory and
+/// serves core/v1 namespaces, nodes, pods (status, binding, eviction),
+/// services, endpoints, events, configmaps, secrets and serviceaccounts,
+/// events.k8s.io/v1 events (the same objects as core/v1's, as in
+/// kube-apiserver), apps/v1 deployments and replicasets (status, scale) and
+/// daemonsets, policy/v1 poddisruptionbudgets, CSRs (with approval and
+/// kubelet-serving signing), leases, APIServices (with aggregation),
+/// TokenReviews and SubjectAccessReviews. It behaves like kube-apiserver for
+/// what it serves: one global resourceVersion sequence, 409 on stale writes,
+/// watch with bookmarks and 410 after compaction, finalizers, graceful pod
+/// deletion, propagation policies, merge and JSON patches, its defaults and
+/// validation (422 Invalid with its messages) for the fields the project
+/// writes, and PodDisruptionBudgets on evictions. Inside it run the subsets of
+/// kube-controller-manager (Deployments, ReplicaSets, DaemonSets, disruption
+/// budgets, garbage collection, pod GC, node heartbeats, CSR signing) and of
+/// kube-scheduler (its filters, least-allocated placement, its
+/// FailedScheduling messages) that workloads need, with the simplifications
+/// README.md lists (Recreate-like rollouts, no preemption, ties to the first
+/// node by name); no kubelet: nodes and pods run as sks-zone's simulated
+/// kubelets report them. No admission plugins but
+/// the defaults of Priority, DefaultTolerationSeconds and ServiceAccount's
+/// account name; no RBAC objects (a policy file stands in for RBAC). Use real
+/// etcd, kube-apiserver, kube-controller-manager and kube-scheduler binaries
+/// whenever you can: with --kube-assets DIR (or KUBE_ASSETS) it runs them
+/// instead of serving, with the same certificates, tokens and policy.
 #[derive(Debug, Parser)]
 #[command(name = "kube-standin", version)]
 struct Args {
@@ -98,6 +114,9 @@ struct Args {
     /// `--listen`'s port is kube-apiserver's (0: a free one).
     #[arg(long, env = "KUBE_ASSETS")]
     kube_assets: Option<PathBuf>,
+    /// Ended pods kept before the oldest are deleted (kube-controller-manager's flag of the same name).
+    #[arg(long, default_value_t = 12_500)]
+    terminated_pod_gc_threshold: usize,
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     log: String,
@@ -199,14 +218,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let epoch = ObjectCache::random_epoch();
     let cache = || Arc::new(ObjectCache::with_sequence(epoch, args.watch_history, sequence.clone()));
     let ns_cache = cache();
-    let mut storages: Vec<Arc<dyn Storage>> = Vec::new();
     let mut by_name = std::collections::HashMap::new();
+    let mut order = Vec::new();
     // core/v1 Events are stored; events.k8s.io/v1 shows them (kinds::stored() lists core/v1 first).
     let event_view = Arc::new(events::Mirror::new(epoch, args.watch_history, &sequence));
+    let mut event_v1_def = None;
     for (def, opts) in kinds::stored() {
         if def.group == "events.k8s.io" {
-            let core = by_name.get("/events").cloned().context("core/v1 events are served before events.k8s.io")?;
-            storages.push(Arc::new(events::EventsV1::new(def, core, event_view.clone())));
+            event_v1_def = Some(def);
+            order.push("events.k8s.io/events".to_owned());
             continue;
         }
         let hooks: Arc<dyn Hooks> = match (def.group, def.plural) {
@@ -218,15 +238,28 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let key = format!("{}/{}", def.group, def.plural);
         let c = if key == "/namespaces" { ns_cache.clone() } else { cache() };
         let namespaces = def.namespaced.then(|| ns_cache.clone());
-        let strategy = Arc::new(KindStrategy::new(def.group, def.plural, opts));
+        let strategy = Arc::new(KindStrategy::new(def.group, def.plural, def.kind, opts));
         let storage = Arc::new(MemStorage::new(def, strategy, c, hooks, namespaces));
-        by_name.insert(key, storage.clone());
-        storages.push(storage);
+        order.push(key.clone());
+        by_name.insert(key, storage);
+    }
+    let get = |k: &str| by_name.get(k).cloned().expect("kind is served");
+    // What clients reach: the stores, with the kinds whose subresources do more than store.
+    let mut storages: Vec<Arc<dyn Storage>> = Vec::new();
+    for key in &order {
+        storages.push(match key.as_str() {
+            "events.k8s.io/events" => {
+                let def = event_v1_def.clone().context("events.k8s.io/v1 is served")?;
+                Arc::new(events::EventsV1::new(def, get("/events"), event_view.clone()))
+            }
+            "/pods" => Arc::new(pods::Pods::new(get("/pods"), get("policy/poddisruptionbudgets"))),
+            "apps/deployments" | "apps/replicasets" => Arc::new(scale::Scaled::new(get(key))),
+            _ => get(key),
+        });
     }
     for def in kinds::reviews() {
         storages.push(Arc::new(reviews::Reviews::new(def, tokens.clone(), policy.clone())));
     }
-    let get = |k: &str| by_name.get(k).cloned().expect("kind is served");
 
     // What a fresh cluster has.
     for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
@@ -281,8 +314,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ..ServerConfig::default()
     };
     let api = Arc::new(
-        ApiServer::new(storages, authn, authz, ServerMetrics::new(prometheus::Registry::new())?, config, Vec::new())
-            .with_extension(Arc::new(protobuf::Chain(vec![Arc::new(protobuf::ProtobufApprovals), aggregator.clone()]))),
+        ApiServer::new(
+            storages,
+            authn,
+            authz,
+            ServerMetrics::new(prometheus::Registry::new())?,
+            config,
+            kinds::subresource_schemas(),
+        )
+        .with_extension(Arc::new(protobuf::Chain(vec![Arc::new(protobuf::ProtobufApprovals), aggregator.clone()]))),
     );
 
     tokio::spawn(controllers::node_heartbeats(
@@ -290,6 +330,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
         get("coordination.k8s.io/leases").cache().clone(),
         Duration::from_secs(args.node_monitor_grace_period_seconds),
     ));
+    let cluster = workloads::Cluster {
+        pods: get("/pods"),
+        nodes: get("/nodes"),
+        deployments: get("apps/deployments"),
+        replicasets: get("apps/replicasets"),
+        daemonsets: get("apps/daemonsets"),
+        budgets: get("policy/poddisruptionbudgets"),
+        all: order.iter().filter_map(|k| by_name.get(k).cloned()).collect(),
+    };
+    tokio::spawn(workloads::deployment::run(cluster.clone()));
+    tokio::spawn(workloads::replicaset::run(cluster.clone()));
+    tokio::spawn(workloads::daemonset::run(cluster.clone()));
+    tokio::spawn(workloads::disruption::run(cluster.clone()));
+    tokio::spawn(workloads::garbage::run(cluster.clone()));
+    tokio::spawn(workloads::podgc::run(cluster.clone(), args.terminated_pod_gc_threshold));
+    tokio::spawn(scheduler::run(scheduler::Stores {
+        pods: get("/pods"),
+        nodes: get("/nodes"),
+        events: get("/events"),
+    }));
     tokio::spawn(controllers::apiservice_availability(
         get("apiregistration.k8s.io/apiservices"),
         aggregator,

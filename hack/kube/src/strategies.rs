@@ -7,13 +7,15 @@
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use sks_rest::status::{ApiResult, Cause};
+use sks_rest::status::{ApiError, ApiResult, Cause};
 use sks_rest::storage::{BoxFuture, Context};
 use sks_rest::strategy::{self, Strategy};
 use sks_rest::validation::{self, NameRule};
 
+use crate::defaults;
 use crate::events;
-use crate::validation::{csr, event, lease, meta, node, service};
+use crate::validation::apps::{self, Workload};
+use crate::validation::{csr, event, lease, meta, node, pdb, pod, service};
 
 /// Behaviour of a kind that differs between kinds in kube-apiserver.
 #[derive(Debug, Clone, Copy, Default)]
@@ -28,13 +30,68 @@ pub struct KindOptions {
 pub struct KindStrategy {
     group: &'static str,
     plural: &'static str,
+    kind: &'static str,
     opts: KindOptions,
 }
 
 impl KindStrategy {
-    /// The strategy of the kind `group`/`plural`.
-    pub fn new(group: &'static str, plural: &'static str, opts: KindOptions) -> Self {
-        KindStrategy { group, plural, opts }
+    /// The strategy of the kind `group`/`plural` (named `kind`).
+    pub fn new(group: &'static str, plural: &'static str, kind: &'static str, opts: KindOptions) -> Self {
+        KindStrategy { group, plural, kind, opts }
+    }
+
+    /// The apps/v1 workload this strategy is for, if any.
+    fn workload(&self) -> Option<Workload> {
+        match (self.group, self.plural) {
+            ("apps", "deployments") => Some(Workload::Deployment),
+            ("apps", "replicasets") => Some(Workload::ReplicaSet),
+            ("apps", "daemonsets") => Some(Workload::DaemonSet),
+            _ => None,
+        }
+    }
+
+    /// Decodes the resource quantities of the pod spec at `pointer` (400 when one is malformed).
+    fn decode_quantities(&self, obj: &mut Value, pointer: &str) -> ApiResult<()> {
+        let Some(spec) = obj.pointer_mut(pointer) else { return Ok(()) };
+        pod::decode_quantities(spec).map_err(|e| {
+            ApiError::bad_request(format!(
+                "{kind} in version \"v1\" cannot be handled as a {kind}: {e}",
+                kind = self.kind
+            ))
+        })
+    }
+
+    /// Decoding and defaults of a pod or a workload, as every write of one gets them.
+    fn pod_defaults(&self, obj: &mut Value) -> ApiResult<()> {
+        if (self.group, self.plural) == ("", "pods") {
+            self.decode_quantities(obj, "/spec")?;
+            defaults::pod(obj);
+        } else if self.workload().is_some() {
+            self.decode_quantities(obj, "/spec/template/spec")?;
+            defaults::workload(self.kind, obj);
+        }
+        Ok(())
+    }
+
+    fn prepare_create(&self, ctx: &Context, obj: &mut Value) -> ApiResult<()> {
+        if self.opts.status_subresource
+            && !self.opts.keep_status_on_create
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
+        }
+        self.pod_defaults(obj)?;
+        match (self.group, self.plural) {
+            ("", "services") => default_service(obj),
+            ("", "events") => *obj = events::core_form(obj, false),
+            ("", "pods") => {
+                defaults::admit_pod(obj)?;
+                defaults::initial_status(obj);
+            }
+            ("certificates.k8s.io", _) => record_requester(ctx, obj),
+            _ => {}
+        }
+        Ok(())
     }
 }
 
@@ -176,19 +233,7 @@ impl Strategy for KindStrategy {
     }
 
     fn prepare_for_create<'a>(&'a self, ctx: &'a Context, obj: &'a mut Value) -> BoxFuture<'a, ApiResult<()>> {
-        if self.opts.status_subresource
-            && !self.opts.keep_status_on_create
-            && let Some(m) = obj.as_object_mut()
-        {
-            m.remove("status");
-        }
-        match (self.group, self.plural) {
-            ("", "services") => default_service(obj),
-            ("", "events") => *obj = events::core_form(obj, false),
-            ("certificates.k8s.io", _) => record_requester(ctx, obj),
-            _ => {}
-        }
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(std::future::ready(self.prepare_create(ctx, obj)))
     }
 
     fn validate(&self, _ctx: &Context, obj: &Value) -> Vec<Cause> {
@@ -197,9 +242,11 @@ impl Strategy for KindStrategy {
             ("", "services") => service::create(obj),
             ("", "nodes") => node::create(obj),
             ("", "events") => event::legacy(obj),
+            ("", "pods") => pod::create(obj),
+            ("policy", "poddisruptionbudgets") => pdb::create(obj),
             ("coordination.k8s.io", "leases") => lease::create(obj),
             ("certificates.k8s.io", _) => csr::create(obj),
-            _ => Vec::new(),
+            _ => self.workload().map(|w| apps::create(w, obj)).unwrap_or_default(),
         });
         causes
     }
@@ -212,6 +259,8 @@ impl Strategy for KindStrategy {
                 *new = old.clone();
                 new["status"]["conditions"] = conditions;
             }
+            // A Scale is a view: the storage changes the object with it, through this strategy again.
+            Some("scale") => return Ok(()),
             _ if self.opts.status_subresource => strategy::status_discipline(sub, new, old),
             _ => new["metadata"]["generation"] = json!(strategy::next_generation(new, old)),
         }
@@ -229,6 +278,7 @@ impl Strategy for KindStrategy {
                 new["spec"] = old["spec"].clone();
                 stamp_conditions(new, old);
             }
+            _ if sub.is_none() => self.pod_defaults(new)?,
             _ => {}
         }
         Ok(())
@@ -249,6 +299,15 @@ impl Strategy for KindStrategy {
             (("", "nodes"), _) => node::update(new, old),
             (("", "events"), _) => event::legacy(new),
             (("coordination.k8s.io", "leases"), _) => lease::update(new),
+            (("", "pods"), None) => pod::update(new, old),
+            (("policy", "poddisruptionbudgets"), None) => pdb::create(new),
+            (("policy", "poddisruptionbudgets"), Some(_)) => pdb::status(new),
+            (_, Some("scale")) => match new["spec"]["replicas"].as_i64() {
+                Some(n) if n < 0 => {
+                    vec![Cause::invalid("spec.replicas", &json!(n), "must be greater than or equal to 0")]
+                }
+                _ => Vec::new(),
+            },
             (("certificates.k8s.io", _), sub) => {
                 let write = match sub {
                     Some("approval") => csr::Write::Approval,
@@ -257,8 +316,26 @@ impl Strategy for KindStrategy {
                 };
                 csr::update(new, old, write)
             }
-            _ => Vec::new(),
+            (_, None) => self.workload().map(|w| apps::update(w, new, old)).unwrap_or_default(),
+            (_, Some(_)) => self.workload().map(|w| apps::status(w, new)).unwrap_or_default(),
         });
         causes
+    }
+
+    /// Pods are deleted gracefully (the pod strategy's CheckGracefulDelete):
+    /// after the grace period asked for or their own, at once when not bound
+    /// to a node or already ended.
+    fn check_graceful_delete(&self, obj: &Value, requested: Option<i64>) -> Option<i64> {
+        if (self.group, self.plural) != ("", "pods") {
+            return None;
+        }
+        let own = || obj["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(0);
+        let mut period = requested.map_or_else(own, |r| if r < 0 { 1 } else { r });
+        let bound = obj["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let ended = matches!(obj["status"]["phase"].as_str(), Some("Succeeded" | "Failed"));
+        if !bound || ended {
+            period = 0;
+        }
+        Some(if period < 0 { 1 } else { period })
     }
 }

@@ -1,17 +1,19 @@
 //! Simulated kubelets: every running instance of the nodepools of one SKS
 //! cluster behaves, towards that cluster's Kubernetes API, like a node whose
-//! kubelet runs. It registers its Node, renews its Lease, posts its status and
-//! asks for a serving certificate, all authenticated as the node
+//! kubelet runs. It registers its Node, renews its Lease, posts its status,
+//! asks for a serving certificate and runs the pods bound to it (`pods`), all
+//! authenticated as the node
 //! (`system:node:<name>`, group `system:nodes`), with a client certificate the
 //! zone issues from the cluster's control-plane CA, as a bootstrapped kubelet
 //! would hold. A stopped or destroyed instance simply goes silent: its Node
-//! stays, and the API server's node lifecycle notices the stale Lease.
+//! and pods stay, and the API server's node lifecycle notices the stale Lease.
 //!
 //! One supervisor compares the zone's state with the running kubelets every
 //! 500 ms and starts or stops one task per instance. Every API error is logged
 //! and retried with a short backoff; nothing here can stop the zone.
 
 mod objects;
+pub mod pods;
 pub mod proxy;
 
 use std::collections::BTreeMap;
@@ -288,6 +290,15 @@ enum Serving {
     Settled,
 }
 
+/// A task stopped when its owner is dropped (the kubelet's pod worker goes with the kubelet).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A node's client certificate identity and when it was issued.
 struct Identity {
     client: kube::Client,
@@ -313,6 +324,8 @@ struct Kubelet {
     status_due: Due,
     csr_due: Due,
     last_report: Option<Instant>,
+    /// Runs the pods bound to the node, once it is registered.
+    pods: Option<AbortOnDrop>,
 }
 
 impl Kubelet {
@@ -333,6 +346,7 @@ impl Kubelet {
             status_due: Due::now(),
             csr_due: Due::now(),
             last_report: None,
+            pods: None,
         }
     }
 
@@ -385,6 +399,9 @@ impl Kubelet {
             return;
         }
         self.register_due.done(now, Duration::ZERO);
+        if self.pods.is_none() {
+            self.pods = Some(AbortOnDrop(tokio::spawn(pods::run(client.clone(), m.clone()))));
+        }
         if self.lease_due.is_due(now) {
             match self.renew_lease(&client, m).await {
                 Ok(()) => self.lease_due.done(now, self.lease_interval),

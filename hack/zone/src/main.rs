@@ -97,8 +97,10 @@ struct Args {
     api_secret: Option<String>,
 
     /// Kubeconfig of the cluster's Kubernetes API: when set, every running instance of the cluster's nodepools
-    /// runs a simulated kubelet against it (Node, Lease, serving CSR), authenticated as `system:node:<name>` with a
-    /// client certificate from the cluster's control-plane CA. Only the server URL and CA are taken from this file.
+    /// runs a simulated kubelet against it (Node with the instance type's capacity and the autoscaler's
+    /// allocatable, Lease, serving CSR, and the pods bound to the node, reported Running at once and deleted once
+    /// terminating), authenticated as `system:node:<name>` with a client certificate from the cluster's
+    /// control-plane CA. Only the server URL and CA are taken from this file.
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
 

@@ -19,7 +19,7 @@ use crate::patch;
 use crate::request::{FieldValidation, WriteOptions};
 use crate::resource::ResourceDef;
 use crate::status::{ApiError, ApiResult, success_status};
-use crate::storage::DeleteOptions;
+use crate::storage::{DeleteOptions, Propagation};
 use crate::write;
 
 /// Makes the new version of an object from its current one.
@@ -87,13 +87,13 @@ impl ApiServer {
     pub(super) async fn delete(&self, call: &Call<'_>, body: RequestBody) -> ApiResult<Response<ResponseBody>> {
         let deleter = call.storage.deleter().ok_or_else(|| call.not_allowed("delete"))?;
         let raw = self.read_body(body).await?;
-        let mut del = DeleteOptions::default();
         let mut ctx = call.ctx.clone();
+        // Query parameters first, then the body's fields, as kube-apiserver decodes them.
+        let mut del = delete_options_of_query(call.query)?;
         if !raw.is_empty() {
             let v: Value = serde_json::from_slice(&raw)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
-            del.uid = v["preconditions"]["uid"].as_str().map(str::to_owned);
-            del.resource_version = v["preconditions"]["resourceVersion"].as_str().map(str::to_owned);
+            del.apply_json(&v)?;
             ctx.dry_run |= v["dryRun"].as_array().is_some_and(|a| a.iter().any(|x| x == "All"));
         }
         let name = call.name();
@@ -176,6 +176,19 @@ impl ApiServer {
             None => Vec::new(),
         }
     }
+}
+
+/// The `gracePeriodSeconds` and `propagationPolicy` query parameters of a DELETE.
+fn delete_options_of_query(query: &crate::request::Query) -> ApiResult<DeleteOptions> {
+    let mut del = DeleteOptions::default();
+    if let Some(g) = query.get("gracePeriodSeconds").filter(|g| !g.is_empty()) {
+        let g = g.parse().map_err(|_| ApiError::bad_request(format!("gracePeriodSeconds: invalid integer {g:?}")))?;
+        del.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = query.get("propagationPolicy").filter(|p| !p.is_empty()) {
+        del.propagation = Some(Propagation::parse(p)?);
+    }
+    Ok(del)
 }
 
 /// Refuses unknown fields under `fieldValidation=Strict`.

@@ -9,12 +9,15 @@
 //! rendered as kube-apiserver renders them: strings quoted, numbers plain, and
 //! structs as the JSON of its internal Go types (field names capitalised).
 
+pub mod apps;
 pub mod csr;
 pub mod event;
 pub mod lease;
 pub mod meta;
 pub mod names;
 pub mod node;
+pub mod pdb;
+pub mod pod;
 pub mod service;
 
 use serde_json::{Value, json};

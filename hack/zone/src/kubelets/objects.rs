@@ -29,8 +29,6 @@ pub const NODES_GROUP: &str = "system:nodes";
 
 /// Pods a kubelet admits by default (`maxPods`).
 const MAX_PODS: &str = "110";
-/// The default hard eviction threshold `memory.available<100Mi`, which allocatable memory leaves out.
-const EVICTION_MEMORY_KI: i64 = 100 * 1024;
 /// What the simulated nodes claim to run; plausible values, so tools that print them show something sensible.
 const KERNEL_VERSION: &str = "6.8.0-60-generic";
 const OS_IMAGE: &str = "Ubuntu 24.04.2 LTS";
@@ -93,20 +91,36 @@ fn labels(m: &Machine) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// CPU in millicores as a quantity: whole CPUs when it is.
+fn cpu_quantity(millis: i64) -> String {
+    if millis % 1000 == 0 { (millis / 1000).to_string() } else { format!("{millis}m") }
+}
+
+/// Memory in bytes as a quantity: in Ki when it is a whole number of them.
+fn memory_quantity(bytes: i64) -> String {
+    if bytes % 1024 == 0 { format!("{}Ki", bytes / 1024) } else { bytes.to_string() }
+}
+
+/// Capacity is the instance type's; allocatable is what the autoscaler
+/// plans with (`sks_autoscaler::allocatable`: the documented system
+/// reserve and eviction threshold), so its template nodes and the real ones
+/// agree; ephemeral storage keeps kubelet's default `nodefs.available<10%`.
 fn resources(m: &Machine, allocatable: bool) -> BTreeMap<String, Quantity> {
-    let memory_ki = m.memory_bytes / 1024;
     let disk_ki = m.disk_gib * 1024 * 1024;
-    // As kubelet's defaults: no kube/system reservations, hard eviction at
-    // memory.available<100Mi and nodefs.available<10%.
-    let (memory_ki, disk_ki) = if allocatable {
-        ((memory_ki - EVICTION_MEMORY_KI).max(0), disk_ki - disk_ki / 10)
+    let (cpu, memory, disk) = if allocatable {
+        let offered = sks_autoscaler::allocatable(m.cpus, m.memory_bytes);
+        (
+            cpu_quantity(offered.cpu_millis),
+            memory_quantity(offered.memory_bytes),
+            format!("{}Ki", disk_ki - disk_ki / 10),
+        )
     } else {
-        (memory_ki, disk_ki)
+        (m.cpus.to_string(), memory_quantity(m.memory_bytes), format!("{disk_ki}Ki"))
     };
     [
-        ("cpu", m.cpus.to_string()),
-        ("memory", format!("{memory_ki}Ki")),
-        ("ephemeral-storage", format!("{disk_ki}Ki")),
+        ("cpu", cpu),
+        ("memory", memory),
+        ("ephemeral-storage", disk),
         ("hugepages-1Gi", "0".to_owned()),
         ("hugepages-2Mi", "0".to_owned()),
         ("pods", MAX_PODS.to_owned()),
@@ -339,7 +353,10 @@ mod tests {
         assert_eq!(info["kubeletVersion"], "v1.34.2");
         assert_eq!(node["status"]["addresses"][0], serde_json::json!({"type": "InternalIP", "address": "127.64.0.7"}));
         assert_eq!(node["status"]["capacity"]["memory"], "4194304Ki");
-        assert_eq!(node["status"]["allocatable"]["memory"], "4091904Ki");
+        // standard.medium's allocatable in the autoscaler's reserve table: 1930m and 2972 MiB.
+        assert_eq!(node["status"]["allocatable"]["cpu"], "1930m");
+        assert_eq!(node["status"]["allocatable"]["memory"], "3043328Ki");
+        assert_eq!(node["status"]["capacity"]["cpu"], "2");
         assert_eq!(node["status"]["capacity"]["pods"], "110");
         let ready = node["status"]["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
         assert_eq!(ready["status"], "True");
