@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use http_body_util::BodyExt as _;
 use serde_json::{Value, json};
-use sks_e2e::apiserver::Kubectl;
 use sks_e2e::ccm::Ccm;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions};
+use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
 use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
