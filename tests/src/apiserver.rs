@@ -68,7 +68,16 @@ impl ApiServer {
         ];
         all.extend(args.iter().map(std::string::ToString::to_string));
         let (child, url) = spawn(zone, &all, logs);
-        let admin = TestPki::client(&pki.client_ca, "admin", &["system:masters"]);
+        // Behind a cluster API, sks-apiserver trusts that API's client CA only.
+        let client_ca = match cluster_certs {
+            Some(d) => sks_pki::CertificateAuthority::from_pem(
+                &std::fs::read_to_string(d.join("ca.crt")).unwrap(),
+                &std::fs::read_to_string(d.join("ca.key")).unwrap(),
+            )
+            .unwrap(),
+            None => pki.client_ca.clone(),
+        };
+        let admin = TestPki::client(&client_ca, "admin", &["system:masters"]);
         let kubeconfig = pki.kubeconfig("admin.kubeconfig", &url, "admin", &admin);
         ApiServer { child: Some(child), url, pki, kubeconfig, args: all, logs: logs.clone(), dir }
     }
