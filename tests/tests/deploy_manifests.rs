@@ -43,19 +43,12 @@ const NOT_EXERCISED: &[(&str, &str, &str, &str)] = &[
         "kube-apiserver checks it inside every write to certificatesigningrequests/approval \
          (ccm/src/csr/controller.rs, Csrs::step), not as a request of its own, so no audit log shows it",
     ),
-    ("kube-system/sks-apiserver", "watch", "/pods", NOT_SERVED_YET),
-    ("kube-system/sks-apiserver", "watch", "apps/daemonsets", NOT_SERVED_YET),
-    ("kube-system/sks-apiserver", "watch", "policy/poddisruptionbudgets", NOT_SERVED_YET),
     ("kube-system/sks-apiserver", "get", "/nodes", AUTOSCALER_ACTS),
     ("kube-system/sks-apiserver", "patch", "/nodes", AUTOSCALER_ACTS),
     ("kube-system/sks-apiserver", "create", "/pods/eviction", AUTOSCALER_ACTS),
     ("kube-system/sks-apiserver", "create", "events.k8s.io/events", AUTOSCALER_ACTS),
     ("kube-system/sks-apiserver", "patch", "events.k8s.io/events", AUTOSCALER_ACTS),
 ];
-
-/// Why the autoscaler's watches are not seen here yet: kube-standin does not
-/// serve these kinds yet, so the list fails and no watch follows.
-const NOT_SERVED_YET: &str = "kube-standin does not serve Pods, DaemonSets and PodDisruptionBudgets yet";
 
 /// Why the autoscaler's writes are not seen here.
 const AUTOSCALER_ACTS: &str = "the autoscaler writes only when it scales or reports (a node to remove, pods \
