@@ -51,6 +51,10 @@ pub struct ScaleDownOptions {
     pub max_removals: usize,
     /// Removals of nodes with pods to move per round (`--max-drain-parallelism`, 1).
     pub max_drains: usize,
+    /// Pending pods will run on existing nodes or on nodes on their way: no
+    /// removal this round (cluster-autoscaler's `DisableScaleDownForLoop`),
+    /// or a node that just came up, still empty, goes before they land on it.
+    pub pods_landing: bool,
 }
 
 impl Default for ScaleDownOptions {
@@ -62,6 +66,7 @@ impl Default for ScaleDownOptions {
             last_scale_up: BTreeMap::new(),
             max_removals: 10,
             max_drains: 1,
+            pods_landing: false,
         }
     }
 }
@@ -298,10 +303,11 @@ impl<'c, 'a> Round<'c, 'a> {
             let remaining =
                 i64::from(template.target_size) - i64::from(self.deleting[u.pool]) - i64::from(chosen[u.pool]);
             let stays_above_min = remaining > i64::from(template.min);
-            let cooling = options
-                .last_scale_up
-                .get(&template.nodepool_id)
-                .is_some_and(|&at| !at_least(at, now, options.delay_after_add));
+            let cooling = options.pods_landing
+                || options
+                    .last_scale_up
+                    .get(&template.nodepool_id)
+                    .is_some_and(|&at| !at_least(at, now, options.delay_after_add));
             let reason = if !tracker.unneeded_for(&node.name, options.unneeded_time, now) {
                 Some(Unremovable::NotUnneededLongEnough)
             } else if cooling {
@@ -585,6 +591,20 @@ mod tests {
             ..ScaleDownOptions::default()
         };
         assert_eq!(removed(&plan_twice(&cluster, &templates, &[], &old)), ["a"]);
+    }
+
+    #[test]
+    fn pods_about_to_land_hold_every_removal() {
+        let nodes = [worker("a").build(), worker("b").build()];
+        let cluster = ClusterSnapshot::new(&nodes, &[]);
+        let templates = [pool(0, 2)];
+        let landing = ScaleDownOptions { pods_landing: true, ..ScaleDownOptions::default() };
+        let p = plan_twice(&cluster, &templates, &[], &landing);
+        assert!(removed(&p).is_empty());
+        assert_eq!(
+            reasons(&p),
+            [("a".into(), "ScaleDownInCooldown".into()), ("b".into(), "ScaleDownInCooldown".into())]
+        );
     }
 
     #[test]

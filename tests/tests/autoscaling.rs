@@ -571,6 +571,61 @@ async fn a_drain_that_does_not_finish_puts_the_node_back_in_service() {
     assert!(node_exists(&k, &n[1]) && node_exists(&k, &n[2]));
 }
 
+/// Pods bound to a node after it was chosen (here bound directly, past the
+/// taint, as a pod with `nodeName` is) are drained too: one that may move is
+/// evicted, one that must not stops the removal and the node goes back.
+#[tokio::test(flavor = "multi_thread")]
+async fn pods_that_land_on_a_draining_node_are_evicted_or_keep_it() {
+    let mut args = FAST_SCALE_DOWN.to_vec();
+    args.extend(["--max-pod-eviction-time", "60s"]);
+    let env = start(seeded(), &args).await;
+    let k = env.kubectl();
+    let n = worker_nodes(&k);
+    for (i, node) in n.iter().enumerate().skip(1) {
+        let mut anchor = pod(&format!("anchor-{i}"), "100m", json!({}));
+        anchor["spec"]["nodeName"] = json!(node);
+        apply(&k, &anchor);
+    }
+    place(&k, &deployment("held", 1, "100m", json!({})), "app=held", &n[0]).await;
+    let held = running(&k, "app=held")[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+
+    autoscale(&k, "workers", 1, 5);
+    wait_for("the node marked and its pod terminating", Duration::from_secs(60), || {
+        let k = k.clone();
+        let (name, held) = (n[0].clone(), held.clone());
+        async move {
+            let terminating = !get(&k, &["get", "pod", &held])["metadata"]["deletionTimestamp"].is_null();
+            (!in_service(&k, &name) && terminating).then_some(())
+        }
+    })
+    .await;
+
+    let mut late = pod("late", "100m", json!({}));
+    late["metadata"]["annotations"] = json!({"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"});
+    late["spec"]["nodeName"] = json!(n[0]);
+    apply(&k, &late);
+    let e = wait_event(&k, "ScaleDown", "Pod", "late", Duration::from_secs(30)).await;
+    assert_eq!(e["message"], "deleting pod for node scale down");
+
+    let mut stray = pod("stray", "100m", json!({}));
+    stray["spec"]["nodeName"] = json!(n[0]);
+    apply(&k, &stray);
+    let failed = wait_event(&k, "ScaleDownFailed", "Node", &n[0], Duration::from_secs(30)).await;
+    let message = failed["message"].as_str().unwrap();
+    assert!(message.contains("pod default/stray landed on node"), "{message}");
+    assert!(message.contains("(NotReplicated)"), "{message}");
+    wait_for("the node back in service", Duration::from_secs(10), || {
+        let k = k.clone();
+        let name = n[0].clone();
+        async move { in_service(&k, &name).then_some(()) }
+    })
+    .await;
+    assert!(get(&k, &["get", "pod", "stray"])["metadata"]["deletionTimestamp"].is_null(), "never evicted");
+    assert_eq!(pool_size(&env, "workers").await, 3, "nothing removed");
+    k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+}
+
 /// Where `kill -9` hits sks-apiserver during a removal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {

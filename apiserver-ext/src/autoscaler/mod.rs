@@ -289,11 +289,11 @@ impl Autoscaler {
             .cloned()
             .collect();
         let started = Instant::now();
-        self.scale_up(&pending, &snapshot, &up_templates, &pools).await;
+        let pods_landing = self.scale_up(&pending, &snapshot, &up_templates, &pools).await;
         self.metrics.ran("scaleUp", started.elapsed().as_secs_f64());
         if self.options.scale_down_enabled {
             let started = Instant::now();
-            self.scale_down(&snapshot, &templates, &pools, &nodes).await;
+            self.scale_down(&snapshot, &templates, &pools, &nodes, pods_landing).await;
             self.metrics.ran("scaleDown", started.elapsed().as_secs_f64());
         }
     }

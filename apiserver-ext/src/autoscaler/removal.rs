@@ -12,8 +12,9 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
-use kube::api::{Api, EvictParams, Patch, PatchParams};
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
+use sks_autoscaler::{PodInfo, SlimPod};
 use sks_keys::{annotation, taint};
 use uuid::Uuid;
 
@@ -127,6 +128,21 @@ impl Nodes {
         });
         self.nodes.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
         Ok(())
+    }
+
+    /// The pods the API shows on Node `name` that a drain must move (not
+    /// DaemonSet or mirror pods, not ended), as `namespace/name`: read from
+    /// the API, not the cache, as the last look before the instance goes.
+    pub async fn pods_to_move(&self, name: &str) -> Result<Vec<String>, kube::Error> {
+        let pods: Api<SlimPod> = Api::all(self.client.clone());
+        let on_node = pods.list(&ListParams::default().fields(&format!("spec.nodeName={name}"))).await?;
+        Ok(on_node
+            .items
+            .iter()
+            .map(|p| &p.info)
+            .filter(|p| !p.daemonset && !p.mirror && !p.phase.is_terminal())
+            .map(PodInfo::key)
+            .collect())
     }
 
     /// Evicts pod `namespace/name` through the Eviction API, retrying while a

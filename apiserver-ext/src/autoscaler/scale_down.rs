@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use sks_autoscaler::{ClusterSnapshot, NodeInfo, Template, events, plan_scale_down};
+use sks_autoscaler::drain::{BlockingReason, Disposition, disposition};
+use sks_autoscaler::pdb::Budgets;
+use sks_autoscaler::{ClusterSnapshot, NodeInfo, SlimPod, Template, events, plan_scale_down};
 use sks_kubeclient::events::EventType;
 use uuid::Uuid;
 
@@ -22,6 +24,7 @@ impl Autoscaler {
         templates: &[Template],
         pools: &[Autoscaled],
         nodes: &[&NodeInfo],
+        pods_landing: bool,
     ) {
         // Nodepools with a node being replaced keep their nodes: the size is the replacement's.
         let replacing: BTreeSet<&str> =
@@ -30,6 +33,7 @@ impl Autoscaler {
             templates.iter().filter(|t| !replacing.contains(t.nodepool_id.as_str())).cloned().collect();
         let pdbs = self.cache.pdbs();
         let mut options = self.options.scale_down.clone();
+        options.pods_landing = pods_landing;
         let plan = {
             let mut state = self.state();
             options.last_scale_up = state.last_scale_up.clone();
@@ -139,15 +143,7 @@ impl Autoscaler {
         }
         self.nodes.mark(name, pool.id, size).await?;
         self.event(&node_ref(name), EventType::Normal, events::SCALE_DOWN, events::MARKED_FOR_DELETION).await;
-        let deadline = Instant::now() + self.options.max_pod_eviction_time;
-        for pod in pods {
-            let (Some(namespace), Some(pod_name)) = (&pod.namespace, &pod.name) else { continue };
-            if self.nodes.evict(namespace, pod_name, deadline).await? {
-                self.metrics.evicted_pods.inc();
-                self.event(pod, EventType::Normal, events::SCALE_DOWN, events::DELETING_POD).await;
-            }
-        }
-        self.wait_gone(name, self.options.max_pod_eviction_time).await?;
+        self.drain(name, pods).await?;
         // The size again, right before, and one removal at a time: neither a
         // manual scale meanwhile nor another removal may take the pool below its minimum.
         let lock = self.pool_lock(pool.id);
@@ -163,24 +159,70 @@ impl Autoscaler {
         Ok(size)
     }
 
-    /// Waits until node `name` runs no pod but DaemonSet and mirror pods.
-    pub(super) async fn wait_gone(&self, name: &str, timeout: Duration) -> Result<(), Stopped> {
+    /// Evicts the pods of node `name`: `planned`, then any the cache shows
+    /// there that were bound before the taint and were not in the plan (a
+    /// ReplicaSet's replacement landing on a node chosen as empty), until the
+    /// node runs no pod but DaemonSet and mirror pods. A newcomer that must
+    /// not be evicted (no controller, local storage...) stops the removal:
+    /// the node goes back in service rather than lose it.
+    async fn drain(&self, name: &str, planned: &[ObjectReference]) -> Result<(), Stopped> {
+        let timeout = self.options.max_pod_eviction_time;
         let deadline = Instant::now() + timeout;
+        let mut asked: BTreeSet<String> = BTreeSet::new();
+        for pod in planned {
+            let (Some(namespace), Some(pod_name)) = (&pod.namespace, &pod.name) else { continue };
+            asked.insert(format!("{namespace}/{pod_name}"));
+            self.evict(pod, deadline).await?;
+        }
         loop {
-            let left = self
+            let pdbs = self.cache.pdbs();
+            let budgets = Budgets::new(&pdbs);
+            let on_node: Vec<Arc<SlimPod>> = self
                 .cache
                 .pods()
-                .iter()
+                .into_iter()
                 .filter(|p| p.info.node_name.as_deref() == Some(name) && !p.info.daemonset && !p.info.mirror)
-                .count();
-            if left == 0 {
+                .filter(|p| !p.info.phase.is_terminal())
+                .collect();
+            // The cache may not show a pod bound a moment ago yet; the API does.
+            if on_node.is_empty() && self.nodes.pods_to_move(name).await?.is_empty() {
                 return Ok(());
             }
+            for pod in on_node.iter().map(|p| &p.info) {
+                if asked.contains(&pod.key()) {
+                    continue;
+                }
+                match disposition(pod, &budgets) {
+                    Disposition::Stays => {}
+                    // Its budget is waited for by the eviction, as for the planned pods.
+                    Disposition::Moves | Disposition::Blocks(BlockingReason::NotEnoughPdb) => {
+                        asked.insert(pod.key());
+                        self.evict(&pod_ref(pod), deadline).await?;
+                    }
+                    Disposition::Blocks(why) => {
+                        return Err(Stopped::Drain(format!(
+                            "pod {} landed on node {name} after it was chosen and cannot move ({why})",
+                            pod.key()
+                        )));
+                    }
+                }
+            }
             if Instant::now() > deadline {
+                let left = on_node.len();
                 return Err(Stopped::Drain(format!("{left} pod(s) still on node {name} after {timeout:?}")));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Evicts `pod` through the Eviction API (budgets waited for until `deadline`).
+    async fn evict(&self, pod: &ObjectReference, deadline: Instant) -> Result<(), Stopped> {
+        let (Some(namespace), Some(pod_name)) = (&pod.namespace, &pod.name) else { return Ok(()) };
+        if self.nodes.evict(namespace, pod_name, deadline).await? {
+            self.metrics.evicted_pods.inc();
+            self.event(pod, EventType::Normal, events::SCALE_DOWN, events::DELETING_POD).await;
+        }
+        Ok(())
     }
 
     /// After gaining the lead: removals found recorded on Nodes are finished

@@ -51,15 +51,20 @@ impl Autoscaler {
         }
     }
 
+    /// Grows the nodepools `pending` pods need. True when some of them are
+    /// about to land on nodes that exist or are on their way: those nodes
+    /// must not be taken away meanwhile.
     pub(super) async fn scale_up(
         &self,
         pending: &[&PodInfo],
         snapshot: &ClusterSnapshot<'_>,
         templates: &[Template],
         pools: &[Autoscaled],
-    ) {
+    ) -> bool {
         let options = ScaleUpOptions { priorities: self.options.priorities.clone() };
         let plan = plan_scale_up(pending.iter().copied(), snapshot, templates, &options);
+        let landing =
+            !plan.fits_existing.is_empty() || !plan.awaiting_upcoming.is_empty() || !plan.increases.is_empty();
         let mut targets: BTreeMap<Uuid, (i64, i64, String)> = BTreeMap::new();
         for inc in &plan.increases {
             let Ok(id) = inc.template.nodepool_id.parse::<Uuid>() else { continue };
@@ -163,5 +168,6 @@ impl Autoscaler {
                 tracing::debug!(nodepool = %pool.name, error = %e.message, "recording ScalingLimited failed");
             }
         }
+        landing
     }
 }
