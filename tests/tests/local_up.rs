@@ -3,7 +3,8 @@
 //! through the APIService), Ctrl-C stops every process it started and exits
 //! 130, SIGTERM 143, a second run on the same directory comes up again, a
 //! Ctrl-C during startup stops what was started so far, and nodes that never
-//! become Ready end the script with an error naming the logs, not "up".
+//! become Ready end the script with an error naming the logs, not "up"; the
+//! autoscaling commands it prints add nodes for a Deployment and take them away.
 //!
 //! Each run gets its own directory (`SKS_LOCAL_DIR`), ports picked by the
 //! binaries (`SKS_*_PORT=0`) and the binaries already built (`SKS_NO_BUILD`,
@@ -318,5 +319,68 @@ fn local_up_fails_clearly_when_nodes_never_become_ready() {
     let logs = dir.path().join("logs");
     assert!(stderr.contains(&format!("{}/ccm.log", logs.display())), "{}", run.report());
     assert!(stderr.contains(&format!("{}/zone.log", logs.display())), "{}", run.report());
+    run.assert_all_stopped(&started);
+}
+
+/// Polls `check` every 250 ms until it answers `Ok`, at most `timeout`; panics with its last answer.
+fn poll(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<(), String>) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(()) => return,
+            Err(why) if Instant::now() >= deadline => panic!("timed out after {timeout:?} waiting for {what}: {why}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// Runs the first `kubectl` line hack/local-up printed that contains `needle`, as the user pastes it.
+fn run_printed(run: &LocalUp, needle: &str) {
+    let text = run.stdout.text();
+    let line = text.lines().map(str::trim_start).find(|l| l.starts_with("kubectl ") && l.contains(needle));
+    let line =
+        line.unwrap_or_else(|| panic!("hack/local-up printed no kubectl line with {needle:?}\n{}", run.report()));
+    let out = Command::new("bash")
+        .args(["-c", line])
+        .env("KUBECONFIG", run.dir.join("kubeconfig"))
+        .output()
+        .expect("running bash");
+    assert!(out.status.success(), "{line}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The user story on the local stack, with the commands it prints: a
+/// Deployment of 30 pods that 3 nodes cannot hold makes nodes appear, deleting
+/// it makes them go (after the short delays given here).
+#[test]
+fn local_up_shows_nodepool_autoscaling() {
+    let dir = TempDir::new("local-up-autoscaling");
+    let delays = [("SKS_SCALE_DOWN_UNNEEDED_TIME", "2s"), ("SKS_SCALE_DOWN_DELAY_AFTER_ADD", "0s")];
+    let mut run = LocalUp::start(dir.path(), &delays);
+    run.wait_line(UP, Duration::from_secs(90));
+    run.wait_line("Ctrl-C stops everything.", Duration::from_secs(10)); // the end of what it prints
+    let started = run.pids();
+    let replicas = |run: &LocalUp| kubectl_json(&run.dir, &["get", "np", "workers"])["spec"]["replicas"].as_i64();
+    let running = |run: &LocalUp| {
+        let pods = kubectl_json(&run.dir, &["get", "pods", "-l", "app=burst"]);
+        pods["items"].as_array().into_iter().flatten().filter(|p| p["status"]["phase"] == "Running").count()
+    };
+    let nodes = |run: &LocalUp| kubectl_json(&run.dir, &["get", "nodes"])["items"].as_array().map_or(0, Vec::len);
+
+    run_printed(&run, "patch np workers");
+    run_printed(&run, "autoscaling-deployment.yaml");
+    // 3 pods of 600m per standard.medium node: 30 pods need 10 nodes, the maximum.
+    poll("30 running pods on 10 nodes", Duration::from_secs(150), || {
+        let now = (replicas(&run), running(&run), nodes(&run));
+        if now == (Some(10), 30, 10) { Ok(()) } else { Err(format!("(replicas, running, nodes) = {now:?}")) }
+    });
+    run_printed(&run, "delete deployment burst");
+    poll("the nodepool back at its minimum", Duration::from_secs(150), || {
+        let now = (replicas(&run), nodes(&run));
+        if now == (Some(1), 1) { Ok(()) } else { Err(format!("(replicas, nodes) = {now:?}")) }
+    });
+
+    run.signal("INT", true);
+    let status = run.wait_exit(STOP_TIMEOUT);
+    assert_eq!(status.code(), Some(130), "{}", run.report());
     run.assert_all_stopped(&started);
 }
