@@ -533,6 +533,52 @@ async fn a_disruption_budget_holds_a_node_until_it_allows() {
     assert_eq!(db[0]["spec"]["nodeName"], n[1].as_str());
 }
 
+/// A bare pod (no controller: it blocks scale-down) on each of `nodes`, bound directly.
+fn anchor(k: &Kubectl, nodes: &[String]) {
+    for (i, node) in nodes.iter().enumerate() {
+        let mut anchor = pod(&format!("anchor-{}", i + 1), "100m", json!({}));
+        anchor["spec"]["nodeName"] = json!(node);
+        apply(k, &anchor);
+    }
+}
+
+/// Runs a Deployment's pod on `node` whose object a finalizer keeps after
+/// eviction, so a drain of the node never finishes; answers its name.
+async fn hold(k: &Kubectl, node: &str) -> String {
+    place(k, &deployment("held", 1, "100m", json!({})), "app=held", node).await;
+    let held = running(k, "app=held")[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+    held
+}
+
+/// Lets pod `held` go (its finalizer removed).
+fn release(k: &Kubectl, held: &str) {
+    k.ok(&["patch", "pod", held, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+}
+
+/// Waits until `node` is marked for removal and pod `held` is terminating.
+async fn wait_draining(k: &Kubectl, node: &str, held: &str) {
+    wait_for("the node marked and its pod terminating", Duration::from_secs(60), || {
+        let k = k.clone();
+        let (name, held) = (node.to_owned(), held.to_owned());
+        async move {
+            let terminating = !get(&k, &["get", "pod", &held])["metadata"]["deletionTimestamp"].is_null();
+            (!in_service(&k, &name) && terminating).then_some(())
+        }
+    })
+    .await;
+}
+
+/// Waits until `node` is back in service.
+async fn wait_in_service(k: &Kubectl, node: &str, timeout: Duration) {
+    wait_for("the node back in service", timeout, || {
+        let k = k.clone();
+        let name = node.to_owned();
+        async move { in_service(&k, &name).then_some(()) }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_drain_that_does_not_finish_puts_the_node_back_in_service() {
     let mut args = FAST_SCALE_DOWN.to_vec();
@@ -540,32 +586,19 @@ async fn a_drain_that_does_not_finish_puts_the_node_back_in_service() {
     let env = start(seeded(), &args).await;
     let k = env.kubectl();
     let n = worker_nodes(&k);
-    place(&k, &deployment("held", 1, "100m", json!({})), "app=held", &n[0]).await;
-    let mut bare = pod("anchor", "100m", json!({}));
-    bare["spec"]["nodeName"] = json!(n[1]);
-    apply(&k, &bare);
-    let mut bare = pod("anchor-2", "100m", json!({}));
-    bare["spec"]["nodeName"] = json!(n[2]);
-    apply(&k, &bare);
-    // A finalizer keeps the evicted pod's object: the drain never finishes.
-    let held = running(&k, "app=held")[0]["metadata"]["name"].as_str().unwrap().to_owned();
-    k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
+    anchor(&k, &n[1..]);
+    let held = hold(&k, &n[0]).await;
 
     autoscale(&k, "workers", 1, 5);
     let failed = wait_event(&k, "ScaleDownFailed", "Node", &n[0], Duration::from_secs(60)).await;
     let message = failed["message"].as_str().unwrap();
     assert!(message.starts_with("failed to drain the node, aborting ScaleDown: "), "{message}");
     assert!(message.contains("the node is back in service"), "{message}");
-    wait_for("the node back in service", Duration::from_secs(10), || {
-        let k = k.clone();
-        let name = n[0].clone();
-        async move { in_service(&k, &name).then_some(()) }
-    })
-    .await;
+    wait_in_service(&k, &n[0], Duration::from_secs(10)).await;
     assert_eq!(pool_size(&env, "workers").await, 3, "nothing removed");
 
     // The pod lets go: the node's next removal finishes.
-    k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    release(&k, &held);
     wait_pool_size(&env, "workers", 2, Duration::from_secs(60)).await;
     wait_node_gone(&k, &n[0], Duration::from_secs(30)).await;
     assert!(node_exists(&k, &n[1]) && node_exists(&k, &n[2]));
@@ -581,25 +614,10 @@ async fn pods_that_land_on_a_draining_node_are_evicted_or_keep_it() {
     let env = start(seeded(), &args).await;
     let k = env.kubectl();
     let n = worker_nodes(&k);
-    for (i, node) in n.iter().enumerate().skip(1) {
-        let mut anchor = pod(&format!("anchor-{i}"), "100m", json!({}));
-        anchor["spec"]["nodeName"] = json!(node);
-        apply(&k, &anchor);
-    }
-    place(&k, &deployment("held", 1, "100m", json!({})), "app=held", &n[0]).await;
-    let held = running(&k, "app=held")[0]["metadata"]["name"].as_str().unwrap().to_owned();
-    k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
-
+    anchor(&k, &n[1..]);
+    let held = hold(&k, &n[0]).await;
     autoscale(&k, "workers", 1, 5);
-    wait_for("the node marked and its pod terminating", Duration::from_secs(60), || {
-        let k = k.clone();
-        let (name, held) = (n[0].clone(), held.clone());
-        async move {
-            let terminating = !get(&k, &["get", "pod", &held])["metadata"]["deletionTimestamp"].is_null();
-            (!in_service(&k, &name) && terminating).then_some(())
-        }
-    })
-    .await;
+    wait_draining(&k, &n[0], &held).await;
 
     let mut late = pod("late", "100m", json!({}));
     late["metadata"]["annotations"] = json!({"cluster-autoscaler.kubernetes.io/safe-to-evict": "true"});
@@ -615,15 +633,10 @@ async fn pods_that_land_on_a_draining_node_are_evicted_or_keep_it() {
     let message = failed["message"].as_str().unwrap();
     assert!(message.contains("pod default/stray landed on node"), "{message}");
     assert!(message.contains("(NotReplicated)"), "{message}");
-    wait_for("the node back in service", Duration::from_secs(10), || {
-        let k = k.clone();
-        let name = n[0].clone();
-        async move { in_service(&k, &name).then_some(()) }
-    })
-    .await;
+    wait_in_service(&k, &n[0], Duration::from_secs(10)).await;
     assert!(get(&k, &["get", "pod", "stray"])["metadata"]["deletionTimestamp"].is_null(), "never evicted");
     assert_eq!(pool_size(&env, "workers").await, 3, "nothing removed");
-    k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    release(&k, &held);
 }
 
 /// Where `kill -9` hits sks-apiserver during a removal.
@@ -692,19 +705,8 @@ async fn killed_during_removal(step: Step) {
     let k = env.kubectl();
     let n = worker_nodes(&k);
     // n[1] and n[2] hold bare pods: n[0] is the only candidate, and the minimum allows one removal.
-    for (i, node) in n.iter().enumerate().skip(1) {
-        let mut anchor = pod(&format!("anchor-{i}"), "100m", json!({}));
-        anchor["spec"]["nodeName"] = json!(node);
-        apply(&k, &anchor);
-    }
-    let held = if step == Step::Draining {
-        place(&k, &deployment("held", 1, "100m", json!({})), "app=held", &n[0]).await;
-        let held = running(&k, "app=held")[0]["metadata"]["name"].as_str().unwrap().to_owned();
-        k.ok(&["patch", "pod", &held, "--type=merge", "-p", r#"{"metadata":{"finalizers":["example.com/hold"]}}"#]);
-        Some(held)
-    } else {
-        None
-    };
+    anchor(&k, &n[1..]);
+    let held = if step == Step::Draining { Some(hold(&k, &n[0]).await) } else { None };
     if step == Step::EvictingInstance {
         env.zone
             .set_fault_rules(json!({"rules": [{"operations": ["evict-sks-nodepool-members"], "latency-ms": 3000}]}))
@@ -716,17 +718,7 @@ async fn killed_during_removal(step: Step) {
 
     autoscale(&k, "workers", 2, 5);
     match step {
-        Step::Draining => {
-            wait_for("the node marked and its pod terminating", Duration::from_secs(60), || {
-                let k = k.clone();
-                let (name, held) = (n[0].clone(), held.clone().unwrap());
-                async move {
-                    let terminating = !get(&k, &["get", "pod", &held])["metadata"]["deletionTimestamp"].is_null();
-                    (!in_service(&k, &name) && terminating).then_some(())
-                }
-            })
-            .await;
-        }
+        Step::Draining => wait_draining(&k, &n[0], held.as_deref().unwrap()).await,
         Step::EvictingInstance => {
             wait_for("the instance eviction to be under way", Duration::from_secs(60), || {
                 let zone = &env.zone;
@@ -751,7 +743,7 @@ async fn killed_during_removal(step: Step) {
             .await;
             assert_eq!(pool_size(&env, "workers").await, 3, "nothing was removed yet");
             // Then, with the pod gone, it is removed for good.
-            k.ok(&["patch", "pod", &held.unwrap(), "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+            release(&k, held.as_deref().unwrap());
         }
         Step::EvictingInstance | Step::Evicted => {}
     }
