@@ -3,8 +3,9 @@
 use sks_keys::label;
 
 use crate::labels::Labels;
+use crate::meta::Owner;
 use crate::node::{NodeInfo, Replacement};
-use crate::pod::{Owner, Phase, PodInfo};
+use crate::pod::{Phase, PodInfo};
 use crate::predicates::NodeView;
 use crate::resources::Resources;
 use crate::selector::{NODE_NAME_FIELD, NodeSelector, NodeSelectorTerm, Operator, Requirement};

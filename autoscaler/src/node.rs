@@ -129,7 +129,7 @@ fn into_parts(node: NodeWire) -> (ObjectMeta, NodeInfo) {
     (meta, info)
 }
 
-type MetaWire = crate::wire::MetaWire<Annotations>;
+type MetaWire = crate::meta::MetaWire<Annotations>;
 
 /// The annotations the autoscaler reads; every other one is skipped unread.
 #[derive(Default)]

@@ -20,6 +20,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess};
 use sks_keys::annotation;
 
 use crate::labels::Labels;
+use crate::meta::Owner;
 use crate::resources::{ResourceList, Resources};
 use crate::selector::NodeSelector;
 use crate::slim::{FromObject, Slim, key_metadata};
@@ -47,15 +48,6 @@ impl Phase {
     pub fn is_terminal(self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Failed)
     }
-}
-
-/// The controller owning a pod (its `ownerReference` with `controller: true`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Owner {
-    /// Its kind (`ReplicaSet`, `StatefulSet`, `Job`, `DaemonSet`, ...).
-    pub kind: Box<str>,
-    /// Its name.
-    pub name: Box<str>,
 }
 
 /// A pod, as the simulation sees it.
@@ -217,7 +209,7 @@ fn pod_info(meta: MetaWire, spec: SpecWire, status: StatusWire) -> PodInfo {
     }
 }
 
-type MetaWire = crate::wire::MetaWire<Annotations>;
+type MetaWire = crate::meta::MetaWire<Annotations>;
 
 /// The annotations the autoscaler reads; every other one is skipped unread.
 #[derive(Default)]

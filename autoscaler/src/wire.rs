@@ -7,12 +7,8 @@ use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
-use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-
-use crate::labels::Labels;
-use crate::pod::Owner;
 
 /// A value built from a JSON object one entry at a time.
 pub(crate) trait FromEntries<'de>: Default {
@@ -78,45 +74,6 @@ pub(crate) struct ObjectWire<M, S, T> {
     pub spec: S,
     #[serde(default)]
     pub status: T,
-}
-
-/// An object's `metadata` as the slim types read it, with the annotations
-/// `A` keeps (read by [`FromEntries`]).
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase", bound(deserialize = "A: FromEntries<'de>"))]
-pub(crate) struct MetaWire<A> {
-    #[serde(default)]
-    pub namespace: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub uid: Option<String>,
-    #[serde(default)]
-    pub resource_version: Option<String>,
-    #[serde(default)]
-    pub creation_timestamp: Option<Timestamp>,
-    #[serde(default)]
-    pub labels: Labels,
-    #[serde(default, deserialize_with = "from_entries")]
-    pub annotations: A,
-    /// The owner reference marked `controller: true`.
-    #[serde(default, rename = "ownerReferences", deserialize_with = "controller_of")]
-    pub owner: Option<Owner>,
-}
-
-fn controller_of<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Owner>, D::Error> {
-    #[derive(Deserialize)]
-    struct OwnerRef {
-        kind: String,
-        name: String,
-        #[serde(default)]
-        controller: Option<bool>,
-    }
-    let refs = Option::<Vec<OwnerRef>>::deserialize(d)?.unwrap_or_default();
-    Ok(refs
-        .into_iter()
-        .find(|r| r.controller == Some(true))
-        .map(|r| Owner { kind: r.kind.into(), name: r.name.into() }))
 }
 
 #[cfg(test)]
