@@ -2,6 +2,7 @@
 
 mod aggregator;
 mod audit;
+mod conditions;
 mod controllers;
 mod defaults;
 mod events;
@@ -16,6 +17,7 @@ mod real;
 mod reviews;
 mod scale;
 mod scheduler;
+mod selector;
 mod strategies;
 mod tokens;
 mod validation;

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use sks_rest::resource::Column;
 
-use crate::workloads::selector;
+use crate::selector;
 
 fn col(
     name: &'static str,

@@ -15,7 +15,7 @@ use sks_rest::storage::{BoxFuture, Context, Creater, Deleter, Storage, Transform
 use sks_rest::strategy::Strategy;
 use sks_rest::write;
 
-use crate::workloads::selector;
+use crate::selector;
 
 /// The Scale of a Deployment or ReplicaSet object.
 pub fn scale_of(obj: &Value) -> Value {

@@ -8,7 +8,7 @@ use sks_rest::memory::MemStorage;
 use sks_rest::status::{ApiError, ApiResult, GroupResource};
 use sks_rest::storage::{Context, Transform, Updater as _};
 
-use super::conditions;
+use crate::conditions;
 use crate::validation::pod;
 
 const BINDING: GroupResource<'static> = GroupResource { group: "", resource: "pods/binding" };

@@ -16,8 +16,8 @@ use sks_rest::storage::{Context, DeleteOptions, Deleter as _, Storage as _, Tran
 use sks_rest::write;
 
 use super::binding::success;
-use super::conditions;
-use crate::workloads::selector;
+use crate::conditions;
+use crate::selector;
 
 /// Pods an eviction may list in a budget's `disruptedPods` before the disruption controller catches up.
 const MAX_DISRUPTED_PODS: usize = 2000;

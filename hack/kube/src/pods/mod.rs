@@ -4,7 +4,6 @@
 //! that honours PodDisruptionBudgets).
 
 pub mod binding;
-pub mod conditions;
 pub mod eviction;
 
 use std::sync::Arc;

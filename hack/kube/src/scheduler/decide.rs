@@ -17,7 +17,7 @@ use serde_json::Value;
 use sks_autoscaler::messages::{PreemptionPolicy, failed_scheduling};
 use sks_autoscaler::{NodeInfo, PodInfo, Resources, Unfit, fits};
 
-use crate::pods::conditions;
+use crate::conditions;
 
 /// The scheduler a pod names when it is ours.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";

@@ -33,7 +33,8 @@ use tokio::sync::broadcast::error::RecvError;
 
 use self::decide::Outcome;
 use self::queue::Failure;
-use crate::pods::{binding, conditions};
+use crate::conditions;
+use crate::pods::binding;
 
 /// The stores the scheduler reads and writes.
 #[derive(Clone)]

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sks_rest::status::Cause;
 
 use super::{Causes, invalid_rendered, items};
-use crate::workloads::selector;
+use crate::selector;
 
 /// Which workload kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,7 +21,7 @@ use sks_autoscaler::{NodeInfo, PodInfo};
 use sks_rest::storage::Storage as _;
 
 use super::{Cluster, Wake, controlled_by, deleting, int, log_failure, name, template_hash};
-use crate::pods::conditions;
+use crate::conditions;
 
 /// The label of a daemon pod's template revision.
 pub const REVISION_HASH: &str = "controller-revision-hash";

@@ -16,10 +16,10 @@ use serde_json::{Map, Value, json};
 use sks_rest::storage::Storage as _;
 
 use super::{
-    Cluster, Wake, controlled_by, controller_of, controller_ref, deleting, int, log_failure, name, selector,
-    template_hash,
+    Cluster, Wake, controlled_by, controller_of, controller_ref, deleting, int, log_failure, name, template_hash,
 };
-use crate::pods::conditions;
+use crate::conditions;
+use crate::selector;
 use crate::validation::pdb::percent;
 
 /// The label that ties a ReplicaSet and its pods to one template of its Deployment.

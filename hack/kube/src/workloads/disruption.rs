@@ -19,8 +19,9 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use sks_rest::storage::Storage as _;
 
-use super::{Cluster, Wake, controller_of, deleting, int, log_failure, name, selector};
-use crate::pods::conditions;
+use super::{Cluster, Wake, controller_of, deleting, int, log_failure, name};
+use crate::conditions;
+use crate::selector;
 use crate::validation::pdb::percent;
 
 /// How long an evicted pod is not counted healthy while it is not deleted (`DeletionTimeout`).

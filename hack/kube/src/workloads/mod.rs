@@ -15,7 +15,6 @@ pub mod disruption;
 pub mod garbage;
 pub mod podgc;
 pub mod replicaset;
-pub mod selector;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Cluster, deleting, log_failure, uid};
-use crate::pods::conditions;
+use crate::conditions;
 
 /// How long a pod's node must stay missing before the pod is collected (`quarantineTime`).
 pub const QUARANTINE: Duration = Duration::from_secs(40);

@@ -14,8 +14,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sks_rest::storage::Storage as _;
 
-use super::{Cluster, Wake, controlled_by, controller_of, controller_ref, deleting, int, log_failure, name, selector};
-use crate::pods::conditions;
+use super::{Cluster, Wake, controlled_by, controller_of, controller_ref, deleting, int, log_failure, name};
+use crate::conditions;
+use crate::selector;
 
 /// The annotation that orders pods for deletion (lower goes first).
 const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
