@@ -235,6 +235,11 @@ impl TestEnv {
         self.kube.as_mut().expect("the environment has a Kubernetes API (TestEnv::builder().kube(..))")
     }
 
+    /// sks-ccm.
+    pub fn ccm(&self) -> &Ccm {
+        self.ccm.as_ref().expect("the environment has sks-ccm (TestEnv::builder().ccm(..))")
+    }
+
     /// sks-apiserver (the first replica).
     pub fn sks(&self) -> &ApiServer {
         self.apiservers.first().expect("the environment has sks-apiserver (TestEnv::builder().apiserver(..))")

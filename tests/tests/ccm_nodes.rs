@@ -10,17 +10,19 @@ use base64::Engine as _;
 use orchestrator::model::*;
 use serde_json::{Value, json};
 use sks_e2e::ccm::Ccm;
+use sks_e2e::env::TestEnv;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules};
 use sks_e2e::kubectl::Kubectl;
 use sks_e2e::wait_for;
-use sks_e2e::zone::{Zone, ZoneOptions};
 use uuid::Uuid;
 
-/// What kubelets may do; mallory may only ask for certificates.
-fn policy() -> Option<String> {
+/// The seeded zone and a Kubernetes API where kubelets may do what they may
+/// and mallory may only ask for certificates; Nodes are registered by the
+/// tests, not by the zone's kubelets, so each test decides when they appear.
+fn stack() -> sks_e2e::env::Builder {
     let mut rules = node_policy_rules();
     rules.push(json!({"users": ["mallory"], "verbs": ["create", "get"], "apiGroups": ["certificates.k8s.io"], "resources": ["certificatesigningrequests"]}));
-    Some(sks_e2e::kubeapi::policy(rules))
+    TestEnv::builder().kube(KubeOptions { policy: Some(sks_e2e::kubeapi::policy(rules)), ..Default::default() })
 }
 
 /// Registers a Node as a kubelet does, as the node itself.
@@ -84,9 +86,9 @@ const USAGES: &[&str] = &["digital signature", "key encipherment", "server auth"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_csrs_and_lifecycle() {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let c = zone.client().await;
-    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
+    let env = stack().start().await;
+    let c = &env.client;
+    let cluster = c.get_sks_cluster(env.cluster).await.unwrap();
     let medium = c.list_instance_types().await.unwrap().into_iter().find(|t| t.name() == "standard.medium").unwrap();
     // A second nodepool with labels and taints to propagate.
     let taints = std::collections::BTreeMap::from([(
@@ -146,13 +148,8 @@ async fn nodes_csrs_and_lifecycle() {
     .await
     .unwrap();
 
-    let kube = KubeApi::start(KubeOptions {
-        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
-        policy: policy(),
-        ..Default::default()
-    })
-    .await;
-    let _ccm = Ccm::start(&zone, &kube, &cluster.id.to_string(), &["--node-sync-period-seconds", "1"]);
+    let _ccm = env.start_ccm(&["--node-sync-period-seconds", "1"]);
+    let kube = env.kube();
     let k = kube.kubectl();
 
     let all = c.list_instances(&InstanceFilter::default()).await.unwrap();
@@ -163,9 +160,9 @@ async fn nodes_csrs_and_lifecycle() {
     });
     assert_eq!(mine.len(), 4);
     for i in &mine {
-        register(&kube, &i.name, &i.id.to_string(), &i.public_ip.unwrap().to_string());
+        register(kube, &i.name, &i.id.to_string(), &i.public_ip.unwrap().to_string());
     }
-    register(&kube, "stranger", &Uuid::new_v4().to_string(), "127.0.0.250");
+    register(kube, "stranger", &Uuid::new_v4().to_string(), "127.0.0.250");
 
     for i in &mine {
         let node = wait_for(&format!("node {} to be initialized", i.name), Duration::from_secs(20), || {
@@ -228,7 +225,7 @@ async fn nodes_csrs_and_lifecycle() {
     // CSRs: the valid one is approved (and signed), every attack denied with its reason.
     let (a, b) = (mine[0], mine[1]);
     let (a_ip, b_ip) = (a.public_ip.unwrap().to_string(), b.public_ip.unwrap().to_string());
-    let ka = node_kubectl(&kube, &a.name);
+    let ka = node_kubectl(kube, &a.name);
     let cn = format!("system:node:{}", a.name);
     submit(&ka, "good", SERVING, USAGES, &csr_request(&cn, "system:nodes", &[&a.name], &[&a_ip]));
     assert_eq!(decided(&k, "good").await.0, "Approved");
@@ -281,7 +278,7 @@ async fn nodes_csrs_and_lifecycle() {
         ),
         (
             "other-cluster",
-            node_kubectl(&kube, &foreign[0].name),
+            node_kubectl(kube, &foreign[0].name),
             SERVING,
             USAGES.to_vec(),
             csr_request(
@@ -338,15 +335,8 @@ async fn nodes_csrs_and_lifecycle() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_leader_acts_and_a_successor_takes_over() {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let c = zone.client().await;
-    let cluster = c.list_sks_clusters().await.unwrap().remove(0);
-    let kube = KubeApi::start(KubeOptions {
-        zone_cluster: Some((zone.endpoint(), cluster.id.to_string())),
-        policy: policy(),
-        ..Default::default()
-    })
-    .await;
+    let env = stack().start().await;
+    let (c, kube) = (&env.client, env.kube());
     let args = [
         "--leader-elect-lease-duration-seconds",
         "3",
@@ -355,7 +345,7 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
         "--leader-elect-retry-period-seconds",
         "1",
     ];
-    let mut first = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
+    let mut first = env.start_ccm(&args);
     let k = kube.kubectl();
     let holder = wait_for("a leader", Duration::from_secs(20), || {
         let k = k.clone();
@@ -366,9 +356,9 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
         }
     })
     .await;
-    let mut second = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
+    let mut second = env.start_ccm(&args);
     let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
-    register(&kube, &instances[0].name, &instances[0].id.to_string(), "127.0.0.1");
+    register(kube, &instances[0].name, &instances[0].id.to_string(), "127.0.0.1");
     wait_for("the leader to initialize a node", Duration::from_secs(20), || {
         let k = k.clone();
         let name = instances[0].name.clone();
@@ -396,7 +386,7 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(3 + 3), "took over after {:?}", started.elapsed());
     assert_ne!(successor, holder);
-    register(&kube, &instances[1].name, &instances[1].id.to_string(), "127.0.0.1");
+    register(kube, &instances[1].name, &instances[1].id.to_string(), "127.0.0.1");
     wait_for("the new leader to initialize a node", Duration::from_secs(20), || {
         let k = k.clone();
         let name = instances[1].name.clone();
@@ -406,7 +396,7 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
 
     // A leader stopped with SIGTERM gives the lease up on its way out, so the
     // next replica takes over at its next retry instead of waiting it out.
-    let mut third = Ccm::start(&zone, &kube, &cluster.id.to_string(), &args);
+    let mut third = env.start_ccm(&args);
     assert!(second.stop().is_some_and(|s| s.success()), "SIGTERM stops sks-ccm cleanly");
     let holder_now = get(&k, &["get", "lease", "sks-ccm", "-n", "kube-system"])["spec"]["holderIdentity"].clone();
     assert_ne!(holder_now.as_str(), Some(successor.as_str()), "a stopped leader still held the lease");
@@ -421,29 +411,20 @@ async fn only_the_leader_acts_and_a_successor_takes_over() {
     assert!(third.stop().is_some_and(|s| s.success()));
 }
 
-/// The seeded cluster (3 instances, no Nodes yet) with sks-ccm started on it.
-async fn cluster(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {
-    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
-    let c = zone.client().await;
-    let cluster = c.list_sks_clusters().await.unwrap().remove(0).id;
-    let kube = KubeApi::start(KubeOptions {
-        zone_cluster: Some((zone.endpoint(), cluster.to_string())),
-        policy: policy(),
-        ..Default::default()
-    })
-    .await;
-    let ccm = Ccm::start(&zone, &kube, &cluster.to_string(), ccm_args);
-    let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
-    (zone, kube, ccm, instances, cluster)
+/// The seeded cluster (3 instances, no Nodes yet) with sks-ccm started on it, and its instances.
+async fn cluster(ccm_args: &[&str]) -> (TestEnv, Vec<Instance>) {
+    let env = stack().ccm(ccm_args).start().await;
+    let instances = env.client.list_instances(&InstanceFilter::default()).await.unwrap();
+    (env, instances)
 }
 
 /// [`cluster`], with a Node per instance, each initialized.
-async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Instance>, Uuid) {
-    let (zone, kube, ccm, instances, cluster) = cluster(ccm_args).await;
+async fn cluster_with_nodes(ccm_args: &[&str]) -> (TestEnv, Vec<Instance>) {
+    let (env, instances) = cluster(ccm_args).await;
     for i in &instances {
-        register(&kube, &i.name, &i.id.to_string(), &i.public_ip.unwrap().to_string());
+        register(env.kube(), &i.name, &i.id.to_string(), &i.public_ip.unwrap().to_string());
     }
-    let k = kube.kubectl();
+    let k = env.kubectl();
     for i in &instances {
         wait_for("initialization", Duration::from_secs(20), || {
             let k = k.clone();
@@ -452,7 +433,7 @@ async fn cluster_with_nodes(ccm_args: &[&str]) -> (Zone, KubeApi, Ccm, Vec<Insta
         })
         .await;
     }
-    (zone, kube, ccm, instances, cluster)
+    (env, instances)
 }
 
 async fn event_for(k: &Kubectl, node: &str, reason: &str) -> Value {
@@ -498,17 +479,17 @@ async fn auto_healing_reboots_then_replaces() {
         "--auto-heal-max-share",
         "0.5",
     ];
-    let (zone, kube, ccm, instances, cluster) = cluster_with_nodes(&args).await;
-    let k = kube.kubectl();
+    let (env, instances) = cluster_with_nodes(&args).await;
+    let k = env.kubectl();
     let sick = &instances[0];
-    report_not_ready(&kube, &sick.name);
+    report_not_ready(env.kube(), &sick.name);
     let reboot = event_for(&k, &sick.name, "AutoHealReboot").await;
     assert_eq!(reboot["type"], "Warning");
     let replace = event_for(&k, &sick.name, "AutoHealReplace").await;
     assert!(replace["note"].as_str().unwrap().contains(&sick.id.to_string()));
-    let c = zone.client().await;
+    let c = &env.client;
     assert!(c.get_instance(sick.id).await.unwrap_err().is_not_found(), "the sick instance was evicted");
-    let np = c.get_sks_cluster(cluster).await.unwrap().nodepools.remove(0);
+    let np = c.get_sks_cluster(env.cluster).await.unwrap().nodepools.remove(0);
     assert_eq!(np.size, 3, "a replacement keeps the nodepool's size");
     let pool = np.instance_pool.unwrap().id;
     let members = c.get_instance_pool(pool).await.unwrap().instances;
@@ -529,7 +510,7 @@ async fn auto_healing_reboots_then_replaces() {
     // Healing counted the Nodes being healed from the cache, not with a LIST
     // per reconcile of the NotReady Node (every second here): the node
     // controller's and load balancing's lists at start are all.
-    assert_eq!(ccm.kube_requests().await.get("list nodes 200"), Some(&2));
+    assert_eq!(env.ccm().kube_requests().await.get("list nodes 200"), Some(&2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,25 +525,25 @@ async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes()
         "--auto-heal-max-share",
         "0.5",
     ];
-    let (zone, kube, _ccm, instances, cluster) = cluster_with_nodes(&args).await;
-    let k = kube.kubectl();
-    let c = zone.client().await;
-    let nodepool = c.get_sks_cluster(cluster).await.unwrap().nodepools.remove(0).id;
+    let (env, instances) = cluster_with_nodes(&args).await;
+    let k = env.kubectl();
+    let c = &env.client;
+    let nodepool = c.get_sks_cluster(env.cluster).await.unwrap().nodepools.remove(0).id;
     // Every scale fails: the eviction shrinks the pool and nothing grows it back.
-    zone.set_faults(1.0, 503, Some(&["scale-sks-nodepool"])).await;
+    env.zone.set_faults(1.0, 503, Some(&["scale-sks-nodepool"])).await;
     let sick = &instances[0];
-    report_not_ready(&kube, &sick.name);
+    report_not_ready(env.kube(), &sick.name);
     wait_for("the sick instance to be evicted", Duration::from_secs(30), || {
         let c = c.clone();
         async move { c.get_instance(sick.id).await.err().filter(orchestrator::Error::is_not_found).map(|_| ()) }
     })
     .await;
-    assert_eq!(c.get_sks_nodepool(cluster, nodepool).await.unwrap().size, 2, "the eviction shrank the pool");
+    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 2, "the eviction shrank the pool");
     // Its instance is gone, yet the Node stays, recording the size to restore,
     // while scaling fails: a call gives up after 5 attempts, and the Node's next
     // reconcile tries the scale-back again before it would delete the Node.
     let faults = wait_for("a second scale-back to be refused", Duration::from_secs(30), || {
-        let zone = &zone;
+        let zone = &env.zone;
         async move {
             let counts = zone.fault_counts().await;
             let refused = counts["status"]["503"].as_u64().unwrap_or(0);
@@ -577,25 +558,25 @@ async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes()
         "after {faults} refused scale-backs the Node must stay, recording the replacement"
     );
     // The orchestrator answers again: the size is restored, then the Node goes.
-    zone.set_faults(0.0, 503, None).await;
+    env.zone.set_faults(0.0, 503, None).await;
     wait_for("the evicted instance's Node to be deleted", Duration::from_secs(30), || {
         let k = k.clone();
         let name = sick.name.clone();
         async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
     })
     .await;
-    assert_eq!(c.get_sks_nodepool(cluster, nodepool).await.unwrap().size, 3, "the replacement restored the size");
+    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 3, "the replacement restored the size");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_instance_is_gone_goes_when_it_turns_not_ready() {
     // A long sync period: without a fresh look when the Node turns NotReady, the
     // cached snapshot still lists the instance and the Node stays for a minute.
-    let (zone, kube, _ccm, instances, _) = cluster_with_nodes(&["--node-sync-period-seconds", "60"]).await;
-    let k = kube.kubectl();
+    let (env, instances) = cluster_with_nodes(&["--node-sync-period-seconds", "60"]).await;
+    let k = env.kubectl();
     let gone = &instances[0];
-    zone.client().await.delete_instance(gone.id).await.unwrap();
-    report_not_ready(&kube, &gone.name);
+    env.client.delete_instance(gone.id).await.unwrap();
+    report_not_ready(env.kube(), &gone.name);
     wait_for("the Node of the deleted instance to be deleted", Duration::from_secs(10), || {
         let k = k.clone();
         let name = gone.name.clone();
@@ -610,7 +591,7 @@ async fn a_node_whose_instance_is_gone_goes_when_it_turns_not_ready() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orchestrator_answering_503_deletes_nothing() {
     let args = ["--node-sync-period-seconds", "1"];
-    let (zone, kube, ccm, instances, _) = cluster_with_nodes(&args).await;
+    let (env, instances) = cluster_with_nodes(&args).await;
     let lookup_503s = |url: String| async move {
         let text = reqwest::get(format!("{url}/metrics")).await.ok()?.text().await.ok()?;
         let n: f64 = text
@@ -626,12 +607,12 @@ async fn an_orchestrator_answering_503_deletes_nothing() {
     };
     // An instance disappears while looking instances up fails: the CCM's cache
     // no longer lists it, so it asks, gets 503s, and must not act on them.
-    zone.set_faults(1.0, 503, Some(&["get-instance"])).await;
+    env.zone.set_faults(1.0, 503, Some(&["get-instance"])).await;
     let gone = &instances[0];
-    zone.client().await.delete_instance(gone.id).await.unwrap();
-    let k = kube.kubectl();
+    env.client.delete_instance(gone.id).await.unwrap();
+    let k = env.kubectl();
     wait_for("the CCM to see 503s looking the instance up", Duration::from_secs(60), || {
-        let url = ccm.url.clone();
+        let url = env.ccm().url.clone();
         let alive = k.run(&["get", "node", &gone.name]).status.success();
         assert!(alive, "the Node of {} was deleted on an orchestrator error", gone.name);
         async move { lookup_503s(url).await.filter(|n| *n >= 10.0).map(|_| ()) }
@@ -646,7 +627,7 @@ async fn an_orchestrator_answering_503_deletes_nothing() {
         assert!(!taints.contains(&"node.cloudprovider.kubernetes.io/shutdown"), "an outage tainted {}", i.name);
     }
     // Once the orchestrator answers, the confirmed 404 deletes that Node, and only it.
-    zone.set_faults(0.0, 503, None).await;
+    env.zone.set_faults(0.0, 503, None).await;
     wait_for("the Node of the deleted instance to go", Duration::from_secs(30), || {
         let k = k.clone();
         let name = gone.name.clone();
@@ -695,21 +676,20 @@ const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_cloud_node_controller_initializes_and_relabels_nothing() {
-    let (zone, kube, ccm, instances, _) =
-        cluster(&["--controllers=*,-cloud-node", "--node-sync-period-seconds", "1"]).await;
-    let k = kube.kubectl();
+    let (env, instances) = cluster(&["--controllers=*,-cloud-node", "--node-sync-period-seconds", "1"]).await;
+    let k = env.kubectl();
     let (new, old) = (&instances[0], &instances[1]);
-    register(&kube, &new.name, &new.id.to_string(), &new.public_ip.unwrap().to_string());
+    register(env.kube(), &new.name, &new.id.to_string(), &new.public_ip.unwrap().to_string());
     // A Node initialized before (by another sks-ccm, say), without the labels and
     // addresses cloud-node would keep current.
     let patch = json!({"spec": {"providerID": format!("exoscale://{}", old.id), "taints": null}});
-    register(&kube, &old.name, &old.id.to_string(), "127.0.0.1");
+    register(env.kube(), &old.name, &old.id.to_string(), "127.0.0.1");
     k.ok(&["patch", "node", &old.name, "--type=merge", "-p", &patch.to_string()]);
     // The lifecycle controller still runs: a stopped instance taints its Node,
     // seconds after cloud-node would have initialized the new one.
-    zone.client().await.stop_instance(old.id).await.unwrap();
+    env.client.stop_instance(old.id).await.unwrap();
     shutdown_tainted(&k, &old.name).await;
-    reconciled_again(&ccm, 2, 3).await;
+    reconciled_again(env.ccm(), 2, 3).await;
 
     let n = get(&k, &["get", "node", &new.name]);
     assert!(n["spec"]["providerID"].is_null(), "initialized with cloud-node disabled: {n}");
@@ -726,17 +706,19 @@ async fn a_disabled_cloud_node_controller_initializes_and_relabels_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_lifecycle_controller_deletes_and_taints_nothing() {
     let args = ["--controllers=*,-cloud-node-lifecycle", "--node-sync-period-seconds", "1"];
-    let (zone, kube, ccm, instances, cluster) = cluster_with_nodes(&args).await;
-    let k = kube.kubectl();
-    let c = zone.client().await;
+    let (env, instances) = cluster_with_nodes(&args).await;
+    let k = env.kubectl();
+    let c = &env.client;
     let (gone, stopped) = (&instances[0], &instances[1]);
     c.delete_instance(gone.id).await.unwrap();
     c.stop_instance(stopped.id).await.unwrap();
     // cloud-node still keeps labels current, so the new nodepool label shows
     // sks-ccm looked at the Nodes after the instances changed.
-    let np = c.get_sks_cluster(cluster).await.unwrap().nodepools.remove(0).id;
+    let np = c.get_sks_cluster(env.cluster).await.unwrap().nodepools.remove(0).id;
     let labels = std::collections::BTreeMap::from([("wave".to_string(), "2".to_string())]);
-    c.update_sks_nodepool(cluster, np, &SksNodepoolSpec { labels: Some(labels), ..Default::default() }).await.unwrap();
+    c.update_sks_nodepool(env.cluster, np, &SksNodepoolSpec { labels: Some(labels), ..Default::default() })
+        .await
+        .unwrap();
     for i in &instances[1..] {
         wait_for(&format!("the new label on {}", i.name), Duration::from_secs(20), || {
             let (k, name) = (k.clone(), i.name.clone());
@@ -744,7 +726,7 @@ async fn a_disabled_lifecycle_controller_deletes_and_taints_nothing() {
         })
         .await;
     }
-    reconciled_again(&ccm, 3, 3).await;
+    reconciled_again(env.ccm(), 3, 3).await;
 
     assert!(k.run(&["get", "node", &gone.name]).status.success(), "deleted with cloud-node-lifecycle disabled");
     let s = get(&k, &["get", "node", &stopped.name]);
@@ -765,15 +747,15 @@ async fn a_disabled_auto_heal_controller_reboots_nothing() {
         "--auto-heal-max-share",
         "0.5",
     ];
-    let (zone, kube, ccm, instances, _) = cluster_with_nodes(&args).await;
-    let k = kube.kubectl();
+    let (env, instances) = cluster_with_nodes(&args).await;
+    let k = env.kubectl();
     let (sick, stopped) = (&instances[0], &instances[1]);
-    report_not_ready(&kube, &sick.name);
+    report_not_ready(env.kube(), &sick.name);
     // The lifecycle controller still runs.
-    let c = zone.client().await;
+    let c = &env.client;
     c.stop_instance(stopped.id).await.unwrap();
     shutdown_tainted(&k, &stopped.name).await;
-    reconciled_again(&ccm, 3, 3).await;
+    reconciled_again(env.ccm(), 3, 3).await;
 
     let events = get(&k, &["get", "events.events.k8s.io", "-A"]);
     let healing: Vec<&Value> = events["items"]
@@ -790,16 +772,16 @@ async fn a_disabled_auto_heal_controller_reboots_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disabled_csr_approval_controller_decides_nothing() {
-    let (_zone, kube, _ccm, instances, _) =
+    let (env, instances) =
         cluster_with_nodes(&["--controllers=*,-node-csr-approval", "--node-sync-period-seconds", "1"]).await;
-    let k = kube.kubectl();
+    let k = env.kubectl();
     let a = &instances[0];
     let ip = a.public_ip.unwrap().to_string();
     let request = csr_request(&format!("system:node:{}", a.name), "system:nodes", &[&a.name], &[&ip]);
-    submit(&node_kubectl(&kube, &a.name), "good", SERVING, USAGES, &request);
+    submit(&node_kubectl(env.kube(), &a.name), "good", SERVING, USAGES, &request);
     // cloud-node still runs: a Node registered after the CSR is looked at (and,
     // matching no instance, reported) after the CSR would have been decided.
-    register(&kube, "stranger", &Uuid::new_v4().to_string(), "127.0.0.250");
+    register(env.kube(), "stranger", &Uuid::new_v4().to_string(), "127.0.0.250");
     wait_for("a NodeNotInCluster event", Duration::from_secs(20), || {
         let k = k.clone();
         async move {
@@ -828,8 +810,8 @@ fn requests_since(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -
 /// initialized Nodes write nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_node_and_csr_costs_three_writes_no_conflict_and_no_read() {
-    let (zone, kube, ccm, _, cluster) = cluster(&["--node-sync-period-seconds", "1"]).await;
-    let c = zone.client().await;
+    let (env, _) = cluster(&["--node-sync-period-seconds", "1"]).await;
+    let c = &env.client;
     let medium = c.list_instance_types().await.unwrap().into_iter().find(|t| t.name() == "standard.medium").unwrap();
     let spec = SksNodepoolSpec {
         name: Some("two".into()),
@@ -837,12 +819,12 @@ async fn each_node_and_csr_costs_three_writes_no_conflict_and_no_read() {
         disk_size: Some(20),
         ..Default::default()
     };
-    c.create_sks_nodepool(cluster, &CreateSksNodepool { spec, size: 2, addons: None }).await.unwrap();
+    c.create_sks_nodepool(env.cluster, &CreateSksNodepool { spec, size: 2, addons: None }).await.unwrap();
     let instances = c.list_instances(&InstanceFilter::default()).await.unwrap();
     assert_eq!(instances.len(), 5);
     // Once its watches are open, sks-ccm's reads of the burst would be new ones.
     let before = wait_for("sks-ccm's watches", Duration::from_secs(30), || async {
-        let r = ccm.kube_requests().await;
+        let r = env.ccm().kube_requests().await;
         ["nodes", "certificatesigningrequests", "services"]
             .iter()
             .all(|w| r.contains_key(&format!("watch {w} 200")))
@@ -852,11 +834,11 @@ async fn each_node_and_csr_costs_three_writes_no_conflict_and_no_read() {
 
     for i in &instances {
         let ip = i.public_ip.unwrap().to_string();
-        register(&kube, &i.name, &i.id.to_string(), &ip);
+        register(env.kube(), &i.name, &i.id.to_string(), &ip);
         let request = csr_request(&format!("system:node:{}", i.name), "system:nodes", &[&i.name], &[&ip]);
-        submit(&node_kubectl(&kube, &i.name), &format!("serving-{}", i.name), SERVING, USAGES, &request);
+        submit(&node_kubectl(env.kube(), &i.name), &format!("serving-{}", i.name), SERVING, USAGES, &request);
     }
-    let k = kube.kubectl();
+    let k = env.kubectl();
     for i in &instances {
         assert_eq!(decided(&k, &format!("serving-{}", i.name)).await.0, "Approved");
         wait_for("initialization", Duration::from_secs(20), || {
@@ -872,12 +854,12 @@ async fn each_node_and_csr_costs_three_writes_no_conflict_and_no_read() {
     // The approvals' Events come after the approvals; then every Node is
     // re-checked twice (1 s sync period), which must write nothing.
     wait_for("the approval events", Duration::from_secs(20), || async {
-        (ccm.kube_requests().await.get("create events 201").copied().unwrap_or(0) >= 5).then_some(())
+        (env.ccm().kube_requests().await.get("create events 201").copied().unwrap_or(0) >= 5).then_some(())
     })
     .await;
-    reconciled_again(&ccm, 5, 2).await;
+    reconciled_again(env.ccm(), 5, 2).await;
 
-    let sent = requests_since(&ccm.kube_requests().await, &before);
+    let sent = requests_since(&env.ccm().kube_requests().await, &before);
     let want: BTreeMap<String, u64> = [
         ("patch nodes/status 200", 5),
         ("patch nodes 200", 5),
