@@ -226,6 +226,14 @@ impl Zone {
         signed_request(&self.url, method, path, body.as_deref(), None, 600).await
     }
 
+    /// Makes the simulated kubelet of nodepool instance `instance` report its Node
+    /// Ready (`true`) or NotReady (`false`) from now on (`PUT /admin/instance/{id}/kubelet`).
+    pub async fn set_kubelet_ready(&self, instance: uuid::Uuid, ready: bool) {
+        let body = serde_json::json!({ "ready": ready });
+        let (code, answer) = self.admin("PUT", &format!("/admin/instance/{instance}/kubelet"), Some(&body)).await;
+        assert_eq!(code, 200, "{answer}");
+    }
+
     /// Publishes an SKS version (`PUT /admin/versions`): status and JSON body
     /// (`sks-cluster-versions`, and the `auto-upgrades` it started).
     pub async fn publish_version(&self, version: &str) -> (u16, serde_json::Value) {

@@ -1,8 +1,9 @@
 //! `sks-zone --kubeconfig` runs a simulated kubelet per running nodepool
 //! instance against a Kubernetes API (here `kube-standin` sharing the
 //! cluster's CAs): Nodes registered as a kubelet registers them, Leases
-//! renewed, serving CSRs made as the node, and heartbeats that stop when the
-//! instance goes away or stops and resume when it starts again.
+//! renewed, serving CSRs made as the node, heartbeats that stop when the
+//! instance goes away or stops and resume when it starts again, and the admin
+//! switch that makes a kubelet report NotReady, across reboots, until set back.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -226,4 +227,111 @@ async fn kubelets_register_heartbeat_and_request_serving_certificates() {
     let started = std::time::Instant::now();
     client.get_sks_cluster(cluster.id).await.expect("the zone keeps serving");
     assert!(started.elapsed() < Duration::from_secs(5), "the zone answered slowly: {:?}", started.elapsed());
+}
+
+/// The Ready condition of `node`: status, reason and message.
+fn ready_condition(node: &Node) -> Option<(String, String, String)> {
+    let conditions = node.status.as_ref()?.conditions.as_ref()?;
+    let c = conditions.iter().find(|c| c.type_ == "Ready")?;
+    Some((c.status.clone(), c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default()))
+}
+
+fn boot_id(node: &Node) -> Option<String> {
+    node.status.as_ref()?.node_info.as_ref().map(|i| i.boot_id.clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sick_kubelet_reports_not_ready_across_reboots_until_healed_or_replaced() {
+    // Operations take a second, so a reboot lasts longer than the zone's 500 ms
+    // look at its instances and really restarts the kubelet.
+    let zone = ZoneOptions {
+        seed: true,
+        operation_delay_ms: 1000,
+        extra: vec!["--kubelet-lease-interval-seconds".into(), "1".into()],
+        ..Default::default()
+    };
+    let env = TestEnv::builder().zone(zone).kubelets().start().await;
+    let client = env.client.clone();
+    let cluster = client.get_sks_cluster(env.cluster).await.unwrap();
+    let nodepool = cluster.nodepools[0].clone();
+    let members = client.get_instance_pool(nodepool.instance_pool.unwrap().id).await.unwrap().instances;
+    let mut names = Vec::new();
+    for m in &members {
+        names.push(client.get_instance(m.id).await.unwrap().name);
+    }
+    let kube = env.kube().client().await;
+    let nodes: Api<Node> = Api::all(kube.clone());
+    let leases: Api<Lease> = Api::namespaced(kube, "kube-node-lease");
+    for name in &names {
+        wait_ready(&nodes, name, "True", Duration::from_secs(30)).await;
+    }
+    let (sick, sick_name) = (members[0].id, &names[0]);
+    let switch = |id: uuid::Uuid, body: serde_json::Value| {
+        let zone = &env.zone;
+        async move { zone.admin("PUT", &format!("/admin/instance/{id}/kubelet"), Some(&body)).await }
+    };
+
+    // Bad requests are refused, naming what is wrong.
+    let (code, answer) = switch(uuid::Uuid::new_v4(), serde_json::json!({"ready": false})).await;
+    assert_eq!(code, 404, "{answer}");
+    let (code, answer) = switch(sick, serde_json::json!({"ready": "no"})).await;
+    assert!(code == 400 && answer["message"].as_str().unwrap().starts_with("kubelet:"), "{code} {answer}");
+    let (code, answer) = switch(sick, serde_json::json!({"ready": false, "for": 3})).await;
+    assert_eq!(code, 400, "unknown fields are refused: {answer}");
+    let template = sks_e2e::zone::known_template(&client).await;
+    let types = client.list_instance_types().await.unwrap();
+    let medium = types.iter().find(|t| t.name() == "standard.medium").unwrap();
+    let lone = client
+        .create_instance(&orchestrator::model::CreateInstance {
+            name: Some("lone".into()),
+            instance_type: Some(orchestrator::model::Ref::from(medium.id)),
+            template: Some(template),
+            disk_size: Some(20),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .reference_id()
+        .unwrap();
+    let (code, answer) = switch(lone, serde_json::json!({"ready": false})).await;
+    assert!(code == 400 && answer["message"].as_str().unwrap().contains("runs no kubelet"), "{code} {answer}");
+
+    // Sick: the kubelet keeps renewing its Lease but posts NotReady, as one whose runtime is down.
+    env.zone.set_kubelet_ready(sick, false).await;
+    wait_ready(&nodes, sick_name, "False", Duration::from_secs(10)).await;
+    let (_, reason, message) = ready_condition(&node(&nodes, sick_name).await.unwrap()).unwrap();
+    assert_eq!((reason.as_str(), message.as_str()), ("KubeletNotReady", "container runtime is down"));
+    renewals(&leases, sick_name, 2).await;
+    assert_eq!(ready(&node(&nodes, sick_name).await.unwrap()), Some("False"), "it stays NotReady");
+    for name in &names[1..] {
+        assert_eq!(ready(&node(&nodes, name).await.unwrap()), Some("True"), "{name} got sick too");
+    }
+
+    // A reboot starts a new kubelet (a new boot id), as sick as the last one.
+    let first_boot = boot_id(&node(&nodes, sick_name).await.unwrap());
+    client.reboot_instance(sick).await.unwrap();
+    let rebooted = wait_for("the rebooted kubelet's status", Duration::from_secs(20), || async {
+        node(&nodes, sick_name).await.filter(|n| boot_id(n) != first_boot)
+    })
+    .await;
+    assert_eq!(ready(&rebooted), Some("False"), "a reboot cured the kubelet");
+    renewals(&leases, sick_name, 2).await;
+    assert_eq!(ready(&node(&nodes, sick_name).await.unwrap()), Some("False"));
+
+    // Set back: Ready again.
+    env.zone.set_kubelet_ready(sick, true).await;
+    wait_ready(&nodes, sick_name, "True", Duration::from_secs(10)).await;
+
+    // Sick again, then replaced as auto-heal replaces it: the new instance is healthy.
+    env.zone.set_kubelet_ready(sick, false).await;
+    wait_ready(&nodes, sick_name, "False", Duration::from_secs(10)).await;
+    orchestrator::nodepool::evict_then_scale(&client, cluster.id, nodepool.id, vec![sick], 3).await.unwrap();
+    let pool = nodepool.instance_pool.unwrap().id;
+    let fresh = wait_for("the replacement instance", Duration::from_secs(20), || async {
+        let now = client.get_instance_pool(pool).await.ok()?.instances;
+        now.iter().find(|m| members.iter().all(|old| old.id != m.id)).map(|m| m.id)
+    })
+    .await;
+    let fresh = client.get_instance(fresh).await.unwrap().name;
+    wait_ready(&nodes, &fresh, "True", Duration::from_secs(30)).await;
 }

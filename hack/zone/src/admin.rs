@@ -1,17 +1,18 @@
 //! Endpoints that are not part of the orchestrator API but serve the local
 //! stack and its tests (signed like every other call): handing a cluster's CAs
 //! to whatever plays its control plane, injecting faults, publishing SKS
-//! versions, and switches that make control-plane components unhealthy or the
-//! next upgrade fail.
+//! versions, and switches that make control-plane components unhealthy, the
+//! next upgrade fail, or a node's kubelet report NotReady.
 
 use axum::http::Method;
+use orchestrator::model::ManagerType;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::app::{ApiError, ApiResult, App};
 use crate::control_plane;
 use crate::upgrades::{self, FailSwitch};
-use crate::world::ClusterRec;
+use crate::world::{ClusterRec, InstanceRec};
 
 pub use crate::faults::Faults;
 
@@ -88,12 +89,43 @@ pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)]
         (&Method::DELETE, ["sks-cluster", id, "fail-next-upgrade"]) => {
             change_cluster(app, &zone, id, |rec| Ok(json!({"disarmed": rec.fail_next_upgrade.take()})))
         }
+        (&Method::PUT, ["instance", id, "kubelet"]) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Body {
+                ready: bool,
+            }
+            let body: Body = decode("kubelet", body)?;
+            set_kubelet_ready(app, &zone, id, body.ready)
+        }
         _ => Err(ApiError::not_found("admin endpoint", rest)),
     }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(what: &str, body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+}
+
+/// Makes the simulated kubelet of instance `id` report its Node Ready or
+/// NotReady from now on; only nodepool members run one.
+fn set_kubelet_ready(app: &App, zone: &str, id: &str, ready: bool) -> ApiResult<Value> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::not_found("instance", id))?;
+    app.write(|tx| {
+        let mut rec = tx.get::<InstanceRec>(zone, id).cloned().ok_or_else(|| ApiError::not_found("instance", id))?;
+        let pool = rec.instance.manager.as_ref().filter(|m| m.kind == ManagerType::InstancePool).map(|m| m.id);
+        let member = pool.is_some_and(|p| {
+            tx.zone(zone).nodepools.values().any(|n| n.nodepool.instance_pool.is_some_and(|i| i.id == p))
+        });
+        if !member {
+            return Err(ApiError::bad_request(format!(
+                "instance {id} runs no kubelet: it is not a member of an SKS nodepool"
+            )));
+        }
+        rec.kubelet_not_ready = !ready;
+        tx.put(zone, rec);
+        tracing::warn!(instance = %id, ready, "kubelet readiness switched");
+        Ok(json!({"instance": id, "kubelet": {"ready": ready}}))
+    })
 }
 
 /// Changes a cluster's record in one transaction.

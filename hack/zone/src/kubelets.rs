@@ -7,6 +7,9 @@
 //! zone issues from the cluster's control-plane CA, as a bootstrapped kubelet
 //! would hold. A stopped or destroyed instance simply goes silent: its Node
 //! and pods stay, and the API server's node lifecycle notices the stale Lease.
+//! An instance switched sick (`PUT /admin/instance/{id}/kubelet`) keeps its
+//! kubelet running (Lease renewed, pods left as they are) but reports Ready
+//! `False` (`KubeletNotReady`), as a kubelet whose container runtime is down.
 //!
 //! One supervisor compares the zone's state with the running kubelets every
 //! 500 ms and starts or stops one task per instance. Every API error is logged
@@ -211,6 +214,7 @@ fn machines(world: &World, config: &Config, options: &Options) -> Result<BTreeMa
                     cpus: kind.as_ref().map_or(1, |t| t.cpus),
                     memory_bytes: kind.as_ref().map_or(1 << 30, |t| t.memory),
                     disk_gib: i.disk_size.unwrap_or(50),
+                    ready: !rec.kubelet_not_ready,
                 },
             );
         }
@@ -352,7 +356,11 @@ impl Kubelet {
 
     async fn run(mut self) {
         loop {
-            let m = self.machine.borrow().clone();
+            if self.machine.has_changed().unwrap_or(false) {
+                // A new version or readiness is posted at once, not at the next report.
+                self.status_due = Due::now();
+            }
+            let m = self.machine.borrow_and_update().clone();
             self.reconcile(&m).await;
             tokio::time::sleep_until(self.next_wake()).await;
         }
@@ -523,8 +531,8 @@ impl Kubelet {
         }
         let patch = Patch::Strategic(json!({ "status": desired }));
         nodes.patch_status(&m.name, &PatchParams::default(), &patch).await?;
-        if !objects::condition_true(node.status.as_ref(), "Ready") {
-            tracing::info!(node = %m.name, "posted Ready=True");
+        if objects::condition_true(node.status.as_ref(), "Ready") != m.ready {
+            tracing::info!(node = %m.name, ready = m.ready, "posted a new Ready condition");
         }
         self.last_report = Some(Instant::now());
         Ok(())

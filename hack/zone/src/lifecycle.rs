@@ -311,7 +311,7 @@ pub fn new_instance(tx: &mut Tx<'_>, config: &Config, zone: &str, template: Inst
     instance.mac_address = Some(mac_address());
     instance.created_at = Some(now());
     instance.state = if delay == 0 { InstanceState::Running } else { InstanceState::Starting };
-    InstanceRec { instance, seq, ready_at_ms: (delay > 0).then(|| now_ms() + delay) }
+    InstanceRec { instance, seq, ready_at_ms: (delay > 0).then(|| now_ms() + delay), kubelet_not_ready: false }
 }
 
 fn new_member(tx: &mut Tx<'_>, config: &Config, zone: &str, pool: &InstancePool) -> InstanceRec {

@@ -22,6 +22,11 @@ pub struct InstanceRec {
     pub seq: u64,
     /// When a `starting` instance becomes `running` (UNIX ms).
     pub ready_at_ms: Option<i64>,
+    /// A test switch (`PUT /admin/instance/{id}/kubelet`): the instance's
+    /// simulated kubelet reports its Node NotReady, across reboots, until set
+    /// back. A new instance (a replacement) starts healthy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kubelet_not_ready: bool,
 }
 
 /// A cluster's certificate authorities.

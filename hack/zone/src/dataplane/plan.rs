@@ -215,7 +215,7 @@ mod tests {
         }))
         .expect("instance");
         let instance = Instance { manager: Some(Manager { id: pool, kind: ManagerType::InstancePool }), ..instance };
-        InstanceRec { instance, seq, ready_at_ms: None }
+        InstanceRec { instance, seq, ready_at_ms: None, kubelet_not_ready: false }
     }
 
     fn nlb(pool: Uuid, svc: LoadBalancerServiceSpec) -> LoadBalancer {

@@ -33,6 +33,8 @@ const MAX_PODS: &str = "110";
 const KERNEL_VERSION: &str = "6.8.0-60-generic";
 const OS_IMAGE: &str = "Ubuntu 24.04.2 LTS";
 const CONTAINER_RUNTIME: &str = "containerd://1.7.27";
+/// What kubelet says in its Ready condition when its container runtime does not answer.
+pub const NOT_READY_MESSAGE: &str = "container runtime is down";
 
 /// What the zone knows about one instance that runs a kubelet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub struct Machine {
     pub memory_bytes: i64,
     /// Root disk size, in GiB.
     pub disk_gib: i64,
+    /// Whether the kubelet finds the node ready (false: the admin switch made it sick).
+    pub ready: bool,
 }
 
 impl Machine {
@@ -130,8 +134,18 @@ fn resources(m: &Machine, allocatable: bool) -> BTreeMap<String, Quantity> {
     .collect()
 }
 
-/// The status a healthy kubelet on `m` reports at `now`; conditions whose
-/// status did not change keep their transition time from `previous`.
+/// The Ready condition a kubelet posts: when it is not ready, kubelet's
+/// `KubeletNotReady` with its runtime's error, as when containerd is down.
+fn ready_condition(ready: bool, now: Timestamp) -> NodeCondition {
+    if ready {
+        condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", now)
+    } else {
+        condition("Ready", "False", "KubeletNotReady", NOT_READY_MESSAGE, now)
+    }
+}
+
+/// The status the kubelet on `m` reports at `now` (Ready as `m.ready` says);
+/// conditions whose status did not change keep their transition time from `previous`.
 pub fn node_status(m: &Machine, boot_id: &str, previous: Option<&NodeStatus>, now: Timestamp) -> NodeStatus {
     let mut conditions = vec![
         condition(
@@ -143,7 +157,7 @@ pub fn node_status(m: &Machine, boot_id: &str, previous: Option<&NodeStatus>, no
         ),
         condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure", now),
         condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available", now),
-        condition("Ready", "True", "KubeletReady", "kubelet is posting ready status", now),
+        ready_condition(m.ready, now),
     ];
     let old = previous.and_then(|s| s.conditions.as_ref());
     for c in &mut conditions {
@@ -337,6 +351,7 @@ mod tests {
             cpus: 2,
             memory_bytes: 4 << 30,
             disk_gib: 50,
+            ready: true,
         }
     }
 
@@ -386,6 +401,32 @@ mod tests {
         assert!(!condition_true(Some(&unknown), "Ready"));
         let back = node_status(&m, "boot", Some(&unknown), t1);
         assert_eq!(ready(&back).last_transition_time, Some(Time(t1)), "Unknown -> True is a transition");
+    }
+
+    #[test]
+    fn a_sick_kubelet_posts_kubelet_not_ready_and_its_recovery_is_a_transition() {
+        let t0 = Timestamp::from_second(1_800_000_000).unwrap();
+        let t1 = Timestamp::from_second(1_800_000_060).unwrap();
+        let healthy = node_status(&machine(), "boot", None, t0);
+        let sick_machine = Machine { ready: false, ..machine() };
+        let sick = node_status(&sick_machine, "boot", Some(&healthy), t1);
+        let ready =
+            |s: &NodeStatus| s.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "Ready").cloned().unwrap();
+        let r = ready(&sick);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_deref(), r.message.as_deref()),
+            ("False", Some("KubeletNotReady"), Some(NOT_READY_MESSAGE))
+        );
+        assert_eq!(r.last_transition_time, Some(Time(t1)), "True -> False is a transition");
+        assert!(status_differs(Some(&healthy), &sick), "posted at once");
+        assert!(!condition_true(Some(&sick), "Ready"));
+        let pressure = sick.conditions.as_ref().unwrap().iter().find(|c| c.type_ == "MemoryPressure").unwrap();
+        assert_eq!(pressure.last_transition_time, Some(Time(t0)), "the other conditions did not change");
+        let still = node_status(&sick_machine, "boot", Some(&sick), t1 + jiff::SignedDuration::from_secs(60));
+        assert_eq!(ready(&still).last_transition_time, Some(Time(t1)), "stays sick, no new transition");
+        assert!(!status_differs(Some(&sick), &still));
+        let back = node_status(&machine(), "boot", Some(&sick), t1 + jiff::SignedDuration::from_secs(60));
+        assert!(condition_true(Some(&back), "Ready") && status_differs(Some(&sick), &back));
     }
 
     #[test]
