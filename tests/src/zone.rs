@@ -226,6 +226,18 @@ impl Zone {
         signed_request(&self.url, method, path, body.as_deref(), None, 600).await
     }
 
+    /// The orchestrator API calls the zone answered (`GET /admin/requests`), oldest
+    /// first: those of `operations` (operation ids), every one when empty.
+    pub async fn requests(&self, operations: &[&str]) -> Vec<serde_json::Value> {
+        let path = match operations {
+            [] => "/admin/requests".to_owned(),
+            ops => format!("/admin/requests?operation={}", ops.join(",")),
+        };
+        let (code, answer) = self.admin("GET", &path, None).await;
+        assert_eq!(code, 200, "{answer}");
+        answer["requests"].as_array().cloned().unwrap_or_default()
+    }
+
     /// Makes the simulated kubelet of nodepool instance `instance` report its Node
     /// Ready (`true`) or NotReady (`false`) from now on (`PUT /admin/instance/{id}/kubelet`).
     pub async fn set_kubelet_ready(&self, instance: uuid::Uuid, ready: bool) {

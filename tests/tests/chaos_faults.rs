@@ -3,7 +3,8 @@
 //! answer (before or after the call is carried out), operations that fail
 //! without applying the write or never complete, per operation or globally,
 //! set at start (`--faults`) or at run time (`PUT /admin/faults`, the original
-//! single-rule body included).
+//! single-rule body included); the journal of calls (`GET /admin/requests`)
+//! tells injected answers from the handlers'.
 
 use std::time::{Duration, Instant};
 
@@ -176,4 +177,33 @@ fn a_bad_faults_flag_stops_the_zone_at_start() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--faults") && stderr.contains("ratio: 2 is not between 0 and 1"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_lists_every_answered_call_with_its_answer() {
+    orchestrator::install_crypto_provider();
+    let zone = Zone::start(ZoneOptions { seed: true, ..Default::default() });
+    let missing = uuid::Uuid::new_v4();
+    assert_eq!(call(&zone, "GET", "/v2/sks-cluster", "").await.unwrap().0, 200);
+    assert_eq!(call(&zone, "GET", &format!("/v2/instance/{missing}"), "").await.unwrap().0, 404);
+    zone.set_fault_rules(json!({"rules": [{"operations": ["get-instance"], "status": 503}]})).await;
+    assert_eq!(call(&zone, "GET", &format!("/v2/instance/{missing}"), "").await.unwrap().0, 503);
+    assert_eq!(call(&zone, "GET", "/v2/no-such-thing", "").await.unwrap().0, 404);
+    zone.clear_faults().await;
+
+    let all = zone.requests(&[]).await;
+    let seen: Vec<(&str, u64, bool)> = all
+        .iter()
+        .map(|e| (e["operation"].as_str().unwrap(), e["status"].as_u64().unwrap(), e["injected"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("list-sks-clusters", 200, false), ("get-instance", 404, false), ("get-instance", 503, true)],
+        "admin calls and paths outside the spec are not kept: {all:#?}"
+    );
+    assert!(all.windows(2).all(|w| w[0]["seq"].as_u64() < w[1]["seq"].as_u64()), "oldest first");
+    let gets = zone.requests(&["get-instance"]).await;
+    assert_eq!(gets.len(), 2);
+    assert_eq!(gets[0]["params"]["id"], missing.to_string());
+    assert_eq!((gets[0]["zone"].as_str(), gets[0]["body"].is_null()), (Some("ch-gva-2"), true));
 }

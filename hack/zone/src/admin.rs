@@ -1,6 +1,6 @@
 //! Endpoints that are not part of the orchestrator API but serve the local
 //! stack and its tests (signed like every other call): handing a cluster's CAs
-//! to whatever plays its control plane, injecting faults, publishing SKS
+//! to whatever plays its control plane, the journal of API calls, injecting faults, publishing SKS
 //! versions, and switches that make control-plane components unhealthy, the
 //! next upgrade fail, or a node's kubelet report NotReady.
 
@@ -40,6 +40,11 @@ pub fn handle(app: &App, method: &Method, rest: &str, query: &[(String, String)]
             let mut out = serde_json::to_value(app.faults()).unwrap_or_default();
             out["counts"] = crate::faults::counts();
             Ok(out)
+        }
+        (&Method::GET, ["requests"]) => {
+            let operations: Option<Vec<&str>> =
+                query.iter().find(|(k, _)| k == "operation").map(|(_, v)| v.split(',').collect());
+            Ok(json!({"requests": app.journal.list(operations.as_deref()), "kept": crate::journal::KEEP}))
         }
         (&Method::PUT, ["faults"]) => {
             let faults = Faults::parse(body).map_err(ApiError::bad_request)?;

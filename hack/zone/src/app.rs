@@ -46,6 +46,8 @@ pub struct App {
     pub health: crate::dataplane::HealthBoard,
     /// Signatures of the writes accepted and not yet expired (replay protection).
     pub replays: crate::auth::ReplayGuard,
+    /// The orchestrator API calls answered (`GET /admin/requests`).
+    pub journal: crate::journal::Journal,
 }
 
 /// An API error answered as `{"message": ...}` with its status.
@@ -102,6 +104,7 @@ impl App {
             generation: tokio::sync::watch::Sender::new(0),
             health: crate::dataplane::HealthBoard::default(),
             replays: crate::auth::ReplayGuard::default(),
+            journal: crate::journal::Journal::default(),
         })
     }
 

@@ -114,24 +114,32 @@ async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: 
                     if let Some(secs) = retry_after {
                         resp.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
                     }
+                    app.journal.record(&call, Some(status.as_u16()), true);
                     return resp;
                 }
                 Some(Answer::Reset { after }) => {
                     if after {
                         carry_out_before_the_fault(&app, &call);
                     }
+                    app.journal.record(&call, None, true);
                     reset_connection(&call.operation);
                 }
-                Some(Answer::Operation(state)) => return stuck_operation(&app, &call, state),
+                Some(Answer::Operation(state)) => {
+                    let resp = stuck_operation(&app, &call, state);
+                    app.journal.record(&call, Some(resp.status().as_u16()), true);
+                    return resp;
+                }
             }
             let result = tokio::task::block_in_place(|| handlers::dispatch(&app, &call));
-            match result {
+            let resp = match result {
                 Ok(value) => axum::Json(value).into_response(),
                 Err(e) => {
                     tracing::debug!(operation = call.operation, status = %e.status, message = %e.message, "request refused");
                     e.into_response()
                 }
-            }
+            };
+            app.journal.record(&call, Some(resp.status().as_u16()), false);
+            resp
         }
         Err(e) => e.into_response(),
     }

@@ -13,6 +13,7 @@ mod faults;
 mod handlers;
 mod http;
 mod ipam;
+mod journal;
 mod kubelets;
 mod lifecycle;
 mod seed;
