@@ -59,6 +59,16 @@ impl Snapshot {
     pub fn by_id(&self, id: &Uuid) -> Option<&Instance> {
         self.instances.get(id).map(|i| &**i)
     }
+
+    /// Leaves instance `id` out: it is gone (this replica evicted it).
+    pub fn forget(&mut self, id: Uuid) {
+        if let Some(i) = self.instances.remove(&id) {
+            let name = i.name.to_lowercase();
+            if self.by_name.get(&name) == Some(&id) {
+                self.by_name.remove(&name);
+            }
+        }
+    }
 }
 
 /// The cache.
@@ -96,6 +106,13 @@ impl Cloud {
     /// callers wait for one refresh instead of making their own.
     pub async fn ensure_fresh(&self, max_age: Duration) -> Result<(), orchestrator::Error> {
         self.snapshot.ensure_fresh(max_age, || self.load()).await
+    }
+
+    /// Records that instance `id` is gone (this replica evicted it), in the
+    /// snapshot and in the result of a refresh already under way, so no decision
+    /// before the next refresh acts on it again.
+    pub fn forget_instance(&self, id: Uuid) {
+        self.snapshot.update(move |s| s.forget(id));
     }
 
     async fn load(&self) -> Result<Snapshot, orchestrator::Error> {
@@ -150,5 +167,28 @@ mod tests {
         assert_eq!(fresh_since(Some(&at("2026-11-22T00:00:58Z")), cap, now), Duration::from_secs(1), "1 s margin");
         assert_eq!(fresh_since(Some(&at("2026-11-22T00:00:00Z")), cap, now), cap, "long ago: the cap");
         assert_eq!(fresh_since(None, cap, now), Duration::ZERO, "unknown: a new look");
+    }
+
+    #[test]
+    fn a_forgotten_instance_is_found_neither_by_id_nor_by_name() {
+        let instance = |id: Uuid, name: &str| -> Box<Instance> {
+            Box::new(
+                serde_json::from_value(
+                    serde_json::json!({"id": id, "name": name, "state": "running", "instance-type": {"id": Uuid::nil()}}),
+                )
+                .unwrap(),
+            )
+        };
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let mut s = Snapshot {
+            instances: [(a, instance(a, "Pool-A")), (b, instance(b, "pool-b"))].into(),
+            by_name: [("pool-a".to_owned(), a), ("pool-b".to_owned(), b)].into(),
+            ..Default::default()
+        };
+        s.forget(a);
+        assert!(s.by_id(&a).is_none() && s.by_name("pool-a").is_none());
+        assert_eq!(s.by_name("POOL-B").map(|i| i.id), Some(b), "the others stay");
+        s.forget(a);
+        assert_eq!(s.instances.len(), 1, "forgetting twice changes nothing");
     }
 }

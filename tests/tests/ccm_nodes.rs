@@ -507,6 +507,11 @@ async fn auto_healing_reboots_then_replaces() {
         let n = get(&k, &["get", "node", &i.name]);
         assert!(n["metadata"]["annotations"]["node.exoscale.net/auto-heal-rebooted-at"].is_null());
     }
+    // One eviction, of the sick instance: none asked again of an instance already gone
+    // (the Node outlives its instance a moment, and its next looks must not act on it).
+    let evictions = env.zone.requests(&["evict-sks-nodepool-members"]).await;
+    let asked: Vec<(&Value, &Value)> = evictions.iter().map(|e| (&e["body"]["instances"], &e["status"])).collect();
+    assert_eq!(asked, [(&json!([sick.id]), &json!(200))], "{evictions:#?}");
     // Healing counted the Nodes being healed from the cache, not with a LIST
     // per reconcile of the NotReady Node (every second here): the node
     // controller's and load balancing's lists at start are all.

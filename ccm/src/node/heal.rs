@@ -114,6 +114,13 @@ pub fn decide(
     }
 }
 
+/// Whether `current`, the instance as the orchestrator shows it now (`None`:
+/// gone), is still the member of the pool `seen` was in.
+pub fn still_member(seen: &Instance, current: Option<&Instance>) -> bool {
+    let pool = |i: &Instance| i.manager.as_ref().map(|m| (m.id, m.kind.clone()));
+    current.is_some_and(|c| pool(c).is_some() && pool(c) == pool(seen))
+}
+
 /// Whether a Node carries a reboot of auto-healing: it is being healed.
 fn rebooted(meta: &ObjectMeta) -> bool {
     meta.annotations.as_ref().is_some_and(|a| a.contains_key(annotation::AUTO_HEAL_REBOOTED_AT))
@@ -168,6 +175,18 @@ pub async fn heal(
         }
         Heal::Replace => {
             let client = ctx.cloud.client();
+            // The decision rests on a snapshot that may predate the instance
+            // leaving its pool (this very replacement, seconds ago): evict only
+            // what the orchestrator still shows as a member.
+            let current = match client.get_instance(instance.id).await {
+                Ok(i) => Some(i),
+                Err(e) if e.is_not_found() => None,
+                Err(e) => return Err(e.into()),
+            };
+            if !still_member(instance, current.as_ref()) {
+                ctx.cloud.forget_instance(instance.id);
+                return Ok(());
+            }
             // Write-ahead: the size to restore is on the Node before the eviction
             // shrinks the pool, so a failed restore is finished before the Node
             // goes. A retry keeps the recorded size: the pool may be smaller now.
@@ -182,6 +201,7 @@ pub async fn heal(
             };
             orchestrator::nodepool::evict_then_scale(client, ctx.cloud.cluster(), nodepool.id, vec![instance.id], size)
                 .await?;
+            ctx.cloud.forget_instance(instance.id);
             let done = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: null}}});
             writes.answered(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(done)).await?);
             let note = format!(
@@ -306,6 +326,23 @@ mod tests {
             Heal::Reboot,
             "10% of 30 is 3"
         );
+    }
+
+    #[test]
+    fn only_an_instance_still_in_its_pool_is_replaced() {
+        let member = |pool: Option<Uuid>| -> Instance {
+            let manager = pool.map(|p| serde_json::json!({"id": p, "type": "instance-pool"}));
+            serde_json::from_value(serde_json::json!({"id": Uuid::nil(), "name": "n", "state": "running",
+                "instance-type": {"id": Uuid::nil()}, "manager": manager}))
+            .unwrap()
+        };
+        let (p, q) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        let seen = member(Some(p));
+        assert!(still_member(&seen, Some(&member(Some(p)))));
+        assert!(!still_member(&seen, None), "gone: evicted already");
+        assert!(!still_member(&seen, Some(&member(None))), "detached from its pool");
+        assert!(!still_member(&seen, Some(&member(Some(q)))), "in another pool");
+        assert!(!still_member(&member(None), Some(&member(None))), "never a member");
     }
 
     #[test]
