@@ -83,6 +83,10 @@ impl Autoscaler {
         let result = self.remove_steps(name, pool, instance, &pods).await;
         match result {
             Ok(size) => {
+                // Scale-ups plan from the size just set, not from the cache's older one.
+                if let Err(e) = self.nodepools.refresh().await {
+                    tracing::warn!(error = %e, "refreshing nodepools after a scale-down failed");
+                }
                 let note = format!(
                     "Scale-down: node {name} removed ({reason}, utilization {utilization:.2}); nodepool {} {} -> {}",
                     pool.name,

@@ -80,9 +80,26 @@ impl Autoscaler {
                 );
             }
         }
-        for (id, (from, to, reason)) in &targets {
+        let mut resized = false;
+        for (id, (planned_from, to, reason)) in &targets {
             let Some(pool) = pools.iter().find(|p| p.id == *id) else { continue };
             let increase = plan.increases.iter().find(|i| i.template.nodepool_id == id.to_string());
+            // The plan's sizes are the nodepool cache's, which may predate the
+            // last resize: the size is read again, and a pool already as large
+            // is left alone (a smaller size would drop nodes nobody chose).
+            let live = match self.orchestrator.get_sks_nodepool(self.cluster, *id).await {
+                Ok(np) => np.size,
+                Err(e) => {
+                    tracing::warn!(nodepool = %pool.name, error = %e, "reading the nodepool before a scale-up failed; retrying next round");
+                    continue;
+                }
+            };
+            let Some(from) = growth(live, *to) else {
+                tracing::debug!(nodepool = %pool.name, planned_from, to, live, "the nodepool is already as large as planned");
+                continue;
+            };
+            let (from, to) = (&from, to);
+            resized = true;
             match self.orchestrator.scale_sks_nodepool(self.cluster, *id, *to).await {
                 Ok(_) => {
                     tracing::info!(nodepool = %pool.name, from, to, %reason, "scaled up");
@@ -134,6 +151,10 @@ impl Autoscaler {
                 }
             }
         }
+        // The next round plans from the sizes just set, not from the cache's older ones.
+        if resized && let Err(e) = self.nodepools.refresh().await {
+            tracing::warn!(error = %e, "refreshing nodepools after a scale-up failed");
+        }
         for unhelped in &plan.unhelped {
             let message = unhelped.message();
             let due = {
@@ -169,5 +190,25 @@ impl Autoscaler {
             }
         }
         landing
+    }
+}
+
+/// The size a scale-up to `to` starts from, given the nodepool's `live` size:
+/// `None` when it is that large already (scaling to `to` would shrink it or
+/// change nothing).
+fn growth(live: i64, to: i64) -> Option<i64> {
+    (live < to).then_some(live)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::growth;
+
+    #[test]
+    fn a_scale_up_never_shrinks_a_nodepool_grown_since_the_plan() {
+        assert_eq!(growth(3, 5), Some(3), "as planned");
+        assert_eq!(growth(4, 5), Some(4), "grown meanwhile by one: from there");
+        assert_eq!(growth(5, 4), None, "planned from a stale size: scaling to 4 would drop a node");
+        assert_eq!(growth(5, 5), None, "nothing to add");
     }
 }
