@@ -130,16 +130,14 @@ async fn handle(State(app): State<Arc<App>>, method: Method, uri: Uri, headers: 
                     return resp;
                 }
             }
-            let result = tokio::task::block_in_place(|| handlers::dispatch(&app, &call));
-            let resp = match result {
+            let result = tokio::task::block_in_place(|| app.journal.answer(&call, || handlers::dispatch(&app, &call)));
+            match result {
                 Ok(value) => axum::Json(value).into_response(),
                 Err(e) => {
                     tracing::debug!(operation = call.operation, status = %e.status, message = %e.message, "request refused");
                     e.into_response()
                 }
-            };
-            app.journal.record(&call, Some(resp.status().as_u16()), false);
-            resp
+            }
         }
         Err(e) => e.into_response(),
     }

@@ -3,7 +3,10 @@
 //! calls, which sizes a nodepool was scaled to. Only calls that named an
 //! operation of the spec are kept (`/admin` calls and unknown paths are not),
 //! with what the answer was, injected faults included. In memory, the most
-//! recent [`KEEP`], in the order they were answered; not kept across restarts.
+//! recent [`KEEP`], in the order they were answered, which for the calls the
+//! handlers answer is the order their changes were committed in (so replaying
+//! the journal's evictions and scales gives a pool's exact sizes); not kept
+//! across restarts.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
@@ -11,6 +14,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::app::ApiResult;
 use crate::http::Call;
 
 /// How many calls are kept (the oldest go first).
@@ -42,9 +46,21 @@ pub struct Entry {
 #[derive(Debug, Default)]
 pub struct Journal {
     inner: Mutex<(u64, VecDeque<Entry>)>,
+    /// Held while a handler answers and its call is recorded, so the journal's
+    /// order is the handlers' (which the state's lock serializes anyway).
+    answering: Mutex<()>,
 }
 
 impl Journal {
+    /// Answers `call` with `handler` and records the answer, in the order of the handlers' answers.
+    pub fn answer(&self, call: &Call, handler: impl FnOnce() -> ApiResult<Value>) -> ApiResult<Value> {
+        let _in_order = self.answering.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = handler();
+        let status = result.as_ref().map_or_else(|e| e.status.as_u16(), |_| 200);
+        self.record(call, Some(status), false);
+        result
+    }
+
     /// Records that `call` was answered `status`.
     pub fn record(&self, call: &Call, status: Option<u16>, injected: bool) {
         let mut inner = self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -84,6 +100,23 @@ mod tests {
             query: Vec::new(),
             body: Some(serde_json::json!({"size": 3})),
         }
+    }
+
+    #[test]
+    fn an_answer_is_recorded_with_its_status() {
+        let journal = Journal::default();
+        let ok = journal.answer(&call("scale-sks-nodepool"), || Ok(serde_json::json!({})));
+        assert!(ok.is_ok());
+        let refused = journal.answer(&call("evict-sks-nodepool-members"), || {
+            Err(crate::app::ApiError::bad_request("instances: x is not a member"))
+        });
+        assert!(refused.is_err());
+        let seen: Vec<(String, Option<u16>, bool)> =
+            journal.list(None).into_iter().map(|e| (e.operation, e.status, e.injected)).collect();
+        assert_eq!(
+            seen,
+            [("scale-sks-nodepool".into(), Some(200), false), ("evict-sks-nodepool-members".into(), Some(400), false)]
+        );
     }
 
     #[test]
