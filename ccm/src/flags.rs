@@ -65,7 +65,7 @@ pub struct Args {
     /// NotReady this long (with a running instance): reboot it.
     #[arg(long, default_value = "900")]
     pub auto_heal_reboot_after_seconds: u64,
-    /// Still NotReady this long after the reboot: evict it so its nodepool replaces it.
+    /// Still NotReady this long after the reboot: replace it (its nodepool grows by one, then it is evicted).
     #[arg(long, default_value = "900")]
     pub auto_heal_replace_after_seconds: u64,
     /// Largest share of the cluster's nodes healed at once (at least one node).

@@ -31,10 +31,10 @@ pub mod label {
 pub mod annotation {
     /// When auto-heal rebooted the Node's instance (RFC 3339).
     pub const AUTO_HEAL_REBOOTED_AT: &str = "node.exoscale.net/auto-heal-rebooted-at";
-    /// An auto-heal replacement under way, `<nodepool id>:<size to restore>`, recorded
-    /// before the instance is evicted: eviction shrinks the pool, and if restoring the
-    /// size fails (or sks-ccm stops in between) the Node, whose instance is gone, is
-    /// deleted only once its pool is back to that size.
+    /// An auto-heal replacement under way, `<nodepool id>:<size>`, recorded before the
+    /// pool grows to one more and the instance is evicted: a retry finishes the same
+    /// replacement, and the Node, once its instance is gone, is deleted only after its
+    /// pool is back to at least that size.
     pub const AUTO_HEAL_REPLACING: &str = "node.exoscale.net/auto-heal-replacing";
     /// An upgrade roll replacing the Node, `<nodepool id>:<size to restore>`, written
     /// before its instance is evicted (like [`AUTO_HEAL_REPLACING`]): the Node is on its

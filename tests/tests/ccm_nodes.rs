@@ -518,8 +518,13 @@ async fn auto_healing_reboots_then_replaces() {
     assert_eq!(env.ccm().kube_requests().await.get("list nodes 200"), Some(&2));
 }
 
+/// The refused calls the zone has answered so far (injected 503s).
+async fn refused(zone: &sks_e2e::zone::Zone) -> u64 {
+    zone.fault_counts().await["status"]["503"].as_u64().unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes() {
+async fn a_replacement_whose_growth_fails_evicts_nothing_until_the_pool_grows() {
     let args = [
         "--node-sync-period-seconds",
         "1",
@@ -534,43 +539,83 @@ async fn a_replacement_whose_scale_back_fails_is_finished_before_its_node_goes()
     let k = env.kubectl();
     let c = &env.client;
     let nodepool = c.get_sks_cluster(env.cluster).await.unwrap().nodepools.remove(0).id;
-    // Every scale fails: the eviction shrinks the pool and nothing grows it back.
+    // Every scale fails: the pool cannot grow first, so nothing may be evicted.
     env.zone.set_faults(1.0, 503, Some(&["scale-sks-nodepool"])).await;
     let sick = &instances[0];
     report_not_ready(env.kube(), &sick.name);
-    wait_for("the sick instance to be evicted", Duration::from_secs(30), || {
-        let c = c.clone();
-        async move { c.get_instance(sick.id).await.err().filter(orchestrator::Error::is_not_found).map(|_| ()) }
+    // A call gives up after 5 attempts; more than 5 refusals mean the Node's next
+    // reconcile tried the replacement again.
+    let faults = wait_for("a second growth to be refused", Duration::from_secs(30), || async {
+        let n = refused(&env.zone).await;
+        (n > 5).then_some(n)
     })
     .await;
-    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 2, "the eviction shrank the pool");
-    // Its instance is gone, yet the Node stays, recording the size to restore,
-    // while scaling fails: a call gives up after 5 attempts, and the Node's next
-    // reconcile tries the scale-back again before it would delete the Node.
-    let faults = wait_for("a second scale-back to be refused", Duration::from_secs(30), || {
-        let zone = &env.zone;
-        async move {
-            let counts = zone.fault_counts().await;
-            let refused = counts["status"]["503"].as_u64().unwrap_or(0);
-            (refused > 5).then_some(refused)
-        }
-    })
-    .await;
+    assert!(c.get_instance(sick.id).await.is_ok(), "evicted after {faults} refused growths");
+    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 3, "the pool never shrank");
     let node = get(&k, &["get", "node", &sick.name]);
     assert_eq!(
         node["metadata"]["annotations"]["node.exoscale.net/auto-heal-replacing"].as_str(),
         Some(format!("{nodepool}:3").as_str()),
-        "after {faults} refused scale-backs the Node must stay, recording the replacement"
+        "the replacement is recorded on the Node while it cannot proceed"
     );
-    // The orchestrator answers again: the size is restored, then the Node goes.
+    // The orchestrator answers again: the pool grows, then the sick instance goes.
     env.zone.set_faults(0.0, 503, None).await;
-    wait_for("the evicted instance's Node to be deleted", Duration::from_secs(30), || {
+    wait_for("the replaced instance's Node to be deleted", Duration::from_secs(30), || {
         let k = k.clone();
         let name = sick.name.clone();
         async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
     })
     .await;
-    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 3, "the replacement restored the size");
+    assert!(c.get_instance(sick.id).await.unwrap_err().is_not_found());
+    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 3, "one in, one out");
+    let done: Vec<(String, Value)> = env
+        .zone
+        .requests(&["scale-sks-nodepool", "evict-sks-nodepool-members"])
+        .await
+        .into_iter()
+        .filter(|r| r["status"] == 200)
+        .map(|r| (r["operation"].as_str().unwrap().to_owned(), r["body"].clone()))
+        .collect();
+    assert_eq!(
+        done,
+        [
+            ("scale-sks-nodepool".to_owned(), json!({"size": 4})),
+            ("evict-sks-nodepool-members".to_owned(), json!({"instances": [sick.id]}))
+        ],
+        "grown first, then the sick instance evicted, each once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_recording_a_replacement_goes_once_its_pool_is_back_to_size() {
+    // As if sks-ccm had stopped in the middle of a replacement whose pool was
+    // then shrunk (an eviction without growth): the record on the Node brings it back.
+    let (env, instances) = cluster_with_nodes(&["--node-sync-period-seconds", "1"]).await;
+    let k = env.kubectl();
+    let c = &env.client;
+    let nodepool = c.get_sks_cluster(env.cluster).await.unwrap().nodepools.remove(0).id;
+    let gone = &instances[0];
+    let record =
+        json!({"metadata": {"annotations": {"node.exoscale.net/auto-heal-replacing": format!("{nodepool}:3")}}});
+    k.ok(&["patch", "node", &gone.name, "--type=merge", "-p", &record.to_string()]);
+    env.zone.set_faults(1.0, 503, Some(&["scale-sks-nodepool"])).await;
+    c.evict_sks_nodepool_members(env.cluster, nodepool, vec![gone.id]).await.unwrap();
+    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 2);
+    // While the pool cannot grow back, the Node stays (its next reconcile tries again).
+    let faults = wait_for("a second restore to be refused", Duration::from_secs(30), || async {
+        let n = refused(&env.zone).await;
+        (n > 5).then_some(n)
+    })
+    .await;
+    assert!(k.run(&["get", "node", &gone.name]).status.success(), "deleted after {faults} refused restores");
+    env.zone.set_faults(0.0, 503, None).await;
+    wait_for("the Node to be deleted", Duration::from_secs(30), || {
+        let k = k.clone();
+        let name = gone.name.clone();
+        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
+    })
+    .await;
+    assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 3, "restored before the Node went");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -325,7 +325,7 @@ async fn a_sick_kubelet_reports_not_ready_across_reboots_until_healed_or_replace
     // Sick again, then replaced as auto-heal replaces it: the new instance is healthy.
     env.zone.set_kubelet_ready(sick, false).await;
     wait_ready(&nodes, sick_name, "False", Duration::from_secs(10)).await;
-    orchestrator::nodepool::evict_then_scale(&client, cluster.id, nodepool.id, vec![sick], 3).await.unwrap();
+    orchestrator::nodepool::grow_then_evict(&client, cluster.id, nodepool.id, vec![sick], 3).await.unwrap();
     let pool = nodepool.instance_pool.unwrap().id;
     let fresh = wait_for("the replacement instance", Duration::from_secs(20), || async {
         let now = client.get_instance_pool(pool).await.ok()?.instances;

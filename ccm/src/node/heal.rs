@@ -1,9 +1,9 @@
 //! Auto-healing (`node-auto-heal`): a Node NotReady too long while its
 //! instance runs gets the instance rebooted; still NotReady later, the
-//! instance is replaced by a fresh one (evicted, then the pool size restored;
-//! the size is recorded on the Node first, see
-//! [`annotation::AUTO_HEAL_REPLACING`]). One node per nodepool at a time,
-//! never more than a share of the cluster.
+//! instance is replaced by a fresh one (the pool grows by one, then the
+//! instance is evicted, so the pool is never smaller than it was; its size is
+//! recorded on the Node first, see [`annotation::AUTO_HEAL_REPLACING`]). One
+//! node per nodepool at a time, never more than a share of the cluster.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -187,9 +187,9 @@ pub async fn heal(
                 ctx.cloud.forget_instance(instance.id);
                 return Ok(());
             }
-            // Write-ahead: the size to restore is on the Node before the eviction
-            // shrinks the pool, so a failed restore is finished before the Node
-            // goes. A retry keeps the recorded size: the pool may be smaller now.
+            // Write-ahead: the size is on the Node before the pool grows and the
+            // instance is evicted, so a retry finishes this replacement (it grows
+            // nothing twice) and the Node goes only once the pool is back to it.
             let size = match pending_replacement(node) {
                 Some((recorded, size)) if recorded == nodepool.id => size,
                 _ => {
@@ -199,7 +199,7 @@ pub async fn heal(
                     size
                 }
             };
-            orchestrator::nodepool::evict_then_scale(client, ctx.cloud.cluster(), nodepool.id, vec![instance.id], size)
+            orchestrator::nodepool::grow_then_evict(client, ctx.cloud.cluster(), nodepool.id, vec![instance.id], size)
                 .await?;
             ctx.cloud.forget_instance(instance.id);
             let done = json!({"metadata": {"annotations": {annotation::AUTO_HEAL_REPLACING: null}}});

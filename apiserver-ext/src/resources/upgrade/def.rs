@@ -45,7 +45,7 @@ fn schema() -> Value {
                 "description": "The upgrade asked for.",
                 "properties": {
                     "version": string("Target Kubernetes version: the newest patch of the current minor or of the next minor (see the Cluster's status.availableVersions)."),
-                    "rollNodepools": {"type": "boolean", "description": "After the control plane, replace every node running the previous version, one at a time, nodepool by nodepool: evict one, wait until its replacement has joined, been initialized and is Ready, then the next."}
+                    "rollNodepools": {"type": "boolean", "description": "After the control plane, replace every node running the previous version, one at a time, nodepool by nodepool: grow the nodepool by one and evict one, wait until its replacement has joined, been initialized and is Ready, then the next (the nodepool never has fewer nodes than before)."}
                 }
             },
             "status": {
@@ -78,10 +78,10 @@ fn schema() -> Value {
                             "replacing": string("The node being replaced now."),
                             "since": time("When the node being replaced was evicted."),
                             "readyBefore": int("Ready up-to-date nodes when the node being replaced was evicted."),
-                            "pendingReplacement": {"type": "object", "description": "The replacement asked of the orchestrator, recorded before asking and kept until it is seen done: evict the instance, then scale the nodepool back to size. A roll completes it before choosing another node.", "properties": {
+                            "pendingReplacement": {"type": "object", "description": "The replacement asked of the orchestrator, recorded before asking and kept until it is seen done: grow the nodepool to size plus one, then evict the instance. A roll completes it before choosing another node.", "properties": {
                                 "nodepool": string("Nodepool id."),
                                 "instance": string("Instance being evicted."),
-                                "size": int("Nodepool size to restore after the eviction.")
+                                "size": int("Nodepool size the replacement keeps: it grows to one more, then evicts.")
                             }}
                         }}
                     },

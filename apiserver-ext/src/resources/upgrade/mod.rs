@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator::model::{InstanceFilter, ManagerType, SksCluster, SksClusterState};
-use orchestrator::nodepool::evict_then_scale;
+use orchestrator::nodepool::grow_then_evict;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -424,9 +424,9 @@ impl Upgrades {
             .collect())
     }
 
-    /// Asks the orchestrator for `r`: evict, then scale back to the recorded size.
+    /// Asks the orchestrator for `r`: grow the pool by one above the recorded size, then evict.
     async fn replace(&self, r: &Replacement) -> Result<(), orchestrator::Error> {
-        evict_then_scale(&self.client, self.cluster, r.nodepool, vec![r.instance], r.size).await.map(drop)
+        grow_then_evict(&self.client, self.cluster, r.nodepool, vec![r.instance], r.size).await.map(drop)
     }
 
     /// One step of every roll in progress (the leader's).

@@ -60,8 +60,9 @@ pub struct NodepoolProgress {
     pub pending_replacement: Option<Replacement>,
 }
 
-/// One node replacement: evict `instance` from `nodepool` (which shrinks it),
-/// then scale the nodepool back to `size`.
+/// One node replacement: grow `nodepool` to `size` plus one, then evict
+/// `instance` (which shrinks it back to `size`), so the pool never has fewer
+/// nodes than `size`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Replacement {
@@ -69,7 +70,7 @@ pub struct Replacement {
     pub nodepool: Uuid,
     /// Instance evicted.
     pub instance: Uuid,
-    /// Nodepool size to restore after the eviction.
+    /// Nodepool size the replacement keeps (it grows to one more, then evicts).
     pub size: i64,
 }
 
@@ -287,12 +288,13 @@ pub struct Pool {
 /// What the roll does next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RollStep {
-    /// Evict this instance, then scale its nodepool back to `size` (then wait
-    /// for its replacement). Recorded in the progress as `pending_replacement`,
-    /// which must be stored before the orchestrator is asked.
+    /// Grow its nodepool by one above `size`, then evict this instance (then
+    /// wait for its replacement). Recorded in the progress as
+    /// `pending_replacement`, which must be stored before the orchestrator is asked.
     Replace(Replacement),
-    /// The eviction of a recorded replacement is done, the scale-back is not:
-    /// scale `nodepool` back to `size`.
+    /// The instance of a recorded replacement is gone but its nodepool is
+    /// smaller than `size` (evicted without growing first, as rolls before
+    /// growth-first did, or shrunk by someone else): grow `nodepool` back to `size`.
     Restore {
         /// Nodepool id.
         nodepool: Uuid,
@@ -310,10 +312,13 @@ pub enum RollStep {
 /// How far a recorded replacement got, from the nodepool as it is now.
 pub fn replacement_step(pending: &Replacement, pool: &Pool) -> Option<RollStep> {
     if pool.members.iter().any(|m| m.id == pending.instance) {
-        // Not evicted yet (or the eviction failed): ask again, for this instance only.
+        // Not evicted yet (or the eviction failed): ask again, for this instance
+        // only (the pool grown already is not grown again).
         return Some(RollStep::Replace(pending.clone()));
     }
-    if pool.size != pending.size {
+    // Grow only: a larger pool was grown by someone else since (auto-heal's
+    // replacement, say), and shrinking it would drop a node nobody chose.
+    if pool.size < pending.size {
         return Some(RollStep::Restore { nodepool: pending.nodepool, size: pending.size });
     }
     None
@@ -521,6 +526,9 @@ mod tests {
         assert_eq!(replacement_step(&a, &pool), Some(restore));
         assert_eq!(progress[0].pending_replacement.as_ref(), Some(&a), "kept until the size is back");
 
+        // Larger than recorded (auto-heal grew it meanwhile): never shrunk back.
+        pool.size = 3;
+        assert_eq!(replacement_step(&a, &pool), None, "a larger pool is not scaled down to the recorded size");
         // Both done: the intent is dropped and the roll waits for the replacement.
         pool.size = 2;
         pool.members.push(member("c", true, false));
