@@ -9,7 +9,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use orchestrator::model::*;
 use serde_json::{Value, json};
-use sks_e2e::ccm::Ccm;
+use sks_e2e::ccm::{Ccm, QUICK_AUTO_HEAL};
 use sks_e2e::env::TestEnv;
 use sks_e2e::kubeapi::{KubeApi, KubeOptions, node_policy_rules};
 use sks_e2e::kubectl::Kubectl;
@@ -324,12 +324,7 @@ async fn nodes_csrs_and_lifecycle() {
     })
     .await;
     c.delete_instance(a.id).await.unwrap();
-    wait_for("the deleted instance's Node to go", Duration::from_secs(20), || {
-        let k = k.clone();
-        let name = a.name.clone();
-        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
-    })
-    .await;
+    node_deleted(&k, &a.name, Duration::from_secs(20)).await;
     assert!(k.run(&["get", "node", "stranger"]).status.success(), "a node of no instance of ours is never deleted");
 }
 
@@ -469,17 +464,7 @@ fn report_not_ready(kube: &KubeApi, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_healing_reboots_then_replaces() {
-    let args = [
-        "--node-sync-period-seconds",
-        "1",
-        "--auto-heal-reboot-after-seconds",
-        "2",
-        "--auto-heal-replace-after-seconds",
-        "3",
-        "--auto-heal-max-share",
-        "0.5",
-    ];
-    let (env, instances) = cluster_with_nodes(&args).await;
+    let (env, instances) = cluster_with_nodes(&QUICK_AUTO_HEAL).await;
     let k = env.kubectl();
     let sick = &instances[0];
     report_not_ready(env.kube(), &sick.name);
@@ -495,12 +480,7 @@ async fn auto_healing_reboots_then_replaces() {
     let members = c.get_instance_pool(pool).await.unwrap().instances;
     assert_eq!(members.len(), 3);
     assert!(members.iter().all(|m| m.id != sick.id), "a fresh instance took the sick one's place");
-    wait_for("the evicted instance's Node to be deleted", Duration::from_secs(20), || {
-        let k = k.clone();
-        let name = sick.name.clone();
-        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
-    })
-    .await;
+    node_deleted(&k, &sick.name, Duration::from_secs(20)).await;
     // The healthy ones were never touched.
     for i in &instances[1..] {
         assert!(c.get_instance(i.id).await.is_ok());
@@ -516,6 +496,15 @@ async fn auto_healing_reboots_then_replaces() {
     // per reconcile of the NotReady Node (every second here): the node
     // controller's and load balancing's lists at start are all.
     assert_eq!(env.ccm().kube_requests().await.get("list nodes 200"), Some(&2));
+}
+
+/// Waits at most `timeout` until Node `name` is gone.
+async fn node_deleted(k: &Kubectl, name: &str, timeout: Duration) {
+    wait_for(&format!("Node {name} to be deleted"), timeout, || {
+        let (k, name) = (k.clone(), name.to_owned());
+        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
+    })
+    .await;
 }
 
 /// The refused calls the zone has answered so far (injected 503s).
@@ -560,12 +549,7 @@ async fn a_replacement_whose_growth_fails_evicts_nothing_until_the_pool_grows() 
     );
     // The orchestrator answers again: the pool grows, then the sick instance goes.
     env.zone.set_faults(0.0, 503, None).await;
-    wait_for("the replaced instance's Node to be deleted", Duration::from_secs(30), || {
-        let k = k.clone();
-        let name = sick.name.clone();
-        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
-    })
-    .await;
+    node_deleted(&k, &sick.name, Duration::from_secs(30)).await;
     assert!(c.get_instance(sick.id).await.unwrap_err().is_not_found());
     assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 3, "one in, one out");
     let done: Vec<(String, Value)> = env
@@ -609,12 +593,7 @@ async fn a_node_recording_a_replacement_goes_once_its_pool_is_back_to_size() {
     .await;
     assert!(k.run(&["get", "node", &gone.name]).status.success(), "deleted after {faults} refused restores");
     env.zone.set_faults(0.0, 503, None).await;
-    wait_for("the Node to be deleted", Duration::from_secs(30), || {
-        let k = k.clone();
-        let name = gone.name.clone();
-        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
-    })
-    .await;
+    node_deleted(&k, &gone.name, Duration::from_secs(30)).await;
     assert_eq!(c.get_sks_nodepool(env.cluster, nodepool).await.unwrap().size, 3, "restored before the Node went");
 }
 
@@ -627,12 +606,7 @@ async fn a_node_whose_instance_is_gone_goes_when_it_turns_not_ready() {
     let gone = &instances[0];
     env.client.delete_instance(gone.id).await.unwrap();
     report_not_ready(env.kube(), &gone.name);
-    wait_for("the Node of the deleted instance to be deleted", Duration::from_secs(10), || {
-        let k = k.clone();
-        let name = gone.name.clone();
-        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
-    })
-    .await;
+    node_deleted(&k, &gone.name, Duration::from_secs(10)).await;
     for i in &instances[1..] {
         assert!(k.run(&["get", "node", &i.name]).status.success(), "{} was deleted too", i.name);
     }
@@ -678,12 +652,7 @@ async fn an_orchestrator_answering_503_deletes_nothing() {
     }
     // Once the orchestrator answers, the confirmed 404 deletes that Node, and only it.
     env.zone.set_faults(0.0, 503, None).await;
-    wait_for("the Node of the deleted instance to go", Duration::from_secs(30), || {
-        let k = k.clone();
-        let name = gone.name.clone();
-        async move { (!k.run(&["get", "node", &name]).status.success()).then_some(()) }
-    })
-    .await;
+    node_deleted(&k, &gone.name, Duration::from_secs(30)).await;
     for i in &instances[1..] {
         assert!(k.run(&["get", "node", &i.name]).status.success());
     }
