@@ -184,7 +184,9 @@ pub async fn heal(
                 Err(e) => return Err(e.into()),
             };
             if !still_member(instance, current.as_ref()) {
-                ctx.cloud.forget_instance(instance.id);
+                if current.is_none() {
+                    ctx.cloud.forget_instance(instance.id);
+                }
                 return Ok(());
             }
             // Write-ahead: the size is on the Node before the pool grows and the
