@@ -170,6 +170,13 @@ fn as_planned<'a>(nodes: &'a [Arc<SlimNode>], removing: &BTreeSet<String>) -> Ve
         .collect()
 }
 
+/// When a Node must have been created to be Ready now, `startup` ago:
+/// older NotReady Nodes are broken, not on their way.
+fn started_by(startup: Duration) -> jiff::Timestamp {
+    let startup = jiff::SignedDuration::try_from(startup).unwrap_or(jiff::SignedDuration::MAX);
+    now().checked_sub(startup).unwrap_or(jiff::Timestamp::MIN)
+}
+
 fn now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
@@ -277,8 +284,11 @@ impl Autoscaler {
             state.backed_off.retain(|_, until| *until > now);
             state.backed_off.keys().copied().collect()
         };
-        let templates: Vec<Template> =
-            pools.iter().map(|p| Template::new(templates::spec(p, &self.zone, &nodes), &daemonsets)).collect();
+        let started_by = started_by(self.options.max_node_provision_time);
+        let templates: Vec<Template> = pools
+            .iter()
+            .map(|p| Template::new(templates::spec(p, &self.zone, &nodes, started_by), &daemonsets))
+            .collect();
         let snapshot =
             ClusterSnapshot::new(nodes.iter().copied(), pods.iter().copied().filter(|p| p.node_name.is_some()));
         let pending: Vec<&PodInfo> = pods.iter().copied().filter(|p| p.is_unschedulable()).collect();

@@ -18,10 +18,11 @@ impl Autoscaler {
     /// backed off and the failure reported, instead of asked again and again.
     pub(super) async fn follow_provisioning(&self, pools: &[Autoscaled], nodes: &[&NodeInfo]) {
         let mut timed_out = Vec::new();
+        let started_by = super::started_by(self.options.max_node_provision_time);
         {
             let mut state = self.state();
             for pool in pools {
-                let waiting = templates::upcoming(pool, nodes) > 0;
+                let waiting = templates::upcoming(pool, nodes, started_by) > 0;
                 match (waiting, state.provisioning.get(&pool.id).copied()) {
                     (false, _) => {
                         state.provisioning.remove(&pool.id);

@@ -2,6 +2,7 @@
 //! knows of the nodepool (size, bounds, instance type, labels, taints) and
 //! what the Nodes say (how many of its instances are Ready nodes yet).
 
+use jiff::Timestamp;
 use sks_autoscaler::taints::{Effect, Taint};
 use sks_autoscaler::{NodeInfo, TemplateSpec};
 use sks_keys::label;
@@ -10,15 +11,21 @@ use crate::resources::nodepool::autoscaling::Autoscaled;
 
 /// Instances of `pool` that are not Ready nodes yet: capacity on its way
 /// (booting, registering, being initialized, or replacing a node auto-heal
-/// or the upgrade roll took out, which is no longer Ready or counted).
-pub fn upcoming(pool: &Autoscaled, nodes: &[&NodeInfo]) -> u32 {
+/// or the upgrade roll took out). A Node created before `started_by` and
+/// still not Ready is not on its way but broken (cluster-autoscaler's
+/// unready node past its startup time): it is not counted as coming, or a
+/// sick node would hold back scale-ups for as long as it stays sick.
+pub fn upcoming(pool: &Autoscaled, nodes: &[&NodeInfo], started_by: Timestamp) -> u32 {
     let id = pool.id.to_string();
-    let ready = nodes.iter().filter(|n| n.nodepool_id() == Some(id.as_str()) && n.ready).count();
-    u32::try_from(pool.size).unwrap_or(0).saturating_sub(u32::try_from(ready).unwrap_or(u32::MAX))
+    let of_pool = || nodes.iter().filter(|n| n.nodepool_id() == Some(id.as_str()));
+    let ready = of_pool().filter(|n| n.ready).count();
+    let broken = of_pool().filter(|n| !n.ready && n.created.is_some_and(|c| c < started_by)).count();
+    let counted = u32::try_from(ready + broken).unwrap_or(u32::MAX);
+    u32::try_from(pool.size).unwrap_or(0).saturating_sub(counted)
 }
 
 /// The template spec of `pool` in `zone`.
-pub fn spec(pool: &Autoscaled, zone: &str, nodes: &[&NodeInfo]) -> TemplateSpec {
+pub fn spec(pool: &Autoscaled, zone: &str, nodes: &[&NodeInfo], started_by: Timestamp) -> TemplateSpec {
     let id = pool.id.to_string();
     let node_labels = sks_keys::node_labels(&pool.labels, &id, &pool.instance_type, zone);
     let instance_type = node_labels.get(label::INSTANCE_TYPE).cloned().unwrap_or_default();
@@ -34,7 +41,7 @@ pub fn spec(pool: &Autoscaled, zone: &str, nodes: &[&NodeInfo]) -> TemplateSpec 
         min: u32::try_from(pool.bounds.min_replicas).unwrap_or(0),
         max: u32::try_from(pool.bounds.max_replicas).unwrap_or(0),
         target_size: u32::try_from(pool.size).unwrap_or(0),
-        upcoming: upcoming(pool, nodes),
+        upcoming: upcoming(pool, nodes, started_by),
     }
 }
 
@@ -60,7 +67,7 @@ mod tests {
 
     fn node(name: &str, pool: &str, ready: bool) -> NodeInfo {
         serde_json::from_value(json!({
-            "metadata": {"name": name, "labels": {label::NODEPOOL_ID: pool}},
+            "metadata": {"name": name, "labels": {label::NODEPOOL_ID: pool}, "creationTimestamp": "2026-12-01T10:00:00Z"},
             "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}
         }))
         .unwrap()
@@ -71,14 +78,18 @@ mod tests {
         let id = uuid::Uuid::nil().to_string();
         let nodes = [node("a", &id, true), node("b", &id, false), node("c", "other", true)];
         let refs: Vec<&NodeInfo> = nodes.iter().collect();
-        assert_eq!(upcoming(&pool(4), &refs), 3, "one Ready node of four instances");
-        assert_eq!(upcoming(&pool(1), &refs), 0);
-        assert_eq!(upcoming(&pool(0), &refs), 0, "never negative");
+        let before: Timestamp = "2026-12-01T09:00:00Z".parse().unwrap();
+        assert_eq!(upcoming(&pool(4), &refs, before), 3, "one Ready node of four instances");
+        assert_eq!(upcoming(&pool(1), &refs, before), 0);
+        assert_eq!(upcoming(&pool(0), &refs, before), 0, "never negative");
+        // b has been NotReady since before the startup time: broken, not coming.
+        let after: Timestamp = "2026-12-01T11:00:00Z".parse().unwrap();
+        assert_eq!(upcoming(&pool(4), &refs, after), 2, "two instances without a Node");
     }
 
     #[test]
     fn the_template_has_the_labels_and_taints_sks_ccm_gives_nodes() {
-        let s = spec(&pool(2), "ch-gva-2", &[]);
+        let s = spec(&pool(2), "ch-gva-2", &[], Timestamp::UNIX_EPOCH);
         assert_eq!(s.labels.get("team"), Some("shop"));
         assert_eq!(s.labels.get("kubernetes.io/os"), None, "Kubernetes' own labels are not taken from the nodepool");
         assert_eq!(s.labels.get(label::INSTANCE_TYPE), Some("standard.medium"));
