@@ -20,6 +20,8 @@ pub struct ApiServer {
     pub kubeconfig: PathBuf,
     args: Vec<String>,
     logs: Logs,
+    /// Its orchestrator endpoint when not its zone's own (a proxy in front of it).
+    orchestrator: Option<String>,
     dir: TempDir,
 }
 
@@ -29,11 +31,30 @@ impl ApiServer {
         Self::start_with(zone, cluster_id, args, None, &Logs::default())
     }
 
+    /// As [`ApiServer::start_with`] (served directly), with the orchestrator
+    /// reached at `endpoint` (`<url>/v2`: a proxy in place of `zone`,
+    /// [`crate::proxy::Proxy::start_in_place_of`]) instead of at the zone
+    /// itself; restarts keep it.
+    pub fn start_through(zone: &Zone, endpoint: &str, cluster_id: &str, args: &[&str], logs: &Logs) -> ApiServer {
+        Self::start_at(zone, Some(endpoint), cluster_id, args, None, logs)
+    }
+
     /// Starts a server for `cluster_id` of `zone` with extra `args`, logging as `logs`
     /// say. Behind a cluster API, it trusts that API's client and front-proxy CAs
     /// (`ca.crt` and `front-proxy-ca.crt` in `cluster_certs`).
     pub fn start_with(
         zone: &Zone,
+        cluster_id: &str,
+        args: &[&str],
+        cluster_certs: Option<&std::path::Path>,
+        logs: &Logs,
+    ) -> ApiServer {
+        Self::start_at(zone, None, cluster_id, args, cluster_certs, logs)
+    }
+
+    fn start_at(
+        zone: &Zone,
+        endpoint: Option<&str>,
         cluster_id: &str,
         args: &[&str],
         cluster_certs: Option<&std::path::Path>,
@@ -67,7 +88,8 @@ impl ApiServer {
             dir.path().join("metadata.json").display().to_string(),
         ];
         all.extend(args.iter().map(std::string::ToString::to_string));
-        let (child, url) = spawn(zone, &all, logs);
+        let orchestrator = endpoint.map(str::to_owned);
+        let (child, url) = spawn(orchestrator.as_deref().unwrap_or(&zone.endpoint()), &all, logs);
         // Behind a cluster API, sks-apiserver trusts that API's client CA only.
         let client_ca = match cluster_certs {
             Some(d) => sks_pki::CertificateAuthority::from_pem(
@@ -79,7 +101,7 @@ impl ApiServer {
         };
         let admin = TestPki::client(&client_ca, "admin", &["system:masters"]);
         let kubeconfig = pki.kubeconfig("admin.kubeconfig", &url, "admin", &admin);
-        ApiServer { child: Some(child), url, pki, kubeconfig, args: all, logs: logs.clone(), dir }
+        ApiServer { child: Some(child), url, pki, kubeconfig, args: all, logs: logs.clone(), orchestrator, dir }
     }
 
     /// Kills the process (SIGKILL).
@@ -99,7 +121,8 @@ impl ApiServer {
         let mut args = self.args.clone();
         let i = args.iter().position(|a| a == "--listen").unwrap();
         args[i + 1] = listen.clone();
-        let (child, url) = spawn(zone, &args, &self.logs);
+        let endpoint = self.orchestrator.clone().unwrap_or_else(|| zone.endpoint());
+        let (child, url) = spawn(&endpoint, &args, &self.logs);
         assert_eq!(url, self.url);
         self.child = Some(child);
     }
@@ -157,10 +180,11 @@ impl ApiServer {
     }
 }
 
-fn spawn(zone: &Zone, args: &[String], logs: &Logs) -> (Child, String) {
+/// Starts sks-apiserver with `args`, its orchestrator at `endpoint` (`<url>/v2`).
+fn spawn(endpoint: &str, args: &[String], logs: &Logs) -> (Child, String) {
     let mut cmd = Command::new(bin("sks-apiserver"));
     cmd.args(args).env_remove("KUBECONFIG");
-    let (child, first) = logs.spawn(zone.orchestrator_env(&mut cmd), "sks-apiserver");
+    let (child, first) = logs.spawn(crate::zone::orchestrator_env(endpoint, &mut cmd), "sks-apiserver");
     let url = first.strip_prefix("sks-apiserver listening on ").expect("address line").trim().to_owned();
     (child, url)
 }

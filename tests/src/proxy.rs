@@ -1,8 +1,11 @@
 //! A proxy in front of a zone that records every exchange (for the spec
-//! conformance check) and can answer 503 itself (for retry tests).
+//! conformance check, and when each request arrived), can answer 503 itself
+//! (for retry tests), and can stand in the zone's place for clients that
+//! switch zones ([`Proxy::start_in_place_of`]).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -24,6 +27,21 @@ pub struct Exchange {
     pub status: u16,
     /// Answer body.
     pub response: serde_json::Value,
+    /// When the request arrived at the proxy, before it was forwarded.
+    pub received: Instant,
+}
+
+impl Exchange {
+    /// The request's path as the spec names it: after the endpoint's `/v2`
+    /// (or, once a client switched zones, `/<zone>/v2`) prefix.
+    pub fn api_path(&self) -> &str {
+        self.path.split_once("/v2").map_or(self.path.as_str(), |(_, rest)| rest)
+    }
+
+    /// The spec's operationId of the request (`scale-sks-nodepool`), if the spec has its path.
+    pub fn operation(&self) -> Option<&'static str> {
+        exo_openapi::Spec::embedded().operation(&self.method, self.api_path()).map(|op| op.id)
+    }
 }
 
 #[derive(Clone)]
@@ -32,6 +50,8 @@ struct Shared {
     http: reqwest::Client,
     exchanges: Arc<Mutex<Vec<Exchange>>>,
     fail_posts: Arc<AtomicU32>,
+    /// Answers name the proxy's URL wherever they named the target's.
+    in_place: Option<String>,
 }
 
 /// A running proxy; stops with the test's runtime.
@@ -44,15 +64,28 @@ pub struct Proxy {
 impl Proxy {
     /// Starts a proxy to `target` (a base URL) on a free port.
     pub async fn start(target: &str) -> Proxy {
+        Self::spawn(target, false).await
+    }
+
+    /// Starts a proxy to `target` (a zone's base URL) whose answers name the
+    /// proxy wherever they named the zone, as the `api-endpoint` of `GET /zone`
+    /// does: a client that switches zones (as sks-apiserver and sks-ccm do)
+    /// then keeps talking through the proxy.
+    pub async fn start_in_place_of(target: &str) -> Proxy {
+        Self::spawn(target, true).await
+    }
+
+    async fn spawn(target: &str, in_place: bool) -> Proxy {
         orchestrator::install_crypto_provider();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding proxy");
+        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
         let shared = Shared {
             target: target.trim_end_matches('/').to_owned(),
             http: reqwest::Client::new(),
             exchanges: Arc::default(),
             fail_posts: Arc::default(),
+            in_place: in_place.then(|| url.clone()),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding proxy");
-        let url = format!("http://{}", listener.local_addr().expect("proxy address"));
         let app = axum::Router::new().fallback(forward).with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Proxy { url, shared }
@@ -60,7 +93,17 @@ impl Proxy {
 
     /// Every exchange so far.
     pub fn exchanges(&self) -> Vec<Exchange> {
-        self.shared.exchanges.lock().unwrap().clone()
+        self.exchanges_from(0)
+    }
+
+    /// How many exchanges there were so far: a mark for [`Proxy::exchanges_from`].
+    pub fn count(&self) -> usize {
+        self.shared.exchanges.lock().unwrap().len()
+    }
+
+    /// The exchanges after the first `mark`, in the order they were answered.
+    pub fn exchanges_from(&self, mark: usize) -> Vec<Exchange> {
+        self.shared.exchanges.lock().unwrap().get(mark..).map(<[Exchange]>::to_vec).unwrap_or_default()
     }
 
     /// Answers the next `n` POSTs with 503 without forwarding them.
@@ -70,6 +113,7 @@ impl Proxy {
 }
 
 async fn forward(State(s): State<Shared>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let received = Instant::now();
     let query: Vec<(String, String)> =
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect();
     let request = (!body.is_empty()).then(|| serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
@@ -80,6 +124,7 @@ async fn forward(State(s): State<Shared>, method: Method, uri: Uri, headers: Hea
         request: request.clone(),
         status,
         response,
+        received,
     };
     if method == Method::POST
         && s.fail_posts.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok()
@@ -100,7 +145,13 @@ async fn forward(State(s): State<Shared>, method: Method, uri: Uri, headers: Hea
         Err(e) => return (StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
     };
     let status = resp.status().as_u16();
-    let bytes = resp.bytes().await.unwrap_or_default();
+    let mut bytes = resp.bytes().await.unwrap_or_default();
+    if let Some(url) = &s.in_place {
+        let text = String::from_utf8_lossy(&bytes);
+        if text.contains(&s.target) {
+            bytes = Bytes::from(text.replace(&s.target, url));
+        }
+    }
     let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     s.exchanges.lock().unwrap().push(record(status, value));
     (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), [("content-type", "application/json")], bytes)
@@ -126,8 +177,7 @@ pub fn review(exchanges: &[Exchange]) -> (Vec<Call>, Vec<String>) {
     let mut calls = Vec::new();
     let mut problems = Vec::new();
     for ex in exchanges {
-        let api_path = ex.path.strip_prefix("/v2").unwrap_or(&ex.path);
-        let Some(op) = spec.operation(&ex.method, api_path) else {
+        let Some(op) = spec.operation(&ex.method, ex.api_path()) else {
             problems.push(format!("{} {}: not in the spec", ex.method, ex.path));
             continue;
         };

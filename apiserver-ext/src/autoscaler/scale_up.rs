@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use sks_autoscaler::scale_up::Increase;
 use sks_autoscaler::{ClusterSnapshot, NodeInfo, PodInfo, ScaleUpOptions, Template, events, plan_scale_up};
 use sks_kubeclient::events::EventType;
 use uuid::Uuid;
@@ -81,10 +82,11 @@ impl Autoscaler {
                 );
             }
         }
-        let mut resized = false;
+        // Every pool is asked first and reported after: the events of one
+        // pool's pods (one a pod) do not hold up the next pool's scale-up.
+        let mut scaled = Vec::new();
         for (id, (planned_from, to, reason)) in &targets {
             let Some(pool) = pools.iter().find(|p| p.id == *id) else { continue };
-            let increase = plan.increases.iter().find(|i| i.template.nodepool_id == id.to_string());
             // The plan's sizes are the nodepool cache's, which may predate the
             // last resize: the size is read again, and a pool already as large
             // is left alone (a smaller size would drop nodes nobody chose).
@@ -99,62 +101,22 @@ impl Autoscaler {
                 tracing::debug!(nodepool = %pool.name, planned_from, to, live, "the nodepool is already as large as planned");
                 continue;
             };
-            let (from, to) = (&from, to);
-            resized = true;
             match self.orchestrator.scale_sks_nodepool(self.cluster, *id, *to).await {
-                Ok(_) => {
-                    tracing::info!(nodepool = %pool.name, from, to, %reason, "scaled up");
-                    self.metrics
-                        .scaled_up_nodes
-                        .with_label_values(&[&pool.name])
-                        .inc_by(u64::try_from(to - from).unwrap_or(0));
-                    self.metrics.decided("scale_up", "PendingPods");
-                    let stamp = now();
-                    {
-                        let mut state = self.state();
-                        state.last_scale_up.insert(id.to_string(), stamp);
-                        state.provisioning.insert(*id, Provisioning { since: Instant::now() });
-                    }
-                    let change = ScaleChange { time: stamp.to_string(), from: *from, to: *to, reason: reason.clone() };
-                    if let Err(e) = self.nodepools.record_autoscaling(*id, |s| s.last_scale_up = Some(change)).await {
-                        tracing::warn!(nodepool = %pool.name, error = %e.message, "recording a scale-up failed");
-                    }
-                    let regarding = nodepool_ref(&id.to_string(), &pool.name);
-                    let size = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
-                    let note = events::scaled_up_group(&events::ScaleUpInfo {
-                        group: &pool.name,
-                        current: size(*from),
-                        new: size(*to),
-                        max: size(pool.bounds.max_replicas),
-                    });
-                    self.event(&regarding, EventType::Normal, events::SCALED_UP_GROUP, &note).await;
-                    if let Some(inc) = increase {
-                        let message = inc.pod_message();
-                        for pod in &inc.pods {
-                            self.event(&pod_ref(pod), EventType::Normal, events::TRIGGERED_SCALE_UP, &message).await;
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(nodepool = %pool.name, error = %e, "a scale-up failed; backing the nodepool off");
-                    self.metrics.failed_scale_ups.with_label_values(&["cloudProviderError"]).inc();
-                    self.state()
-                        .backed_off
-                        .insert(*id, Instant::now() + self.options.backoff.min(Duration::from_secs(30)));
-                    let note = format!("scaling nodepool {} to {to} failed: {e}", pool.name);
-                    self.event(
-                        &nodepool_ref(&id.to_string(), &pool.name),
-                        EventType::Warning,
-                        "FailedToScaleUpGroup",
-                        &note,
-                    )
-                    .await;
-                }
+                Ok(_) => scaled.push((pool, from, *to, reason.as_str())),
+                Err(e) => self.scale_up_failed(pool, *to, &e).await,
             }
         }
-        // The next round plans from the sizes just set, not from the cache's older ones.
-        if resized && let Err(e) = self.nodepools.refresh().await {
-            tracing::warn!(error = %e, "refreshing nodepools after a scale-up failed");
+        // The next round must plan from the sizes just asked for: from the
+        // cache's, up to a refresh period old, it would ask again, and once
+        // some of the new nodes are Ready, shrink the pool under the others.
+        if !scaled.is_empty()
+            && let Err(e) = self.nodepools.refresh().await
+        {
+            tracing::warn!(error = %e, "refreshing the nodepools after a scale-up failed");
+        }
+        for (pool, from, to, reason) in scaled {
+            let increase = plan.increases.iter().find(|i| i.template.nodepool_id == pool.id.to_string());
+            self.scaled_up(pool, from, to, reason, increase).await;
         }
         for unhelped in &plan.unhelped {
             let message = unhelped.message();
@@ -191,6 +153,50 @@ impl Autoscaler {
             }
         }
         landing
+    }
+
+    /// Reports a scale-up of `pool` from `from` to `to` nodes: log, metrics,
+    /// `status.autoscaling`, and the events of the NodePool and of the pods it is for.
+    async fn scaled_up(&self, pool: &Autoscaled, from: i64, to: i64, reason: &str, increase: Option<&Increase<'_>>) {
+        let id = pool.id;
+        tracing::info!(nodepool = %pool.name, from, to, %reason, "scaled up");
+        self.metrics.scaled_up_nodes.with_label_values(&[&pool.name]).inc_by(u64::try_from(to - from).unwrap_or(0));
+        self.metrics.decided("scale_up", "PendingPods");
+        let stamp = now();
+        {
+            let mut state = self.state();
+            state.last_scale_up.insert(id.to_string(), stamp);
+            state.provisioning.insert(id, Provisioning { since: Instant::now() });
+        }
+        let change = ScaleChange { time: stamp.to_string(), from, to, reason: reason.to_owned() };
+        if let Err(e) = self.nodepools.record_autoscaling(id, |s| s.last_scale_up = Some(change)).await {
+            tracing::warn!(nodepool = %pool.name, error = %e.message, "recording a scale-up failed");
+        }
+        let regarding = nodepool_ref(&id.to_string(), &pool.name);
+        let size = |n: i64| u32::try_from(n).unwrap_or(u32::MAX);
+        let note = events::scaled_up_group(&events::ScaleUpInfo {
+            group: &pool.name,
+            current: size(from),
+            new: size(to),
+            max: size(pool.bounds.max_replicas),
+        });
+        self.event(&regarding, EventType::Normal, events::SCALED_UP_GROUP, &note).await;
+        if let Some(inc) = increase {
+            let message = inc.pod_message();
+            for pod in &inc.pods {
+                self.event(&pod_ref(pod), EventType::Normal, events::TRIGGERED_SCALE_UP, &message).await;
+            }
+        }
+    }
+
+    /// Reports a refused scale-up of `pool` to `to` nodes and backs the pool off for a while.
+    async fn scale_up_failed(&self, pool: &Autoscaled, to: i64, e: &orchestrator::Error) {
+        tracing::warn!(nodepool = %pool.name, error = %e, "a scale-up failed; backing the nodepool off");
+        self.metrics.failed_scale_ups.with_label_values(&["cloudProviderError"]).inc();
+        self.state().backed_off.insert(pool.id, Instant::now() + self.options.backoff.min(Duration::from_secs(30)));
+        let note = format!("scaling nodepool {} to {to} failed: {e}", pool.name);
+        self.event(&nodepool_ref(&pool.id.to_string(), &pool.name), EventType::Warning, "FailedToScaleUpGroup", &note)
+            .await;
     }
 }
 

@@ -62,7 +62,12 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from(format!("target/bench/{}.json", cli.scenario.name())));
     report.write_json(&path)?;
     println!("JSON report: {}", path.display());
+    // A scenario lists what went wrong (work not done in time) in results.problems: the run fails.
+    let problems = report.results["problems"].as_array().map_or(0, Vec::len);
     // Children (zone, apiserver) were killed when the scenario's stack dropped.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    if problems > 0 {
+        anyhow::bail!("{problems} problem(s), listed in the report");
+    }
     Ok(())
 }

@@ -124,6 +124,15 @@ impl Counts {
         )
     }
 
+    /// These requests and `other`'s together.
+    pub fn plus(&self, other: &Counts) -> Counts {
+        let mut out = self.0.clone();
+        for (k, n) in &other.0 {
+            *out.entry(k.clone()).or_insert(0) += n;
+        }
+        Counts(out)
+    }
+
     /// How many requests match `f` (by kind and answer).
     pub fn count(&self, f: impl Fn(&Request, &str) -> bool) -> u64 {
         self.0.iter().filter(|((r, code), _)| f(r, code)).map(|(_, n)| n).sum()

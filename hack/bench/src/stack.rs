@@ -61,7 +61,8 @@ pub fn admin(pki: &TestPki) -> sks_pki::IssuedCert {
     TestPki::client(&pki.client_ca, "admin", &["system:masters"])
 }
 
-fn control_client(pki: &TestPki) -> anyhow::Result<reqwest::Client> {
+/// An admin (system:masters) client of an apiserver with `pki`, for control requests.
+pub fn control_client(pki: &TestPki) -> anyhow::Result<reqwest::Client> {
     orchestrator::install_crypto_provider();
     let id = admin(pki);
     Ok(reqwest::Client::builder()

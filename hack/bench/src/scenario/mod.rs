@@ -2,6 +2,7 @@
 //! bounded load against it and returns a [`Report`].
 
 pub mod api;
+pub mod autoscale;
 pub mod lbs;
 pub mod nodes;
 pub mod watch;
@@ -65,6 +66,10 @@ pub enum Scenario {
     /// sks-ccm load balancers: many LoadBalancer Services at once (time to ingress IP, orchestrator
     /// calls), NLB calls during node churn, and calls over accelerated drift periods.
     Lbs(lbs::Args),
+    /// sks-apiserver's autoscaler: bursts of pending pods (time to the scale request, nodes asked for
+    /// against first-fit-decreasing, calls per decision), an emptied node's removal, memory with
+    /// 1,000 Nodes and 30,000 Pods, Kubernetes API requests.
+    Autoscale(autoscale::Args),
 }
 
 impl Scenario {
@@ -72,6 +77,7 @@ impl Scenario {
     pub fn name(&self) -> &'static str {
         match self {
             Scenario::Api(_) => "api",
+            Scenario::Autoscale(_) => "autoscale",
             Scenario::Watch(_) => "watch",
             Scenario::Nodes(_) => "nodes",
             Scenario::Lbs(_) => "lbs",
@@ -82,6 +88,7 @@ impl Scenario {
     pub fn common(&self) -> &Common {
         match self {
             Scenario::Api(a) => &a.common,
+            Scenario::Autoscale(a) => &a.common,
             Scenario::Watch(a) => &a.common,
             Scenario::Nodes(a) => &a.common,
             Scenario::Lbs(a) => &a.common,
@@ -92,6 +99,7 @@ impl Scenario {
     pub async fn run(&self) -> anyhow::Result<Report> {
         match self {
             Scenario::Api(a) => api::run(a).await,
+            Scenario::Autoscale(a) => autoscale::run(a).await,
             Scenario::Watch(a) => watch::run(a).await,
             Scenario::Nodes(a) => nodes::run(a).await,
             Scenario::Lbs(a) => lbs::run(a).await,

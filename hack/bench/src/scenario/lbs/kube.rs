@@ -1,7 +1,7 @@
-//! The cluster's Kubernetes API as the `lbs` scenario drives it: an admin
-//! client (a `system:masters` certificate from the stand-in's CA) over one
-//! HTTP/2 connection, Service creation, a Service watch that timestamps each
-//! Service's first ingress IP, and Node counts.
+//! The cluster's Kubernetes API as the `lbs` and `autoscale` scenarios drive
+//! it: an admin client (a `system:masters` certificate from the stand-in's
+//! CA) over one HTTP/2 connection, Service creation, a Service watch that
+//! timestamps each Service's first ingress IP, and Node counts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -60,6 +60,23 @@ fn ingress_ip(svc: &Value) -> Option<String> {
     svc.pointer("/status/loadBalancer/ingress/0/ip").and_then(Value::as_str).map(str::to_owned)
 }
 
+/// Sends `method url` with `http` and a JSON `body` (a merge patch for PATCH): status and JSON answer.
+pub async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = http.request(method.parse()?, url).timeout(REQUEST_TIMEOUT);
+    if let Some(b) = body {
+        let kind = if method == "PATCH" { "application/merge-patch+json" } else { "application/json" };
+        req = req.header("content-type", kind).body(serde_json::to_vec(b)?);
+    }
+    let resp = req.send().await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
 impl Kube {
     /// A client as `bench-admin` (`system:masters`), certificate from `cert_dir`'s `ca.crt`/`ca.key`.
     pub fn new(url: &str, cert_dir: &std::path::Path) -> anyhow::Result<Self> {
@@ -75,7 +92,8 @@ impl Kube {
         Ok(Kube { url: url.trim_end_matches('/').to_owned(), http })
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    /// `GET path`, its JSON body; an error unless 2xx.
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
         let resp = self.http.get(format!("{}{path}", self.url)).timeout(REQUEST_TIMEOUT).send().await?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
@@ -83,6 +101,20 @@ impl Kube {
             bail!("GET {path}: {status}: {body}");
         }
         Ok(body)
+    }
+
+    /// Sends `method path` with a JSON `body` (a merge patch for PATCH): status and JSON answer.
+    pub async fn send(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        send(&self.http, &format!("{}{path}", self.url), method, body).await
+    }
+
+    /// Opens `GET path` without a timeout (a watch); an error unless 2xx.
+    pub async fn open(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let resp = self.http.get(format!("{}{path}", self.url)).send().await?;
+        if !resp.status().is_success() {
+            bail!("GET {path}: {}", resp.status());
+        }
+        Ok(resp)
     }
 
     /// The API's /metrics text.

@@ -18,7 +18,7 @@
 //!
 //! sks-ccm's calls come from its own `/metrics` (`orchestrator_requests_total`).
 
-mod kube;
+pub mod kube;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
