@@ -755,7 +755,9 @@ async fn run(chaos: Chaos, faults: Value) {
     let statuses: u64 = faults_seen["status"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
     let others = ["resets", "failed-operations"].iter().filter_map(|k| faults_seen[k].as_u64()).sum::<u64>();
     let injected = statuses + others;
-    assert!(calls > 0 && injected * 100 >= calls * 10, "faults really were injected: {faults_seen}");
+    // A floor that proves the chaos was not vacuous, well under the injected
+    // share: at 10% it failed now and then on an unlucky draw (9.3%, 7.9%).
+    assert!(calls > 0 && injected * 100 >= calls * 5, "faults really were injected: {faults_seen}");
     if chaos == Chaos::RandomKills {
         assert_eq!(replicas.kills, 2 * size.kills_per_phase);
     }
